@@ -1,0 +1,138 @@
+"""The Dataset record every loader returns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from imgclf.errors import DatasetError
+
+__all__ = ["Dataset"]
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A labelled set of images.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (N, H, W, C), or None
+        C-contiguous pixels.
+    labels : ndarray of int64, shape (N,)
+        Indices into ``classes``.
+    classes : tuple of str
+        Class names; ``classes[labels[i]]`` names image ``i``.
+    name : str
+        Where the data came from (for messages and reports).
+    coarse_labels : ndarray of int64, shape (N,), optional
+        Superclass indices (CIFAR-100's 20 coarse classes).
+    coarse_classes : tuple of str, optional
+        Superclass names.
+    points : ndarray of float32, shape (N, D), optional
+        For the 2D toy sets, which are points, not images: given instead of
+        ``images``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = Dataset(np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 1, 1, 0]), ("a", "b"))
+    >>> len(ds), ds.subset([1, 2]).class_counts()
+    (4, {'a': 0, 'b': 2})
+    """
+
+    images: np.ndarray | None
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    name: str = ""
+    coarse_labels: np.ndarray | None = None
+    coarse_classes: tuple[str, ...] | None = None
+    points: np.ndarray | None = None
+    meta: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.images is None) == (self.points is None):
+            raise DatasetError(f"{self._label}: give exactly one of images or points")
+        if self.images is not None:
+            images = np.ascontiguousarray(self.images)
+            if images.dtype != np.uint8 or images.ndim != 4:
+                raise DatasetError(
+                    f"{self._label}: images must be uint8 (N, H, W, C), "
+                    f"got {images.dtype} {images.shape}"
+                )
+            object.__setattr__(self, "images", images)
+        else:
+            points = np.ascontiguousarray(self.points, dtype=np.float32)
+            if points.ndim != 2:
+                raise DatasetError(f"{self._label}: points must be (N, D), got {points.shape}")
+            object.__setattr__(self, "points", points)
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "labels", self._checked_labels(self.labels, self.classes))
+        if self.coarse_labels is not None:
+            coarse = tuple(str(c) for c in self.coarse_classes or ())
+            object.__setattr__(self, "coarse_classes", coarse)
+            object.__setattr__(
+                self, "coarse_labels", self._checked_labels(self.coarse_labels, coarse)
+            )
+
+    def _checked_labels(self, labels, classes) -> np.ndarray:
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        n = len(self.X)
+        if labels.shape != (n,):
+            raise DatasetError(f"{self._label}: {n} samples but labels of shape {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise DatasetError(
+                f"{self._label}: labels must lie in [0, {len(classes)}), "
+                f"got [{labels.min()}, {labels.max()}]"
+            )
+        return labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def _label(self) -> str:
+        return self.name or "dataset"
+
+    @property
+    def X(self) -> np.ndarray:
+        """Feature matrix ``(N, D)``: flattened uint8 pixels, or the float32 points."""
+        if self.images is None:
+            return self.points  # type: ignore[return-value]
+        return self.images.reshape(len(self.images), -1)
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """``(H, W, C)`` of every image; None for a point set."""
+        return None if self.images is None else tuple(self.images.shape[1:])
+
+    def subset(self, indices) -> Dataset:
+        """The images at ``indices`` (an index array or boolean mask), same classes."""
+        indices = np.asarray(indices)
+        coarse = None if self.coarse_labels is None else self.coarse_labels[indices]
+        return Dataset(
+            None if self.images is None else self.images[indices],
+            self.labels[indices],
+            self.classes,
+            self.name,
+            coarse,
+            self.coarse_classes,
+            None if self.points is None else self.points[indices],
+            dict(self.meta),
+        )
+
+    def summary(self) -> dict:
+        """A JSON-able description: size, image shape, classes and images per class."""
+        return {
+            "name": self.name,
+            "images": len(self),
+            "image_shape": list(self.image_shape or self.X.shape[1:]),
+            "classes": list(self.classes),
+            "per_class": self.class_counts(),
+        }
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of images per class name, in class order (zeros included)."""
+        counts = Counter(self.labels.tolist())
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}

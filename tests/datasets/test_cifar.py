@@ -1,0 +1,435 @@
+"""CIFAR loaders against small files written in the official formats.
+
+The official batches were pickled by Python 2 (protocol 2, NumPy 1): its
+``str`` became 8-bit strings and arrays refer to ``numpy.core.multiarray``.
+``_py2_dumps`` writes the same bytes, so the fixtures exercise what a real
+download holds; a Python 3 writer is covered as well.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import pickle
+import pickletools
+import struct
+import tarfile
+
+import numpy as np
+import pytest
+
+from imgclf.datasets._safe_pickle import safe_load
+from imgclf.datasets.cifar import detect_cifar, load_cifar10, load_cifar100
+from imgclf.errors import DatasetError, FormatError, UnsafePickleError
+
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer"]  # 5 suffice here
+FINE_NAMES = [f"fine{i}" for i in range(6)]
+COARSE_NAMES = ["coarse0", "coarse1", "coarse2"]
+PER_BATCH = 3
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes str and bytes as Python 2 wrote its str: 8-bit string opcodes."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj):
+        data = obj.encode("latin1") if isinstance(obj, str) else obj
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+    dispatch[str] = save_py2_str
+
+
+def _py2_dumps(obj) -> bytes:
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(obj)
+    # NumPy 1 wrote the reconstructor under its old module name.
+    return buf.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+
+
+def _py3_dumps(obj) -> bytes:
+    return pickle.dumps(obj, protocol=2)
+
+
+def _rows(images: np.ndarray) -> np.ndarray:
+    """Official row layout of ``images`` (N, 32, 32, 3): R plane, G plane, B plane."""
+    return images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+
+
+def _images(rng, n: int) -> np.ndarray:
+    return rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+
+
+def _write(path, obj, dumps=_py2_dumps) -> None:
+    path.write_bytes(dumps(obj))
+
+
+def make_cifar10(root, dumps=_py2_dumps, seed=0):
+    """Write ``root/cifar-10-batches-py``; return it and the expected train/test arrays."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    _write(folder / "batches.meta", {b"label_names": [n.encode() for n in CIFAR10_NAMES]}, dumps)
+    expected = {}
+    for split, names in {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}.items():
+        images = _images(rng, PER_BATCH * len(names))
+        labels = rng.integers(0, len(CIFAR10_NAMES), size=len(images))
+        for k, name in enumerate(names):
+            part = slice(k * PER_BATCH, (k + 1) * PER_BATCH)
+            batch = {
+                b"batch_label": f"batch {k + 1} of {len(names)}".encode(),
+                b"labels": [int(v) for v in labels[part]],
+                b"data": _rows(images[part]),
+                b"filenames": [f"img_{k}_{j}.png".encode() for j in range(PER_BATCH)],
+            }
+            _write(folder / name, batch, dumps)
+        expected[split] = (images, labels)
+    return folder, expected
+
+
+def make_cifar100(root, dumps=_py2_dumps, seed=1):
+    """Write ``root/cifar-100-python``; return it and expected (images, fine, coarse)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    meta = {
+        b"fine_label_names": [n.encode() for n in FINE_NAMES],
+        b"coarse_label_names": [n.encode() for n in COARSE_NAMES],
+    }
+    _write(folder / "meta", meta, dumps)
+    expected = {}
+    for split, n in {"train": 5, "test": 4}.items():
+        images = _images(rng, n)
+        fine = rng.integers(0, len(FINE_NAMES), size=n)
+        coarse = fine // 2
+        batch = {
+            b"filenames": [f"{split}_{j}.png".encode() for j in range(n)],
+            b"batch_label": f"{split}ing batch 1 of 1".encode(),
+            b"fine_labels": [int(v) for v in fine],
+            b"coarse_labels": [int(v) for v in coarse],
+            b"data": _rows(images),
+        }
+        _write(folder / split, batch, dumps)
+        expected[split] = (images, fine, coarse)
+    return folder, expected
+
+
+def make_archive(folder, archive_name, skip=()):
+    """Pack ``folder`` as the official archive does: the folder first, then its files."""
+    archive = folder.parent / archive_name
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name, recursive=False)
+        for path in sorted(folder.iterdir()):
+            if path.name not in skip:
+                tar.add(path, arcname=f"{folder.name}/{path.name}")
+    return archive
+
+
+def _spot(path, form: str, archive_name: str):
+    """``path`` (the batches folder) as given in ``form``: folder, parent or archive."""
+    if form == "folder":
+        return path
+    if form == "parent":
+        return path.parent
+    return make_archive(path, archive_name)
+
+
+class _Evil:
+    """Unpickling this runs a shell command: what a hostile dataset file would do."""
+
+    def __reduce__(self):
+        return (os.system, ("touch SENTINEL",))
+
+
+def _globals_in(payload: bytes) -> list[str]:
+    return [arg for op, arg, _ in pickletools.genops(payload) if op.name == "GLOBAL"]
+
+
+# --- loading -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["folder", "parent", "archive"])
+@pytest.mark.parametrize("dumps", [_py2_dumps, _py3_dumps], ids=["py2-written", "py3-written"])
+def test_cifar10_round_trip(tmp_path, form, dumps):
+    folder, expected = make_cifar10(tmp_path, dumps)
+    path = _spot(folder, form, "cifar-10-python.tar.gz")
+
+    splits = load_cifar10(path)
+
+    assert sorted(splits) == ["test", "train"]
+    for split, (images, labels) in expected.items():
+        ds = splits[split]
+        assert ds.images.dtype == np.uint8 and ds.images.shape == (len(images), 32, 32, 3)
+        assert ds.images.flags.c_contiguous
+        np.testing.assert_array_equal(ds.images, images)
+        assert ds.labels.dtype == np.int64
+        np.testing.assert_array_equal(ds.labels, labels)
+        assert ds.classes == tuple(CIFAR10_NAMES)
+        assert ds.coarse_labels is None
+        assert ds.name == f"cifar10:{path}"
+    assert len(splits["train"]) == 5 * PER_BATCH and len(splits["test"]) == PER_BATCH
+
+
+def test_cifar10_pixel_layout(tmp_path):
+    folder, _ = make_cifar10(tmp_path)
+    batch = pickle.loads((folder / "data_batch_2").read_bytes(), encoding="bytes")
+    data = np.zeros_like(batch[b"data"])
+    # Row layout: plane (R=0, G=1, B=2) * 1024 + row * 32 + col.
+    data[1, 2 * 1024 + 5 * 32 + 7] = 200  # image 1, blue, row 5, col 7
+    data[0, 0 * 1024 + 31 * 32 + 0] = 17  # image 0, red, row 31, col 0
+    data[2, 1 * 1024 + 0 * 32 + 30] = 99  # image 2, green, row 0, col 30
+    batch[b"data"] = data
+    _write(folder / "data_batch_2", batch)
+
+    images = load_cifar10(folder)["train"].images[PER_BATCH : 2 * PER_BATCH]
+
+    assert images[1, 5, 7, 2] == 200
+    assert images[0, 31, 0, 0] == 17
+    assert images[2, 0, 30, 1] == 99
+    assert np.count_nonzero(images) == 3
+
+
+@pytest.mark.parametrize("form", ["folder", "parent", "archive"])
+def test_cifar100_fine_and_coarse(tmp_path, form):
+    folder, expected = make_cifar100(tmp_path)
+    path = _spot(folder, form, "cifar-100-python.tar.gz")
+
+    splits = load_cifar100(path)
+
+    for split, (images, fine, coarse) in expected.items():
+        ds = splits[split]
+        np.testing.assert_array_equal(ds.images, images)
+        np.testing.assert_array_equal(ds.labels, fine)
+        np.testing.assert_array_equal(ds.coarse_labels, coarse)
+        assert ds.coarse_labels.dtype == np.int64
+        assert ds.classes == tuple(FINE_NAMES)
+        assert ds.coarse_classes == tuple(COARSE_NAMES)
+        assert ds.name == f"cifar100:{path}"
+
+
+def test_archive_with_dot_slash_members(tmp_path):
+    folder, expected = make_cifar10(tmp_path)
+    archive = tmp_path / "repacked.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=f"./{folder.name}")
+
+    np.testing.assert_array_equal(load_cifar10(archive)["test"].labels, expected["test"][1])
+
+
+# --- detection -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["folder", "parent", "archive", "archive-parent"])
+@pytest.mark.parametrize(
+    ("make", "archive_name", "kind"),
+    [
+        (make_cifar10, "cifar-10-python.tar.gz", "cifar10"),
+        (make_cifar100, "cifar-100-python.tar.gz", "cifar100"),
+    ],
+)
+def test_detect(tmp_path, form, make, archive_name, kind):
+    folder, _ = make(tmp_path / "data")
+    if form == "archive-parent":  # only the archive, next to nothing else
+        archive = make_archive(folder, archive_name)
+        path = tmp_path / "downloads"
+        path.mkdir()
+        archive.rename(path / archive_name)
+    else:
+        path = _spot(folder, form, archive_name)
+
+    assert detect_cifar(path) == kind
+
+
+def test_detect_others(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not an archive")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "train").mkdir()  # an image folder, not CIFAR-100
+    (tmp_path / "images" / "meta").write_text("x")
+    other = tmp_path / "other.tar.gz"
+    with tarfile.open(other, "w:gz") as tar:
+        tar.add(tmp_path / "notes.txt", arcname="notes.txt")
+
+    for path in ["empty", "notes.txt", "images", "other.tar.gz", "absent"]:
+        assert detect_cifar(tmp_path / path) is None, path
+
+
+# --- hostile and damaged files ---------------------------------------------------
+
+
+@pytest.mark.parametrize("in_archive", [False, True], ids=["folder", "archive"])
+def test_malicious_pickle_is_refused_without_running(tmp_path, monkeypatch, in_archive):
+    folder, _ = make_cifar10(tmp_path / "data")
+    payload = pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2)
+    system = f"{os.system.__module__}.system"  # posix.system here, nt.system on Windows
+    assert system.replace(".", " ") in _globals_in(payload)  # the payload is real
+    (folder / "data_batch_1").write_bytes(payload)
+    path = make_archive(folder, "cifar-10-python.tar.gz") if in_archive else folder
+    monkeypatch.chdir(tmp_path)  # where "touch SENTINEL" would create its file
+
+    with pytest.raises(UnsafePickleError) as caught:
+        load_cifar10(path)
+
+    message = str(caught.value)
+    assert "data_batch_1" in message and system in message
+    assert "nothing was executed" in message
+    assert not (tmp_path / "SENTINEL").exists()
+
+
+@pytest.mark.parametrize(
+    ("function", "global_name"),
+    [
+        (eval, "builtins.eval"),
+        (getattr, "builtins.getattr"),
+        (np.load, "numpy.load"),  # NumPy is allowed name by name, not as a module
+        (codecs.decode, "_codecs.decode"),
+    ],
+)
+def test_safe_load_refuses_other_globals(function, global_name):
+    class Hostile:
+        def __reduce__(self):
+            return (function, ("x",))
+
+    payload = pickle.dumps([Hostile()], protocol=2)
+
+    with pytest.raises(UnsafePickleError, match=rf"^batch: pickle refers to {global_name}, "):
+        safe_load(io.BytesIO(payload), "batch")
+
+
+def test_safe_load_refuses_codecs_other_than_latin1():
+    class Rot13:
+        def __reduce__(self):
+            return (codecs.encode, ("abc", "rot13"))
+
+    with pytest.raises(UnsafePickleError, match="'rot13'"):
+        safe_load(io.BytesIO(pickle.dumps(Rot13(), protocol=2)), "batch")
+
+
+@pytest.mark.parametrize("keep", [0, 1, 40, 0.5, -1], ids=["empty", "1B", "40B", "half", "less1"])
+def test_truncated_pickle(tmp_path, keep):
+    folder, _ = make_cifar10(tmp_path)
+    whole = (folder / "data_batch_3").read_bytes()
+    cut = int(len(whole) * keep) if isinstance(keep, float) else keep % len(whole)
+    (folder / "data_batch_3").write_bytes(whole[:cut])
+
+    with pytest.raises(FormatError, match="data_batch_3: not a readable pickle") as caught:
+        load_cifar10(folder)
+    assert type(caught.value) is FormatError
+
+
+def test_truncated_archive(tmp_path):
+    folder, _ = make_cifar10(tmp_path)
+    archive = make_archive(folder, "cifar-10-python.tar.gz")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+
+    with pytest.raises(FormatError, match="cifar-10-python.tar.gz"):
+        load_cifar10(archive)
+
+
+@pytest.mark.parametrize(
+    ("data", "found"),
+    [
+        (np.zeros((PER_BATCH, 3071), np.uint8), r"uint8 array of shape \(3, 3071\)"),
+        (np.zeros((PER_BATCH, 3, 32, 32), np.uint8), r"shape \(3, 3, 32, 32\)"),
+        (np.zeros((PER_BATCH, 3072), np.float32), "float32 array"),
+        ([0] * 3072, "a list"),
+    ],
+    ids=["short-rows", "4d", "float", "list"],
+)
+def test_wrong_data(tmp_path, data, found):
+    folder, _ = make_cifar10(tmp_path)
+    batch = pickle.loads((folder / "data_batch_1").read_bytes(), encoding="bytes")
+    batch[b"data"] = data
+    _write(folder / "data_batch_1", batch)
+
+    with pytest.raises(FormatError, match=rf"data_batch_1: data is {found}.*\(N, 3072\)"):
+        load_cifar10(folder)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([0, 1], r"3 images but 2 labels"),
+        ([0, 1, 2, 3], r"3 images but 4 labels"),
+        ([0, 5, 1], r"labels must lie in \[0, 5\) for 5 class names, found 5"),
+        ([0, -1, 1], r"labels must lie in \[0, 5\).*found -1"),
+        ([0, 1.5, 1], r"labels are float64, expected integers"),
+    ],
+    ids=["too-few", "too-many", "too-high", "negative", "float"],
+)
+def test_bad_labels(tmp_path, labels, message):
+    folder, _ = make_cifar10(tmp_path)
+    batch = pickle.loads((folder / "test_batch").read_bytes(), encoding="bytes")
+    batch[b"labels"] = labels
+    _write(folder / "test_batch", batch)
+
+    with pytest.raises(FormatError, match=rf"test_batch: {message}"):
+        load_cifar10(folder)
+
+
+def test_coarse_label_out_of_range(tmp_path):
+    folder, _ = make_cifar100(tmp_path)
+    batch = pickle.loads((folder / "test").read_bytes(), encoding="bytes")
+    batch[b"coarse_labels"][2] = len(COARSE_NAMES)
+    _write(folder / "test", batch)
+
+    with pytest.raises(FormatError, match=r"test: coarse_labels must lie in \[0, 3\).*found 3"):
+        load_cifar100(folder)
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "message"),
+    [
+        ("data_batch_4", b"data", "no 'data' entry; the dict holds batch_label, filenames, labels"),
+        ("data_batch_4", b"labels", "no 'labels' entry"),
+        ("batches.meta", b"label_names", "no 'label_names' entry; the dict holds nothing"),
+    ],
+)
+def test_missing_key(tmp_path, name, key, message):
+    folder, _ = make_cifar10(tmp_path)
+    contents = pickle.loads((folder / name).read_bytes(), encoding="bytes")
+    del contents[key]
+    _write(folder / name, contents)
+
+    with pytest.raises(FormatError, match=rf"{name}: {message}"):
+        load_cifar10(folder)
+
+
+def test_batch_that_is_not_a_dict(tmp_path):
+    folder, _ = make_cifar10(tmp_path)
+    _write(folder / "data_batch_5", [1, 2, 3])
+
+    with pytest.raises(FormatError, match="data_batch_5: holds a list, expected a dict"):
+        load_cifar10(folder)
+
+
+@pytest.mark.parametrize("in_archive", [False, True], ids=["folder", "archive"])
+def test_missing_batch_file(tmp_path, in_archive):
+    folder, _ = make_cifar10(tmp_path)
+    if in_archive:
+        path = make_archive(folder, "cifar-10-python.tar.gz", skip={"data_batch_3"})
+    else:
+        (folder / "data_batch_3").unlink()
+        path = folder
+
+    with pytest.raises(DatasetError, match=r"data_batch_3.*missing") as caught:
+        load_cifar10(path)
+    assert not isinstance(caught.value, FormatError)
+
+
+@pytest.mark.parametrize("what", ["absent", "empty-folder", "cifar100-folder"])
+def test_no_cifar10_there(tmp_path, what):
+    path = tmp_path / what
+    if what == "empty-folder":
+        path.mkdir()
+    elif what == "cifar100-folder":
+        make_cifar100(path)
+
+    with pytest.raises(DatasetError, match=str(path)):
+        load_cifar10(path)

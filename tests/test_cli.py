@@ -1,0 +1,54 @@
+"""The command line: output, exit codes, and errors without tracebacks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from imgclf.cli import main
+
+
+def run(*argv: str) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    return info.value.code
+
+
+def test_datasets_prints_each_split(capsys):
+    assert run("datasets", "digits") == 0
+    text = capsys.readouterr().out
+    assert "train: 1,437 images of shape (8, 8, 1), 10 classes" in text
+    assert "test: 360 images" in text
+
+
+def test_datasets_json(capsys):
+    assert run("datasets", "toy:xor", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["train"]["images"] == 400
+    assert info["train"]["classes"] == ["quadrants 1+3", "quadrants 2+4"]
+
+
+def test_user_error_prints_error_line_and_exits_1(capsys):
+    assert run("datasets", "no/such/place") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "no/such/place" in err
+    assert "Traceback" not in err
+
+
+def test_bad_size_is_a_usage_error(capsys):
+    assert run("datasets", "digits", "--size", "big") == 2
+    assert "HxW" in capsys.readouterr().err
+
+
+def test_demo_runs_on_the_builtin_digits(capsys):
+    assert run("demo") == 0
+    assert "train: 1,437 images of shape (8, 8, 1)" in capsys.readouterr().out
+
+
+def test_console_script_exit_codes_and_debug():
+    cmd = [sys.executable, "-m", "imgclf", "datasets", "no/such/place"]
+    plain = subprocess.run(cmd, capture_output=True, text=True)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
