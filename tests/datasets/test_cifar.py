@@ -15,6 +15,7 @@ import pickle
 import pickletools
 import struct
 import tarfile
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer"]  # 5 suffice h
 FINE_NAMES = [f"fine{i}" for i in range(6)]
 COARSE_NAMES = ["coarse0", "coarse1", "coarse2"]
 PER_BATCH = 3
+CIFAR10_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
 class _Py2Pickler(pickle._Pickler):
@@ -77,7 +79,7 @@ def make_cifar10(root, dumps=_py2_dumps, seed=0):
     folder.mkdir(parents=True)
     _write(folder / "batches.meta", {b"label_names": [n.encode() for n in CIFAR10_NAMES]}, dumps)
     expected = {}
-    for split, names in {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}.items():
+    for split, names in CIFAR10_BATCHES.items():
         images = _images(rng, PER_BATCH * len(names))
         labels = rng.integers(0, len(CIFAR10_NAMES), size=len(images))
         for k, name in enumerate(names):
@@ -285,8 +287,8 @@ def test_malicious_pickle_is_refused_without_running(tmp_path, monkeypatch, in_a
 @pytest.mark.parametrize(
     ("function", "global_name"),
     [
-        (eval, "builtins.eval"),
-        (getattr, "builtins.getattr"),
+        (eval, "__builtin__.eval"),  # protocol 2 writes Python 2 names
+        (getattr, "__builtin__.getattr"),
         (np.load, "numpy.load"),  # NumPy is allowed name by name, not as a module
         (codecs.decode, "_codecs.decode"),
     ],
@@ -302,6 +304,15 @@ def test_safe_load_refuses_other_globals(function, global_name):
         safe_load(io.BytesIO(payload), "batch")
 
 
+def test_safe_load_refuses_bytes_with_a_size():
+    class Huge:
+        def __reduce__(self):
+            return (bytes, (10**12,))
+
+    with pytest.raises(UnsafePickleError, match=r"refers to bytes\(1000000000000,\)"):
+        safe_load(io.BytesIO(pickle.dumps(Huge(), protocol=2)), "batch")
+
+
 def test_safe_load_refuses_codecs_other_than_latin1():
     class Rot13:
         def __reduce__(self):
@@ -309,6 +320,80 @@ def test_safe_load_refuses_codecs_other_than_latin1():
 
     with pytest.raises(UnsafePickleError, match="'rot13'"):
         safe_load(io.BytesIO(pickle.dumps(Rot13(), protocol=2)), "batch")
+
+
+def _patched(payload: bytes, old: bytes, new: bytes) -> bytes:
+    assert payload.count(old) == 1
+    return payload.replace(old, new)
+
+
+@pytest.mark.parametrize("dumps", [_py2_dumps, _py3_dumps], ids=["py2-written", "py3-written"])
+def test_safe_load_rebuilds_numpy_values(dumps):
+    values = {
+        b"ints": np.arange(12, dtype=np.int64).reshape(3, 4),
+        b"fortran": np.asfortranarray(np.arange(6, dtype=">f4").reshape(2, 3)),
+        b"empty": np.zeros((0, 3072), np.uint8),
+        b"scalars": [np.int64(7), np.float32(0.5)],
+    }
+
+    loaded = safe_load(io.BytesIO(dumps(values)), "x")
+
+    for key in (b"ints", b"fortran", b"empty"):
+        assert type(loaded[key]) is np.ndarray and loaded[key].flags.writeable
+        assert loaded[key].dtype == values[key].dtype
+        np.testing.assert_array_equal(loaded[key], values[key])
+    assert loaded[b"scalars"] == [7, 0.5]
+    assert [type(v) for v in loaded[b"scalars"]] == [np.int64, np.float32]
+
+
+def test_safe_load_refuses_object_arrays():
+    payload = pickle.dumps(np.array([1, None], dtype=object), protocol=2)
+
+    with pytest.raises(FormatError, match=r"^x: pickle holds a malformed NumPy value: dtype 'O8'"):
+        safe_load(io.BytesIO(payload), "x")
+
+
+def test_safe_load_ignores_dtype_flags_claiming_object_references():
+    # The last field of a dtype's state is its flags; 1 says "holds object
+    # references". NumPy's own unpickling believes it, so an array of such a
+    # dtype would read its pixel bytes as pointers.
+    flags_0, flags_1 = b"J\xff\xff\xff\xffK\x00t", b"J\xff\xff\xff\xffK\x01t"
+    dtype_only = _patched(pickle.dumps(np.dtype(np.uint8), protocol=2), flags_0, flags_1)
+    assert pickle.loads(dtype_only).hasobject  # the premise (no array is made from it)
+    payload = _patched(pickle.dumps(np.arange(8, dtype=np.uint8), protocol=2), flags_0, flags_1)
+
+    loaded = safe_load(io.BytesIO(payload), "x")
+
+    assert loaded.dtype == np.uint8 and not loaded.dtype.hasobject
+    np.testing.assert_array_equal(loaded, np.arange(8))
+
+
+def test_safe_load_refuses_array_data_of_the_wrong_length():
+    payload = _patched(_py2_dumps(np.zeros((2, 4), np.uint8)), b"K\x02K\x04\x86", b"K\x02K\x05\x86")
+
+    with pytest.raises(FormatError, match=r"array of shape \(2, 5\) needs 10 bytes, found 8"):
+        safe_load(io.BytesIO(payload), "x")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x80\x02\x8e" + struct.pack("<Q", 1 << 60) + b"abc.",  # BINBYTES8 of 2**60 bytes
+        b"\x80\x02T" + struct.pack("<i", 2**31 - 1) + b"abc.",  # BINSTRING of 2 GiB
+        b"\x80\x02]r" + struct.pack("<I", 2**31) + b".",  # LONG_BINPUT at memo index 2**31
+    ],
+    ids=["bytes8", "binstring", "memo-index"],
+)
+def test_safe_load_refuses_sizes_the_file_cannot_hold(payload):
+    # The C unpickler would allocate these sizes before noticing the data is missing.
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="^x: not a readable pickle"):
+            safe_load(io.BytesIO(payload), "x")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
 
 
 @pytest.mark.parametrize("keep", [0, 1, 40, 0.5, -1], ids=["empty", "1B", "40B", "half", "less1"])
@@ -335,9 +420,9 @@ def test_truncated_archive(tmp_path):
 @pytest.mark.parametrize(
     ("data", "found"),
     [
-        (np.zeros((PER_BATCH, 3071), np.uint8), r"uint8 array of shape \(3, 3071\)"),
-        (np.zeros((PER_BATCH, 3, 32, 32), np.uint8), r"shape \(3, 3, 32, 32\)"),
-        (np.zeros((PER_BATCH, 3072), np.float32), "float32 array"),
+        (np.zeros((PER_BATCH, 3071), np.uint8), r"a uint8 array of shape \(3, 3071\)"),
+        (np.zeros((PER_BATCH, 3, 32, 32), np.uint8), r"a uint8 array of shape \(3, 3, 32, 32\)"),
+        (np.zeros((PER_BATCH, 3072), np.float32), "a float32 array of shape"),
         ([0] * 3072, "a list"),
     ],
     ids=["short-rows", "4d", "float", "list"],

@@ -195,9 +195,12 @@ def test_images_file_with_label_magic(tmp_path):
     [
         (b"\x00\x08", r"2 bytes long, too short for an IDX magic number"),
         (b"\x12\x34\x08\x01\x00", r"magic number 305399809 \(0x12340801\), expected an IDX"),
-        (b"\x00\x00\x07\x01\x00", r"0x00000701\), expected an IDX magic number"),
+        (b"\x00\x00\x07\x01\x00", r"magic number 1793 \(0x00000701\), expected an IDX"),
         (b"\x00\x00\x08\x00", r"magic number 2048 .*dimensions above 0"),
-        (b"\x00\x00\x08\x02\x00\x00\x00\x01", r"truncated: 8 bytes, an IDX header of 2 dim"),
+        (
+            b"\x00\x00\x08\x02\x00\x00\x00\x01",
+            r"truncated: 8 bytes, a header of 2 dimensions needs 12",
+        ),
     ],
     ids=["short", "nonzero-prefix", "unknown-type", "no-dimensions", "short-header"],
 )

@@ -14,6 +14,7 @@ beyond what NumPy arrays need, and every field is checked before use.
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 import zlib
@@ -209,7 +210,9 @@ class _Archive:
                 name = wanted.get(info.name.removeprefix("./"))
                 member = tar.extractfile(info) if name and info.isfile() else None
                 if member is not None:
-                    objects[name] = safe_load(member, self.describe(name))
+                    # Read here, so a damaged archive is reported as such, not as a bad pickle.
+                    data = member.read()
+                    objects[name] = safe_load(io.BytesIO(data), self.describe(name))
         return objects
 
 
@@ -374,7 +377,9 @@ def _labels(batch: dict, key: bytes, n: int, n_classes: int, where: str) -> np.n
 def _names(meta: dict, key: bytes, where: str) -> tuple[str, ...]:
     names = _field(meta, key, where)
     if not isinstance(names, list | tuple) or not all(isinstance(n, bytes | str) for n in names):
-        raise FormatError(f"{where}: {key.decode()} is {_describe(names)}, expected a list of names")
+        raise FormatError(
+            f"{where}: {key.decode()} is {_describe(names)}, expected a list of names"
+        )
     return tuple(_text(n) for n in names)
 
 

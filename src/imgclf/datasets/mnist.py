@@ -209,7 +209,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
-        raise FormatError(f"{path}: corrupt gzip data ({exc}); expected a complete gzip stream") from exc
+        raise FormatError(
+            f"{path}: corrupt gzip data ({exc}); expected a complete gzip stream"
+        ) from exc
 
 
 # --- contents ------------------------------------------------------------------
@@ -232,7 +234,9 @@ def _header(buf: bytes, path: Path, expected: int | None) -> tuple[int, tuple[in
         )
     end = 4 + 4 * ndim
     if len(buf) < end:
-        raise FormatError(f"{path}: truncated: {len(buf)} bytes, an IDX header of {ndim} dimensions needs {end}")
+        raise FormatError(
+            f"{path}: truncated: {len(buf)} bytes, a header of {ndim} dimensions needs {end}"
+        )
     dims = tuple(int(d) for d in np.frombuffer(buf, ">u4", count=ndim, offset=4))
     return found, dims, _IDX_TYPES[code]
 
@@ -244,7 +248,9 @@ def _check_size(have: int, dims: tuple[int, ...], dtype: np.dtype, path: Path, m
     noun = _DATA_NOUN.get(magic, "data")
     shape = " x ".join(map(str, dims))
     if have < want:
-        raise FormatError(f"{path}: truncated: {have} bytes of {noun}, header promises {want} ({shape})")
+        raise FormatError(
+            f"{path}: truncated: {have} bytes of {noun}, header promises {want} ({shape})"
+        )
     raise FormatError(
         f"{path}: {have} bytes of {noun}, header promises {want} ({shape}); "
         f"{have - want} bytes too many"

@@ -1,0 +1,93 @@
+"""MeanImage: flatten images to float32 rows and subtract the training mean image."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["MeanImage"]
+
+# kept as they come (uint8 pixels stay uint8 until the subtraction); others become float32
+_KEPT_DTYPES = [np.float32, np.float64, np.uint8]
+
+
+class MeanImage(TransformerMixin, BaseEstimator):
+    """Centre images on the mean image of the training set, optionally scaled.
+
+    ``fit`` learns the mean (and scale) from the training data only; in a
+    :class:`~sklearn.pipeline.Pipeline` validation and test data are then
+    transformed with those training statistics and never leak into them.
+
+    Parameters
+    ----------
+    scale : None, "std" or float, default=None
+        None: subtract the mean only. ``"std"``: also divide every feature by
+        its training standard deviation (1 where it is 0). A number: divide
+        every feature by it (e.g. 255).
+
+    Attributes
+    ----------
+    mean_ : ndarray of float32, shape (n_features,)
+        The mean image, flattened.
+    scale_ : ndarray of float32, shape (n_features,)
+        What each centred feature is divided by (ones for ``scale=None``).
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.array([[[[0]], [[2]]], [[[4]], [[6]]]], dtype=np.uint8)  # (2, 2, 1, 1)
+    >>> MeanImage().fit_transform(images)
+    array([[-2., -2.],
+           [ 2.,  2.]], dtype=float32)
+    """
+
+    def __init__(self, scale=None):
+        self.scale = scale
+
+    def fit(self, X, y=None):
+        """Learn the mean image of ``X`` ``(n, d)`` or ``(n, H, W, C)``; returns self."""
+        _check_scale(self.scale)
+        X = validate_data(self, _flat(X), dtype=_KEPT_DTYPES)
+        # accumulate in float64: a float32 sum over 50,000 images loses digits
+        self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.scale_ = self._learn_scale(X)
+        return self
+
+    def _learn_scale(self, X: np.ndarray) -> np.ndarray:
+        if self.scale is None:
+            return np.ones(X.shape[1], np.float32)
+        if self.scale != "std":
+            return np.full(X.shape[1], self.scale, np.float32)
+        std = X.std(axis=0, dtype=np.float64)
+        return np.where(std > 0, std, 1).astype(np.float32)
+
+    def transform(self, X):
+        """Centred (and scaled) float32 rows, shape ``(n, n_features)``."""
+        check_is_fitted(self)
+        X = validate_data(self, _flat(X), dtype=_KEPT_DTYPES, reset=False)
+        out = np.subtract(X, self.mean_, dtype=np.float32)
+        if self.scale is not None:
+            out /= self.scale_
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+def _check_scale(scale) -> None:
+    if scale is None or scale == "std":
+        return
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0:
+        raise ValueError(f"scale must be None, 'std' or a positive number; got {scale!r}")
+
+
+def _flat(X):
+    """Images ``(n, H, W, C)`` become rows; anything else passes to validation as is."""
+    X = X if hasattr(X, "ndim") else np.asarray(X)
+    return X.reshape(len(X), -1) if getattr(X, "ndim", 2) > 2 else X

@@ -1,0 +1,76 @@
+"""Cross-validation of any classifier over a grid of hyperparameters."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import ParameterGrid
+
+from imgclf._progress import progress
+from imgclf.model_selection.result import SearchResult
+from imgclf.model_selection.splits import Fold, folds_of
+
+__all__ = ["cross_validate", "expand_grid", "resolve_folds"]
+
+
+def expand_grid(param_grid) -> list[dict]:
+    """Every configuration of ``param_grid`` (a dict of lists, or a list of such dicts)."""
+    grids = param_grid if isinstance(param_grid, list) else [param_grid]
+    if not grids or not all(grids):
+        raise ValueError("param_grid is empty; give at least one parameter and value")
+    for grid in grids:
+        for name, values in grid.items():
+            if len(values) == 0:
+                raise ValueError(f"param_grid[{name!r}] is empty; give at least one value")
+    return list(ParameterGrid(param_grid))
+
+
+def resolve_folds(X, y, folds, val, seed) -> tuple[np.ndarray, np.ndarray, list[Fold]]:
+    """Data and folds: k-fold of ``(X, y)``, or ``(X, y)`` train + a fixed ``val`` set."""
+    if val is None:
+        return X, y, folds_of(folds, X, y, seed=seed)
+    X_val, y_val = val
+    n, m = len(X), len(X_val)
+    X_all = np.concatenate([np.asarray(X), np.asarray(X_val)])
+    y_all = np.concatenate([np.asarray(y), np.asarray(y_val)])
+    return X_all, y_all, [(np.arange(n), np.arange(n, n + m))]
+
+
+def cross_validate(estimator, X, y, param_grid, folds=5, *, val=None, seed: int = 0,
+                   scoring=None) -> SearchResult:
+    """Validation score of every configuration of ``param_grid`` on every fold.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Any imgclf or scikit-learn classifier; cloned for each fit.
+    X : array-like, shape (n, d) or (n, H, W, C)
+    y : array-like, shape (n,)
+    param_grid : dict of str to list, or list of such dicts
+    folds : int, scikit-learn splitter, or iterable of (train, val) index pairs
+        Ignored when ``val`` is given.
+    val : (X_val, y_val), optional
+        A fixed validation set instead of folds.
+    seed : int
+        Shuffle seed of the folds.
+    scoring : callable(estimator, X, y) -> float, optional
+        Defaults to ``estimator.score`` (accuracy).
+
+    Returns
+    -------
+    SearchResult
+    """
+    configs = expand_grid(param_grid)
+    X, y, splits = resolve_folds(X, y, folds, val, seed)
+    X, y = np.asarray(X), np.asarray(y)
+    scores = np.empty((len(configs), len(splits)))
+    tasks = [(c, f) for f in range(len(splits)) for c in range(len(configs))]
+    start = time.perf_counter()
+    for c, f in progress(tasks, len(tasks), "Cross-validating"):
+        train, held_out = splits[f]
+        model = clone(estimator).set_params(**configs[c]).fit(X[train], y[train])
+        score = scoring or (lambda m, a, b: m.score(a, b))
+        scores[c, f] = score(model, X[held_out], y[held_out])
+    return SearchResult(configs, scores, {"cross_validate_s": time.perf_counter() - start})

@@ -1,0 +1,637 @@
+"""Squared-Euclidean (L2²) distance kernels for exact k-NN search.
+
+For a query ``q`` and a database row ``x`` (``d`` features)::
+
+    ||q - x||² = ||q||² + ||x||² - 2 q·x
+
+so a block of distances is one matrix product plus two norm vectors.
+
+uint8 input is computed *exactly* in 32-bit integers. Every term is an
+integer below ``255² d``, which fits int32 for ``d <=`` :data:`MAX_D`; the
+intermediate sums may wrap, but int32 arithmetic is exact modulo 2³², so a
+result that fits int32 comes out right regardless.
+
+Variants (see :func:`variant`, :data:`VARIANTS`):
+
+``avx512vnni``
+    ``vpdpbusd`` (u8 x s8 -> i32, 64 multiply-adds an instruction) in a
+    register-blocked GEMM microkernel. The instruction multiplies *unsigned*
+    by *signed* bytes, so the database is stored once as ``s = x - 128`` and
+    ``q·x = q·s + 128 Σq``.
+``avx2``
+    ``vpmaddwd`` (i16 x i16 -> i32, 16 multiply-adds) on bytes widened to
+    16 bits, which cannot saturate (``vpmaddubsw`` could: 2·255·128 > 2¹⁵).
+``portable``
+    Plain numba loops with int32 accumulation that LLVM vectorizes for
+    whatever CPU it runs on (ARM included).
+``blas``
+    float32: ``np.matmul`` (BLAS sgemm) plus the norms, clamped at 0.
+
+Public protocol (see :mod:`imgclf.neighbors.kernels`): :func:`prepare_u8`,
+:func:`block_u8`, :func:`prepare_f32`, :func:`block_f32`, :func:`reference`,
+:func:`variant`, :data:`QUERY_BLOCK`, :data:`DATABASE_BLOCK`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from imgclf.neighbors.kernels import PAD, _cpu
+
+__all__ = [
+    "DATABASE_BLOCK",
+    "MAX_D",
+    "QUERY_BLOCK",
+    "VARIANTS",
+    "PreparedF32",
+    "PreparedU8",
+    "supported_variants",
+    "block_f32",
+    "block_u8",
+    "prepare_f32",
+    "prepare_u8",
+    "reference",
+    "variant",
+]
+
+QUERY_BLOCK = 256
+"""Queries per :func:`block_u8` call the engine should use (kernel's preferred size)."""
+
+DATABASE_BLOCK = 4096
+"""Database rows per :func:`block_u8` call the engine should use."""
+
+MAX_D = 33_024
+"""Largest feature count (a multiple of 64) whose distances fit int32: 255² · 33,024 < 2³¹."""
+
+
+# --------------------------------------------------------------------------- prepared data
+
+
+class PreparedU8(NamedTuple):
+    """A uint8 database ready for :func:`block_u8` (built by :func:`prepare_u8`)."""
+
+    database: np.ndarray
+    """The original ``(n, d)`` uint8 rows (the portable variant reads these)."""
+    packed: np.ndarray
+    """The rows repacked into the variant's panel layout (empty for ``portable``)."""
+    norms: np.ndarray
+    """``||x||²`` as int32, zero-padded to a whole number of panels."""
+    variant: str
+    """The variant the layout was packed for; :func:`block_u8` runs that one."""
+
+
+class PreparedF32(NamedTuple):
+    """A float32 database ready for :func:`block_f32`."""
+
+    database: np.ndarray
+    """``(n, d)`` float32, C-contiguous."""
+    norms: np.ndarray
+    """``||x||²`` as float32, shape ``(n,)``."""
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+_NEEDS = {"avx512vnni": ("avx512f", "avx512bw", "avx512vnni"), "avx2": ("avx2",), "portable": ()}
+"""The CPU features each uint8 variant needs, fastest variant first."""
+
+
+def _compiles_for(feature: str) -> bool:
+    """True if numba generates code for a CPU with ``feature``.
+
+    The CPU must have it (and ``IMGCLF_DISABLE_SIMD`` not hide it), and numba
+    must target the host, or list it in ``NUMBA_CPU_FEATURES``: an x86
+    intrinsic compiled for a CPU without it is a fatal LLVM error, not an
+    exception, so this is checked before anything compiles.
+    """
+    from numba.core import config
+
+    if not _cpu.has(feature):
+        return False
+    if config.CPU_NAME in (None, "host") and config.CPU_FEATURES is None:
+        return True
+    return f"+{feature}" in (config.CPU_FEATURES or "").split(",")
+
+
+def supported_variants(dtype=np.uint8) -> list[str]:
+    """The variants this machine runs for ``dtype``, fastest first."""
+    if np.dtype(dtype) != np.uint8:
+        return ["blas"]
+    return [name for name, needs in _NEEDS.items() if all(map(_compiles_for, needs))]
+
+
+def variant(dtype=np.uint8) -> str:
+    """The code path :func:`block_u8` / :func:`block_f32` takes on this CPU for ``dtype``."""
+    return supported_variants(dtype)[0]
+
+
+# --------------------------------------------------------------------------- uint8: shared
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary.
+
+    Panels aligned to cache lines let every 64-byte vector load touch one line.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def _pack_panels(database: np.ndarray, width: int, group: int, offset: int) -> np.ndarray:
+    """Repack ``(n, d)`` bytes into panels of ``width`` rows, ``group`` bytes interleaved.
+
+    Result ``[panel, d / group, width, group]``: for one ``group`` of features,
+    ``width`` consecutive rows lie together, so a single vector load feeds
+    ``width`` rows at once. ``offset`` is added (mod 256) to every byte; rows
+    past ``n`` are padding (their distances are computed and thrown away).
+    """
+    n, d = database.shape
+    n_pad = -(-n // width) * width
+    packed = _aligned_empty((n_pad // width, d // group, width, group), np.uint8)
+    for p in range(n_pad // width):  # a panel at a time: no (n, d)-sized temporary
+        rows = database[p * width : (p + 1) * width]
+        panel = np.zeros((width, d), np.uint8)
+        panel[: len(rows)] = rows
+        panel += np.uint8(offset)  # wraps: x - 128 becomes x ^ 0x80 = the s8 byte of x - 128
+        packed[p] = panel.reshape(width, d // group, group).transpose(1, 0, 2)
+    return packed
+
+
+@njit(nogil=True, cache=True)
+def _row_norms(x, n_pad):
+    """``||x_j||²`` per row as int32 (exact: at most 255² d < 2³¹), zero-padded to ``n_pad``."""
+    norms = np.zeros(n_pad, np.int32)
+    for j in range(x.shape[0]):
+        s = 0
+        for k in range(x.shape[1]):
+            v = np.int32(x[j, k])
+            s += v * v
+        norms[j] = s
+    return norms
+
+
+@njit(nogil=True, cache=True)
+def _query_terms(queries, shift):
+    """``||q||² - 2·shift·Σq`` per query, as int64.
+
+    With the database stored as ``x - shift``, ``q·x = q·(x - shift) + shift Σq``,
+    so ``||q - x||² = (||q||² - 2 shift Σq) + ||x||² - 2 q·(x - shift)``.
+    """
+    terms = np.empty(queries.shape[0], np.int64)
+    for i in range(queries.shape[0]):
+        sq = 0
+        s = 0
+        for k in range(queries.shape[1]):
+            v = np.int64(queries[i, k])
+            sq += v * v
+            s += v
+        terms[i] = sq - 2 * shift * s
+    return terms
+
+
+@njit(nogil=True, cache=True)
+def _epilogue(dots, qterms, norms, j0, lo, hi, m, out):
+    """``out[i, c - lo] = qterms[i] + norms[c] - 2 dots[i, c - j0]`` for ``c`` in ``[lo, hi)``.
+
+    ``dots`` holds the products with database rows ``j0, j0 + 1, ...``; only
+    those in ``[lo, hi)`` are written. The sum is taken in uint32, i.e. modulo
+    2³² (wrapping is defined there, and LLVM vectorizes it); the true distance
+    fits int32, so reinterpreting the bits gives it exactly.
+    """
+    c0 = max(j0, lo)
+    c1 = min(j0 + dots.shape[1], hi)
+    row_norms = norms[c0:c1]
+    for i in range(m):
+        t = np.uint32(qterms[i] & 0xFFFFFFFF)
+        src = dots[i, c0 - j0 : c1 - j0]
+        dst = out[i, c0 - lo : c1 - lo]
+        for c in range(c1 - c0):
+            dst[c] = np.int32(t + np.uint32(row_norms[c]) - np.uint32(src[c]) - np.uint32(src[c]))
+
+
+# --------------------------------------------------------------------------- SIMD microkernels
+#
+# One microkernel call computes a tile of MR queries x NR database rows (one
+# packed panel) over ``kgroups`` feature groups, GEMM-style: per step it
+# broadcasts 4 query bytes per query row and loads NR rows' matching bytes
+# from the panel in NR/lanes vectors, then does MR x NR/lanes vector
+# multiply-adds into accumulators that live in registers for the whole loop.
+# It is generated as LLVM IR inside a numba intrinsic, because numba has no
+# vector types and no way to keep a tile of accumulators in registers.
+
+
+def _microkernel(mr: int, n_vec: int, vec_type, panel_step: int, load_panel, madd):
+    """A numba intrinsic ``f(acc, acc_off, q, q_off, q_stride, rows, panel, p_off, kgroups, more)``.
+
+    For ``k < kgroups``, query row ``r < mr`` and panel vector ``v < n_vec``::
+
+        acc_tile[r, v] (+)= sum_k madd(broadcast(q32[r, k]), panel_vector(k, v))
+
+    where ``q32[r, k]`` is the 32-bit word at byte ``q_off + r q_stride + 4k``
+    of ``q`` (rows past ``rows`` repeat the last valid row, so the tile can
+    always be full), ``panel_vector(k, v)`` is loaded by ``load_panel`` from
+    byte ``p_off + k panel_step`` of ``panel``, and the tile is the
+    ``mr x n_vec`` vectors at element ``acc_off`` of ``acc`` (int32),
+    overwritten if ``more`` is false, else accumulated into. ``kgroups >= 1``.
+    """
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    i32 = ir.IntType(32)
+
+    def codegen(context, builder, sig, args):
+        acc, acc_off, q, q_off, q_stride, rows, panel, p_off, kgroups, more = args
+        intp = q_off.type
+        const = functools.partial(ir.Constant, intp)
+        byte_ptr = ir.IntType(8).as_pointer()
+
+        def data(i, value):  # the array's data pointer, as a byte pointer
+            arr = context.make_array(sig.args[i])(context, builder, value)
+            return builder.bitcast(arr.data, byte_ptr)
+
+        # Query row pointers; rows past `rows` repeat the last one (results unused).
+        q_base, last = data(2, q), builder.sub(rows, const(1))
+        q_rows = []
+        for r in range(mr):
+            row = builder.select(builder.icmp_signed("<", const(r), rows), const(r), last)
+            q_rows.append(builder.gep(q_base, [builder.add(q_off, builder.mul(row, q_stride))]))
+        p_base = builder.gep(data(6, panel), [p_off])
+        tile = builder.bitcast(
+            builder.gep(data(0, acc), [builder.mul(acc_off, const(4))]), vec_type.as_pointer()
+        )
+        slots = [builder.gep(tile, [const(t)]) for t in range(mr * n_vec)]
+        zero = ir.Constant(vec_type, None)
+        start = [builder.select(more, builder.load(s, align=4), zero) for s in slots]
+
+        entry = builder.block
+        loop = builder.append_basic_block("tile.loop")
+        done = builder.append_basic_block("tile.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        k = builder.phi(intp)
+        accs = [builder.phi(vec_type) for _ in slots]
+        k.add_incoming(const(0), entry)
+        for phi, value in zip(accs, start, strict=True):
+            phi.add_incoming(value, entry)
+
+        lanes = vec_type.count
+        splat_mask = ir.Constant(ir.VectorType(i32, lanes), None)
+        q_vecs = []
+        for r in range(mr):
+            word_ptr = builder.bitcast(
+                builder.gep(q_rows[r], [builder.mul(k, const(4))]), i32.as_pointer()
+            )
+            word = builder.load(word_ptr, align=1)
+            vec = builder.insert_element(
+                ir.Constant(ir.VectorType(i32, lanes), ir.Undefined), word, ir.Constant(i32, 0)
+            )
+            q_vecs.append(builder.shuffle_vector(vec, vec, splat_mask))
+        step = builder.gep(p_base, [builder.mul(k, const(panel_step))])
+        p_vecs = [load_panel(builder, step, v) for v in range(n_vec)]
+        new = [
+            madd(builder, accs[r * n_vec + v], q_vecs[r], p_vecs[v])
+            for r in range(mr)
+            for v in range(n_vec)
+        ]
+
+        k_next = builder.add(k, const(1))
+        k.add_incoming(k_next, builder.block)
+        for phi, value in zip(accs, new, strict=True):
+            phi.add_incoming(value, builder.block)
+        builder.cbranch(builder.icmp_signed("<", k_next, kgroups), loop, done)
+        builder.position_at_end(done)
+        for slot, value in zip(slots, new, strict=True):
+            builder.store(value, slot, align=4)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def kernel(typingctx, acc, acc_off, q, q_off, q_stride, rows, panel, p_off, kgroups, more):
+        intp = types.intp
+        sig = types.void(acc, intp, q, intp, intp, intp, panel, intp, intp, types.boolean)
+        return sig, codegen
+
+    return kernel
+
+
+def _llvm_at_least(*version: int) -> bool:
+    import llvmlite.binding as llvm
+
+    return llvm.llvm_version_info >= version
+
+
+def _vnni_microkernel(mr: int, n_vec: int):
+    """Microkernel on ``vpdpbusd``: acc += 4-byte dot products, unsigned query x signed database.
+
+    Per step: 4 features; the query word is 4 u8, each 64-byte panel vector
+    holds 4 s8 features of 16 database rows.
+    """
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    i32x16 = ir.VectorType(ir.IntType(32), 16)
+    # LLVM 22 declares the byte operands <64 x i8>, older LLVMs <16 x i32>.
+    byte_vec = ir.VectorType(ir.IntType(8), 64) if _llvm_at_least(22) else i32x16
+    offset = functools.partial(ir.Constant, ir.IntType(64))
+
+    def load_panel(builder, step, v):
+        ptr = builder.gep(step, [offset(64 * v)])
+        return builder.load(builder.bitcast(ptr, byte_vec.as_pointer()), align=64)
+
+    def madd(builder, acc, q_word, panel_vec):
+        fnty = ir.FunctionType(i32x16, [i32x16, byte_vec, byte_vec])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.vpdpbusd.512")
+        return builder.call(fn, [acc, builder.bitcast(q_word, byte_vec), panel_vec])
+
+    return _microkernel(mr, n_vec, i32x16, 64 * n_vec, load_panel, madd)
+
+
+# Tile shape: 6 queries x 64 rows = 24 zmm accumulators (of 32), 4 panel vectors,
+# 1 broadcast. Every shape from 4x64 to 12x32 ran at 1 vpdpbusd/cycle on Zen 4;
+# the larger tile needs the least cache traffic per multiply-add.
+_VNNI_MR, _VNNI_NR = 6, 64
+_VNNI_KC = 1 << 30  # features per pass over a panel (d-blocking; see _vnni_block)
+_vnni_tile = _vnni_microkernel(_VNNI_MR, _VNNI_NR // 16)
+
+
+@njit(nogil=True, cache=True)
+def _vnni_block(queries, packed, norms, lo, hi, out):
+    """Distances from ``queries`` to database rows ``[lo, hi)`` into ``out`` via ``vpdpbusd``.
+
+    ``packed`` holds ``x - 128`` as s8 in panels of 64 rows x 4 features
+    (``[panel, d/4, 64, 4]``). Loop order: database panel outermost, so the
+    panel (64 d bytes, 192 KiB at d = 3,072) stays in L2 while every query
+    tile streams past it; ``dots`` (m x 64 int32) collects the panel's raw
+    products before the epilogue adds the norms.
+    """
+    mr, nr = _VNNI_MR, _VNNI_NR
+    m, d = queries.shape
+    stride = queries.strides[0]
+    qterms = _query_terms(queries, 128)
+    dots = np.empty((-(-m // mr) * mr, nr), np.int32)
+    for p in range(lo // nr, -(-hi // nr)):
+        for k0 in range(0, d, _VNNI_KC):
+            groups = min(_VNNI_KC, d - k0) // 4
+            for i0 in range(0, m, mr):
+                _vnni_tile(
+                    dots,
+                    i0 * nr,
+                    queries,
+                    i0 * stride + k0,
+                    stride,
+                    min(mr, m - i0),
+                    packed,
+                    p * nr * d + k0 * nr,
+                    groups,
+                    k0 > 0,
+                )
+        _epilogue(dots, qterms, norms, p * nr, lo, hi, m, out)
+
+
+def _avx2_microkernel(mr: int, n_vec: int):
+    """Microkernel on ``vpmaddwd``: acc += q[2k] x[2k] + q[2k+1] x[2k+1] in 16-bit lanes.
+
+    Per step: 2 features; the query word is 2 int16 (queries widened by
+    :func:`_widen`), each panel vector 16 bytes = 2 u8 features of 8 rows,
+    zero-extended to int16 (products < 2¹⁶ and pairs < 2¹⁸: no overflow).
+    """
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    i32x8 = ir.VectorType(ir.IntType(32), 8)
+    i16x16 = ir.VectorType(ir.IntType(16), 16)
+    i8x16 = ir.VectorType(ir.IntType(8), 16)
+    offset = functools.partial(ir.Constant, ir.IntType(64))
+
+    def load_panel(builder, step, v):
+        ptr = builder.bitcast(builder.gep(step, [offset(16 * v)]), i8x16.as_pointer())
+        return builder.zext(builder.load(ptr, align=16), i16x16)
+
+    def madd(builder, acc, q_word, panel_vec):
+        fnty = ir.FunctionType(i32x8, [i16x16, i16x16])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx2.pmadd.wd")
+        return builder.add(acc, builder.call(fn, [builder.bitcast(q_word, i16x16), panel_vec]))
+
+    return _microkernel(mr, n_vec, i32x8, 16 * n_vec, load_panel, madd)
+
+
+# 4 queries x 24 rows = 12 ymm accumulators + 3 panel vectors + 1 broadcast:
+# all 16 AVX2 registers, no spills.
+_AVX2_MR, _AVX2_NR = 4, 24
+_AVX2_CHUNK_BYTES = 192 << 10  # database bytes per chunk: stays in L2 (256 KiB on older CPUs)
+_avx2_tile = _avx2_microkernel(_AVX2_MR, _AVX2_NR // 8)
+
+
+@njit(nogil=True, cache=True)
+def _widen(queries, i0, rows, wide):
+    """``wide[r] = queries[i0 + r]`` as int16, for ``vpmaddwd``."""
+    for r in range(rows):
+        src = queries[i0 + r]
+        dst = wide[r]
+        for k in range(src.shape[0]):
+            dst[k] = src[k]
+
+
+@njit(nogil=True, cache=True)
+def _avx2_block(queries, packed, norms, lo, hi, out):
+    """Distances from ``queries`` to database rows ``[lo, hi)`` into ``out`` via ``vpmaddwd``.
+
+    ``packed`` holds raw u8 rows in panels of 24 rows x 2 features
+    (``[panel, d/2, 24, 2]``). The database is walked in L2-sized chunks of
+    panels; each query tile is widened to int16 once per chunk (a 1/chunk-rows
+    overhead) and multiplied against every panel of the chunk.
+    """
+    mr, nr = _AVX2_MR, _AVX2_NR
+    m, d = queries.shape
+    qterms = _query_terms(queries, 0)
+    per_chunk = max(1, _AVX2_CHUNK_BYTES // (nr * d))
+    m_pad = -(-m // mr) * mr
+    wide = np.empty((mr, d), np.int16)
+    dots = np.empty((per_chunk, m_pad, nr), np.int32)
+    first, last = lo // nr, -(-hi // nr)
+    for c0 in range(first, last, per_chunk):
+        c1 = min(c0 + per_chunk, last)
+        for i0 in range(0, m, mr):
+            rows = min(mr, m - i0)
+            _widen(queries, i0, rows, wide)
+            for p in range(c0, c1):
+                _avx2_tile(
+                    dots,
+                    ((p - c0) * m_pad + i0) * nr,
+                    wide,
+                    0,
+                    2 * d,
+                    rows,
+                    packed,
+                    p * nr * d,
+                    d // 2,
+                    False,
+                )
+        for p in range(c0, c1):
+            _epilogue(dots[p - c0], qterms, norms, p * nr, lo, hi, m, out)
+
+
+# --------------------------------------------------------------------------- portable
+
+_PORTABLE_ROWS = 64  # database rows per chunk: 64 d bytes stay in L2 while all queries pass
+
+
+@njit(nogil=True, cache=True)
+def _portable_block(queries, database, norms, lo, hi, out):
+    """Distances from ``queries`` to ``database[lo:hi]`` into ``out``, plain loops.
+
+    Each dot product accumulates in int32 (exact: at most 255² d < 2³¹), which
+    LLVM vectorizes on any target (``vpmaddwd`` on x86, ``smlal``-style on
+    ARM); 64-bit accumulation would halve the lanes.
+    """
+    m, d = queries.shape
+    qterms = _query_terms(queries, 0)
+    for j0 in range(lo, hi, _PORTABLE_ROWS):
+        for i in range(m):
+            q = queries[i]
+            t = np.uint32(qterms[i] & 0xFFFFFFFF)
+            for j in range(j0, min(j0 + _PORTABLE_ROWS, hi)):
+                x = database[j]
+                acc = np.int32(0)
+                for k in range(d):
+                    acc = np.int32(acc + np.int32(q[k]) * np.int32(x[k]))
+                dist = t + np.uint32(norms[j]) - np.uint32(acc) - np.uint32(acc)
+                out[i, j - lo] = np.int32(dist)
+
+
+# --------------------------------------------------------------------------- uint8: public
+
+
+def prepare_u8(database: np.ndarray, use: str | None = None) -> PreparedU8:
+    """Pack a ``(n, d)`` uint8 database for :func:`block_u8` (``d % 64 == 0``, ``d <= MAX_D``).
+
+    ``use`` picks the variant to pack for (default: :func:`variant`); the
+    packed layout only suits that variant.
+    """
+    x = np.ascontiguousarray(database)
+    if x.dtype != np.uint8 or x.ndim != 2:
+        raise TypeError(f"expected a 2-d uint8 array, got {x.dtype} with shape {x.shape}")
+    d = x.shape[1]
+    if d == 0 or d % PAD:
+        raise ValueError(f"d = {d}: pad the features to a multiple of {PAD}")
+    if d > MAX_D:
+        raise ValueError(f"d = {d} > {MAX_D}: int32 distances could overflow; use float32")
+    use = use or variant(np.uint8)
+    if use not in supported_variants():
+        raise RuntimeError(f"variant {use!r} cannot run here; available: {supported_variants()}")
+    if use == "avx512vnni":
+        packed, width = _pack_panels(x, _VNNI_NR, 4, 128).view(np.int8), _VNNI_NR
+    elif use == "avx2":
+        packed, width = _pack_panels(x, _AVX2_NR, 2, 0), _AVX2_NR
+    else:
+        packed, width = np.empty(0, np.uint8), 1
+    norms = _row_norms(x, -(-x.shape[0] // width) * width)
+    return PreparedU8(x, packed, norms, use)
+
+
+def _check_u8(queries, prepared: PreparedU8, lo: int, hi: int, out, name: str) -> np.ndarray:
+    """Validate a :func:`block_u8` call; return the queries with contiguous rows."""
+    if prepared.variant != name:
+        raise ValueError(f"database packed for {prepared.variant!r}, not {name!r}")
+    if name not in supported_variants():  # never compile a variant this CPU cannot run
+        raise RuntimeError(f"variant {name!r} cannot run on this CPU")
+    q = np.asarray(queries)
+    if q.dtype != np.uint8 or q.ndim != 2 or q.shape[1] != prepared.database.shape[1]:
+        raise ValueError(f"queries must be uint8 (m, {prepared.database.shape[1]}), got {q.shape}")
+    if not 0 <= lo <= hi <= prepared.database.shape[0]:
+        raise ValueError(f"bad database range [{lo}, {hi})")
+    if out.dtype != np.int32 or out.ndim != 2 or out.shape[0] < len(q) or out.shape[1] < hi - lo:
+        raise ValueError(f"out must be int32 of at least ({len(q)}, {hi - lo})")
+    return q if q.strides[1] == 1 else np.ascontiguousarray(q)  # SIMD loads need unit stride
+
+
+def _block_vnni(queries, prepared: PreparedU8, lo: int, hi: int, out: np.ndarray) -> None:
+    """:func:`block_u8` on AVX-512 VNNI."""
+    q = _check_u8(queries, prepared, lo, hi, out, "avx512vnni")
+    if len(q) and hi > lo:
+        _vnni_block(q, prepared.packed, prepared.norms, lo, hi, out)
+
+
+def _block_avx2(queries, prepared: PreparedU8, lo: int, hi: int, out: np.ndarray) -> None:
+    """:func:`block_u8` on AVX2."""
+    q = _check_u8(queries, prepared, lo, hi, out, "avx2")
+    if len(q) and hi > lo:
+        _avx2_block(q, prepared.packed, prepared.norms, lo, hi, out)
+
+
+def _block_portable(queries, prepared: PreparedU8, lo: int, hi: int, out: np.ndarray) -> None:
+    """:func:`block_u8` with plain loops (any CPU)."""
+    q = _check_u8(queries, prepared, lo, hi, out, "portable")
+    if len(q) and hi > lo:
+        _portable_block(q, prepared.database, prepared.norms, lo, hi, out)
+
+
+def block_u8(queries, prepared: PreparedU8, lo: int, hi: int, out: np.ndarray) -> None:
+    """``out[i, j] = ||queries[i] - database[lo + j]||²`` exactly, for ``i < m``, ``j < hi - lo``.
+
+    Runs the variant ``prepared`` was packed for; writes nothing else of ``out``.
+    """
+    VARIANTS[prepared.variant](queries, prepared, lo, hi, out)
+
+
+# --------------------------------------------------------------------------- float32
+
+
+def prepare_f32(database: np.ndarray) -> PreparedF32:
+    """Keep a C-contiguous float32 copy of ``database`` and its squared norms."""
+    x = np.ascontiguousarray(database, dtype=np.float32)
+    return PreparedF32(x, np.einsum("ij,ij->i", x, x))
+
+
+def block_f32(queries, prepared: PreparedF32, lo: int, hi: int, out: np.ndarray) -> None:
+    """``out[i, j] = max(||q_i||² + ||x_{lo+j}||² - 2 q_i·x_{lo+j}, 0)`` in float32.
+
+    One sgemm into the caller's buffer, then in-place updates (no m x n
+    temporaries). The clamp removes tiny negatives left by cancellation
+    when ``q ≈ x``.
+    """
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    o = out[: len(q), : hi - lo]
+    np.matmul(q, prepared.database[lo:hi].T, out=o)
+    o *= -2.0
+    o += np.einsum("ij,ij->i", q, q)[:, None]
+    o += prepared.norms[lo:hi]
+    np.maximum(o, 0.0, out=o)
+
+
+VARIANTS = {
+    "avx512vnni": _block_vnni,
+    "avx2": _block_avx2,
+    "portable": _block_portable,
+    "blas": block_f32,
+}
+"""Every variant's block function by name; :func:`supported_variants` says which run here."""
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def reference(queries: np.ndarray, database: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """All squared distances the plain NumPy way: int64 for integer input, else float64.
+
+    Computed as ``||q||² + ||x||² - 2 q·x`` in float64, ``chunk`` queries at a
+    time. For integers every product and partial sum is an integer below
+    ``255² d < 2⁵³``, so float64 holds it exactly and the result is exact.
+    """
+    q, x = np.asarray(queries), np.asarray(database)
+    exact = q.dtype.kind in "ui" and x.dtype.kind in "ui"
+    xf = x.astype(np.float64)
+    xn = np.einsum("ij,ij->i", xf, xf)
+    out = np.empty((len(q), len(x)), np.int64 if exact else np.float64)
+    for i in range(0, len(q), chunk):
+        qf = q[i : i + chunk].astype(np.float64)
+        dist = np.einsum("ij,ij->i", qf, qf)[:, None] + xn - 2.0 * (qf @ xf.T)
+        out[i : i + chunk] = np.rint(dist) if exact else np.maximum(dist, 0.0)
+    return out

@@ -1,0 +1,69 @@
+"""Running top-k: keep the k smallest distances of each row, block by block.
+
+The search engine computes distances one block of database rows at a time
+and folds each block into a running list of the k best so far, so no full
+``n_queries x n_database`` matrix and no full sort of a distance row is ever
+needed.
+
+Ties: database blocks arrive in increasing index order and each block is
+scanned left to right, so every newcomer has a larger index than everything
+already kept. Inserting it *after* all kept entries with an equal distance
+therefore breaks ties by the lower database index, as the engine promises.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["merge_block", "merge_sorted", "reference_topk"]
+
+
+@numba.njit(nogil=True, cache=True)
+def merge_block(block, m, width, lo, best_dist, best_index):
+    """Fold ``block[:m, :width]`` (database rows ``lo..lo+width``) into the top-k.
+
+    ``best_dist`` / ``best_index`` are ``(m, k)``, sorted ascending by
+    distance, padded with the dtype's maximum and index -1 while not yet full.
+    """
+    k = best_dist.shape[1]
+    for i in range(m):
+        worst = best_dist[i, k - 1]
+        for j in range(width):
+            value = block[i, j]
+            if value < worst:
+                _insert(best_dist[i], best_index[i], value, lo + j)
+                worst = best_dist[i, k - 1]
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _insert(dist, index, value, position):
+    """Insert ``value`` into the sorted row, behind equal distances; drop the last."""
+    slot = dist.shape[0] - 1
+    while slot > 0 and dist[slot - 1] > value:
+        dist[slot] = dist[slot - 1]
+        index[slot] = index[slot - 1]
+        slot -= 1
+    dist[slot] = value
+    index[slot] = position
+
+
+def merge_sorted(parts: list[tuple[np.ndarray, np.ndarray]], k: int):
+    """Merge per-range top-k lists ``(dist (m, k_i), index (m, k_i))`` into one.
+
+    Used when one query block was split over database ranges (a single query
+    spread over the cores). Sorts by distance, then by index, so ties still
+    go to the lower database index.
+    """
+    dist = np.concatenate([d for d, _ in parts], axis=1)
+    index = np.concatenate([i for _, i in parts], axis=1)
+    # unfilled slots (index -1) sort last: give them an index larger than any real one
+    order_index = np.where(index < 0, np.iinfo(np.int64).max, index)
+    order = np.lexsort((order_index, dist), axis=-1)[:, :k]
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(index, order, 1)
+
+
+def reference_topk(distances: np.ndarray, k: int):
+    """The k smallest of each row of a full matrix, ties to the lower index (stable sort)."""
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(distances, order, 1), order

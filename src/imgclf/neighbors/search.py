@@ -1,0 +1,249 @@
+"""Exact k-nearest-neighbour search in bounded memory.
+
+The engine never builds the full ``n_queries x n_database`` distance matrix.
+It walks the database in blocks, asks a kernel (:mod:`imgclf.neighbors.kernels`)
+for one block of distances at a time, and folds each block into a running
+top-k per query (:func:`~imgclf.neighbors.kernels.topk.merge_block`). Query
+blocks run on threads (the kernels release the GIL); when there are fewer
+query blocks than threads, as for a single query, the database is split
+between threads instead and the partial top-k lists are merged.
+
+Results are exact and deterministic: sorted by distance, ties broken by the
+lower database index.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgclf._validation import check_choice, check_finite, check_int
+from imgclf.neighbors.kernels import PAD, l1, l2, topk
+
+__all__ = ["METRICS", "ExactIndex", "as_features", "search"]
+
+METRICS = ("l1", "l2")
+DEFAULT_WORKING_MEMORY = 256 * 2**20
+
+# metric name -> kernel module; each module serves uint8 and float32 (kernels/__init__.py)
+_KERNELS = {"l1": l1, "l2": l2}
+
+
+def as_features(X, name: str = "X") -> np.ndarray:
+    """``X`` as a C-contiguous ``(n, d)`` matrix of uint8 or float32.
+
+    Images ``(n, H, W, C)`` (or any ``ndim > 2``) are flattened; uint8 stays
+    uint8, every other numeric type becomes float32. Raises ValueError for
+    empty input, a single vector, non-numeric data, NaN or infinity.
+    """
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise ValueError(f"{name} must be 2D (n_samples, n_features) or images "
+                         f"(n, H, W, C); got shape {X.shape}")
+    if X.dtype.kind not in "uifb":
+        raise ValueError(f"{name} must be numeric; got dtype {X.dtype}")
+    X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))
+    if X.size == 0:
+        raise ValueError(f"{name} is empty: shape {X.shape}")
+    dtype = np.uint8 if X.dtype == np.uint8 else np.float32
+    return check_finite(name, np.ascontiguousarray(X, dtype=dtype))
+
+
+def _padded(X: np.ndarray) -> np.ndarray:
+    """Zero columns up to a multiple of PAD: they add nothing to L1 or to dot products."""
+    extra = -X.shape[1] % PAD
+    return X if extra == 0 else np.pad(X, ((0, 0), (0, extra)))
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """One kernel family bound to one dtype."""
+
+    prepare: object
+    block: object
+    dist_dtype: type
+    query_block: int
+    database_block: int
+
+    @classmethod
+    def lookup(cls, metric: str, dtype) -> _Kernel:
+        module = _KERNELS[metric]
+        if dtype == np.uint8:
+            return cls(module.prepare_u8, module.block_u8, np.int32,
+                       module.QUERY_BLOCK, module.DATABASE_BLOCK)
+        return cls(module.prepare_f32, module.block_f32, np.float32,
+                   module.QUERY_BLOCK, module.DATABASE_BLOCK)
+
+
+class ExactIndex:
+    """A database prepared once for many exact searches.
+
+    Parameters
+    ----------
+    database : array-like, shape (n, d) or (n, H, W, C)
+        uint8 pixels (kept as uint8: the fastest kernels want them) or floats.
+    metric : {"l2", "l1"}
+        Euclidean distance, or the sum of absolute differences.
+    working_memory : int, optional
+        Bytes the distance blocks may use at once (default 256 MiB).
+    n_jobs : int, optional
+        Threads; defaults to the cores this process may use.
+    """
+
+    def __init__(self, database, metric: str = "l2", *, working_memory: int | None = None,
+                 n_jobs: int | None = None):
+        self.metric = check_choice("metric", metric, METRICS)
+        self.database = as_features(database, "database")
+        self.n_features = self.database.shape[1]
+        self.working_memory = check_int("working_memory",
+                                        working_memory or DEFAULT_WORKING_MEMORY, low=2**16)
+        self.n_jobs = check_int("n_jobs", n_jobs or _available_cores(), low=1)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        self._kernel = _Kernel.lookup(self.metric, self.database.dtype)
+        self._prepared = self._kernel.prepare(_padded(self.database))
+
+    def __getstate__(self) -> dict:
+        # The prepared database is derived (and holds compiled kernels): pickle the source only.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_kernel", "_prepared")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._prepare()
+
+    def __len__(self) -> int:
+        return len(self.database)
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest database rows of every query.
+
+        Parameters
+        ----------
+        queries : array-like, shape (m, d) or (m, H, W, C)
+        k : int, 1 <= k <= len(database)
+
+        Returns
+        -------
+        distances : ndarray of float64, shape (m, k)
+            Ascending; true Euclidean (not squared) for ``"l2"``.
+        indices : ndarray of int64, shape (m, k)
+            Database rows; ties go to the lower index.
+        """
+        k = check_int("k", k, low=1, high=len(self))
+        queries = self._matching(as_features(queries, "queries"))
+        dist, index = _Search(self, _padded(queries), k).run()
+        dist = dist.astype(np.float64)
+        return (np.sqrt(dist) if self.metric == "l2" else dist), index
+
+    def _matching(self, queries: np.ndarray) -> np.ndarray:
+        if queries.shape[1] != self.n_features:
+            raise ValueError(f"queries have {queries.shape[1]} features but the database has "
+                             f"{self.n_features}")
+        if queries.dtype != self.database.dtype:
+            queries = queries.astype(self.database.dtype) if queries.dtype == np.uint8 else \
+                _float_queries_on_uint8(queries)
+        return queries
+
+
+def _float_queries_on_uint8(queries: np.ndarray) -> np.ndarray:
+    # Float queries against a uint8 database are exact only if they are byte values.
+    if np.array_equal(queries, np.clip(np.rint(queries), 0, 255)):
+        return queries.astype(np.uint8)
+    raise ValueError("queries are float with non-integer or out-of-range values but the "
+                     "database is uint8; convert both to float32")
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Search:
+    """One call of :meth:`ExactIndex.search`: plans blocks, runs them on threads."""
+
+    def __init__(self, index: ExactIndex, queries: np.ndarray, k: int):
+        self.index, self.queries, self.k = index, queries, k
+        kernel = index._kernel
+        itemsize = np.dtype(kernel.dist_dtype).itemsize
+        budget_rows = index.working_memory // (index.n_jobs * itemsize * kernel.query_block)
+        self.db_block = int(max(16, min(kernel.database_block, budget_rows)))
+        self.q_block = kernel.query_block
+
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        n_db, m = len(self.index), len(self.queries)
+        query_starts = range(0, m, self.q_block)
+        ranges = self._database_ranges(len(query_starts), n_db)
+        tasks = [(q, lo, hi) for q in query_starts for lo, hi in ranges]
+        with ThreadPoolExecutor(self.index.n_jobs) as pool:
+            results = list(pool.map(lambda task: self._task(*task), tasks))
+        return self._combine(results, len(ranges))
+
+    def _database_ranges(self, n_query_blocks: int, n_db: int) -> list[tuple[int, int]]:
+        """All of the database, or one slice per idle thread when queries are few."""
+        parts = max(1, min(self.index.n_jobs // n_query_blocks, n_db // self.db_block))
+        edges = np.linspace(0, n_db, parts + 1).astype(int)
+        return list(zip(edges[:-1], edges[1:], strict=True))
+
+    def _task(self, q_start: int, lo: int, hi: int):
+        """Top-k of one query block over database rows ``lo..hi``."""
+        queries = self.queries[q_start : q_start + self.q_block]
+        kernel, m = self.index._kernel, len(queries)
+        block = np.empty((m, self.db_block), kernel.dist_dtype)
+        best = np.full((m, self.k), _worst(kernel.dist_dtype), kernel.dist_dtype)
+        best_index = np.full((m, self.k), -1, np.int64)
+        for start in range(lo, hi, self.db_block):
+            stop = min(start + self.db_block, hi)
+            kernel.block(queries, self.index._prepared, start, stop, block)
+            topk.merge_block(block, m, stop - start, start, best, best_index)
+        return best, best_index
+
+    def _combine(self, results: list, n_ranges: int):
+        if n_ranges > 1:
+            results = [topk.merge_sorted(results[i : i + n_ranges], self.k)
+                       for i in range(0, len(results), n_ranges)]
+        return (np.concatenate([d for d, _ in results]),
+                np.concatenate([i for _, i in results]))
+
+
+def _worst(dtype) -> float | int:
+    return np.iinfo(dtype).max if np.dtype(dtype).kind == "i" else np.inf
+
+
+def search(queries, database, k: int, metric: str = "l2", *,
+           working_memory: int | None = None, n_jobs: int | None = None):
+    """Exact k-nearest neighbours of each query in ``database``.
+
+    Parameters
+    ----------
+    queries : array-like, shape (m, d) or (m, H, W, C)
+    database : array-like, shape (n, d) or (n, H, W, C)
+        uint8 or float (float64 is converted to float32).
+    k : int
+        Neighbours per query, ``1 <= k <= n``.
+    metric : {"l2", "l1"}
+    working_memory : int, optional
+        Byte budget of the distance blocks (default 256 MiB).
+    n_jobs : int, optional
+        Threads (default: all available cores).
+
+    Returns
+    -------
+    distances : ndarray of float64, shape (m, k)
+    indices : ndarray of int64, shape (m, k)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> db = np.array([[0, 0], [3, 4], [1, 0]], dtype=np.uint8)
+    >>> dist, idx = search(np.array([[0, 0]], np.uint8), db, k=2)
+    >>> dist.tolist(), idx.tolist()
+    ([[0.0, 1.0]], [[0, 2]])
+    """
+    index = ExactIndex(database, metric, working_memory=working_memory, n_jobs=n_jobs)
+    return index.search(queries, k)

@@ -1,0 +1,169 @@
+"""The search engine against plain NumPy and scikit-learn, on random and adversarial data."""
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from imgclf.neighbors import ExactIndex, search
+from imgclf.neighbors.kernels.topk import merge_block, merge_sorted, reference_topk
+
+SCIPY_METRIC = {"l1": "cityblock", "l2": "euclidean"}
+DTYPES = [np.uint8, np.float32, np.float64]
+
+
+def full_distances(queries, database, metric):
+    q = np.asarray(queries, np.float64).reshape(len(queries), -1)
+    x = np.asarray(database, np.float64).reshape(len(database), -1)
+    return cdist(q, x, SCIPY_METRIC[metric])
+
+
+def reference_search(queries, database, k, metric):
+    """Full distance matrix in float64, stable sort: ties to the lower index."""
+    return reference_topk(full_distances(queries, database, metric), k)
+
+
+def unambiguous(queries, database, k, metric):
+    """Rows whose k nearest are one well-defined set: no distance tie at the k-th place.
+
+    Where the k-th and (k+1)-th distances are equal, the neighbour *set* depends on the
+    tie rule. imgclf takes the lower index; scikit-learn's heap keeps whichever its sift
+    order leaves, so only these rows can be compared with it directly.
+    """
+    dist = np.sort(full_distances(queries, database, metric), axis=1)
+    return dist[:, k - 1] != dist[:, k]
+
+
+def random_data(rng, n, d, dtype, low=0, high=256):
+    data = rng.integers(low, high, size=(n, d))
+    return data.astype(dtype) if dtype == np.uint8 else (data / 7).astype(dtype)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 5, 37])
+def test_matches_reference_on_random_data(metric, dtype, k):
+    rng = np.random.default_rng(k)
+    database, queries = random_data(rng, 300, 70, dtype), random_data(rng, 41, 70, dtype)
+    dist, index = search(queries, database, k, metric)
+    ref_dist, ref_index = reference_search(queries, database, k, metric)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-5)
+    if dtype == np.uint8:  # integer kernels are exact: same neighbours, same order
+        np.testing.assert_array_equal(index, ref_index)
+    assert dist.shape == index.shape == (41, k)
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_ties_go_to_the_lower_index(metric):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=(5, 64), dtype=np.uint8)
+    database = np.tile(base, (40, 1))  # every row appears 40 times
+    dist, index = search(base, database, k=40, metric=metric, working_memory=2**16)
+    np.testing.assert_array_equal(dist, 0)
+    np.testing.assert_array_equal(index, np.arange(0, 200, 5)[None, :] + np.arange(5)[:, None])
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_k_equal_to_database_size_sorts_everything(metric):
+    rng = np.random.default_rng(1)
+    database = rng.integers(0, 4, size=(50, 3), dtype=np.uint8)  # many equal distances
+    queries = rng.integers(0, 4, size=(7, 3), dtype=np.uint8)
+    dist, index = search(queries, database, k=50, metric=metric)
+    ref_dist, ref_index = reference_search(queries, database, 50, metric)
+    np.testing.assert_array_equal(index, ref_index)
+    np.testing.assert_allclose(dist, ref_dist)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_extremes_and_zeros(metric):
+    database = np.array([np.zeros(3072), np.full(3072, 255)], np.uint8)
+    dist, index = search(database, database, k=2, metric=metric)
+    far = 255 * 3072 if metric == "l1" else 255 * np.sqrt(3072)
+    np.testing.assert_allclose(dist, [[0, far], [0, far]])
+    np.testing.assert_array_equal(index, [[0, 1], [1, 0]])
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2, 3])
+@pytest.mark.parametrize("n_queries", [1, 2, 600])
+def test_blocking_and_threads_do_not_change_results(n_jobs, n_queries):
+    rng = np.random.default_rng(n_queries)
+    database = rng.integers(0, 256, size=(2_000, 100), dtype=np.uint8)
+    queries = rng.integers(0, 256, size=(n_queries, 100), dtype=np.uint8)
+    expected = reference_search(queries, database, 10, "l1")[1]
+    for memory in (2**16, 2**20, None):
+        _, index = search(queries, database, 10, "l1", working_memory=memory, n_jobs=n_jobs)
+        np.testing.assert_array_equal(index, expected)
+
+
+def test_images_are_flattened():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(30, 4, 4, 3), dtype=np.uint8)
+    dist, index = search(images[:3], images, k=1)
+    np.testing.assert_array_equal(index[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(dist, 0)
+
+
+def test_index_is_reusable_and_keeps_uint8():
+    database = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    index = ExactIndex(database, "l1")
+    assert index.database.dtype == np.uint8
+    assert index.search(database[:1], 1)[1][0, 0] == 0
+    assert index.search(database[3:], 2)[1].tolist() == [[3, 2]]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda q, d: search(q, d, k=0), "k must be >= 1"),
+        (lambda q, d: search(q, d, k=11), "k must be <= 10"),
+        (lambda q, d: search(q, d, k=1.5), "k must be an integer"),
+        (lambda q, d: search(q, d, k=1, metric="cosine"), "metric must be one of 'l1', 'l2'"),
+        (lambda q, d: search(q[:, :2], d, k=1), "queries have 2 features but the database has 3"),
+        (lambda q, d: search(q[0], d, k=1), "queries must be 2D"),
+        (lambda q, d: search(q[:0], d, k=1), "queries is empty"),
+        (lambda q, d: search(q, np.where(d == 0, np.nan, d), k=1), "database contains NaN"),
+        (lambda q, d: search(np.full((1, 3), np.inf), d, k=1), "queries contains NaN or infinity"),
+        (lambda q, d: search(q, d.astype(str), k=1), "database must be numeric"),
+    ],
+)
+def test_bad_input_names_argument_and_value(call, message):
+    database = np.arange(30, dtype=np.float32).reshape(10, 3)
+    with pytest.raises(ValueError, match=message):
+        call(database[:4].copy(), database)
+
+
+def test_merge_block_matches_full_sort_on_ties():
+    rng = np.random.default_rng(3)
+    full = rng.integers(0, 5, size=(20, 90)).astype(np.int32)
+    best = np.full((20, 7), np.iinfo(np.int32).max, np.int32)
+    best_index = np.full((20, 7), -1, np.int64)
+    for lo in range(0, 90, 13):
+        block = full[:, lo : lo + 13]
+        merge_block(np.ascontiguousarray(block), 20, block.shape[1], lo, best, best_index)
+    ref_dist, ref_index = reference_topk(full, 7)
+    np.testing.assert_array_equal(best, ref_dist)
+    np.testing.assert_array_equal(best_index, ref_index)
+
+
+def test_merge_sorted_prefers_lower_index_across_parts():
+    left = (np.array([[1.0, 2.0]]), np.array([[4, 5]]))
+    right = (np.array([[1.0, 1.5]]), np.array([[2, 9]]))
+    dist, index = merge_sorted([left, right], 3)
+    assert index.tolist() == [[2, 4, 9]] and dist.tolist() == [[1.0, 1.0, 1.5]]
+
+
+def test_agrees_with_scikit_learn_neighbours():
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(4)
+    database = rng.integers(0, 256, size=(500, 48), dtype=np.uint8)
+    queries = rng.integers(0, 256, size=(60, 48), dtype=np.uint8)
+    for metric, sk_metric in (("l1", "manhattan"), ("l2", "euclidean")):
+        sk = NearestNeighbors(n_neighbors=5, algorithm="brute", metric=sk_metric).fit(database)
+        sk_dist, sk_index = sk.kneighbors(queries)
+        dist, index = search(queries, database, 5, metric)
+        np.testing.assert_allclose(dist, sk_dist, rtol=1e-9)
+        # scikit-learn may order equal distances either way: compare as (distance, index) sets
+        order = np.lexsort((sk_index, sk_dist), axis=-1)
+        clear = unambiguous(queries, database, 5, metric)
+        np.testing.assert_array_equal(index[clear], np.take_along_axis(sk_index, order, 1)[clear])

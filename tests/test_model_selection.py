@@ -1,0 +1,190 @@
+"""Splits, cross-validation and the fast k-NN sweep against scikit-learn's GridSearchCV."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.neighbors import KNeighborsClassifier
+
+from imgclf.datasets import load_digits
+from imgclf.model_selection import (
+    cross_validate,
+    kfold,
+    sweep_knn,
+    train_val_split,
+    train_val_test_split,
+)
+from imgclf.neighbors import KNNClassifier
+from tests.neighbors.test_search import full_distances
+
+SK_METRIC = {"l1": "manhattan", "l2": "euclidean"}
+KS = [1, 3, 5, 8, 10, 12, 15, 20, 50, 100]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    train = load_digits()["train"]
+    return train.X, train.labels
+
+
+def test_train_val_split_is_seeded_stratified_and_disjoint(digits):
+    _, y = digits
+    train, val = train_val_split(y, 0.2, seed=3)
+    again, _ = train_val_split(y, 0.2, seed=3)
+    other, _ = train_val_split(y, 0.2, seed=4)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(y)
+    np.testing.assert_array_equal(train, again)
+    assert not np.array_equal(train, other)
+    shares = np.bincount(y[val]) / len(val)
+    np.testing.assert_allclose(shares, np.bincount(y) / len(y), atol=0.01)
+
+
+def test_train_val_test_split_covers_everything_once(digits):
+    _, y = digits
+    parts = train_val_test_split(y, val_size=100, test_size=0.25, seed=0)
+    assert [len(p) for p in parts[1:]] == [100, math.ceil(0.25 * len(y))]  # scikit-learn rounds up
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(y)))
+
+
+def test_kfold_validates_every_sample_once(digits):
+    _, y = digits
+    folds = kfold(y, 5, seed=0)
+    held_out = np.concatenate([val for _, val in folds])
+    np.testing.assert_array_equal(np.sort(held_out), np.arange(len(y)))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda y: kfold(y[:3], 5), "folds=5 is more than the 3 samples"),
+        (lambda y: kfold(np.r_[y[y != 7], 7], 5), "class 7 has only 1 member"),
+        (lambda y: kfold(y, 1), "folds must be >= 2"),
+        (lambda y: train_val_split(y, 1.5), "val_size must be a fraction"),
+    ],
+)
+def test_split_errors_name_the_value(digits, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(digits[1])
+
+
+def sklearn_grid_means(X, y, folds, ks, metrics, weights):
+    grid = GridSearchCV(
+        KNeighborsClassifier(algorithm="brute"),
+        {"n_neighbors": ks, "metric": [SK_METRIC[m] for m in metrics], "weights": weights},
+        cv=folds,
+    ).fit(X, y)
+    res = grid.cv_results_
+    back = {v: k for k, v in SK_METRIC.items()}
+    return {(p["n_neighbors"], back[p["metric"]], p["weights"]): s
+            for p, s in zip(res["params"], res["mean_test_score"], strict=True)}
+
+
+def tie_share(X, folds, k, metric):
+    """Mean share of validation rows whose k-th and (k+1)-th nearest are equally far.
+
+    Only on those rows can a neighbour set depend on the tie rule (imgclf: lower
+    index; scikit-learn: its heap's sift order), so only they may score differently.
+    """
+    shares = []
+    for train, val in folds:
+        dist = np.sort(full_distances(X[val], X[train], metric), axis=1)
+        shares.append(np.mean(dist[:, k - 1] == dist[:, k]))
+    return float(np.mean(shares))
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_sweep_equals_grid_search_on_digits(digits, weights):
+    X, y = digits
+    folds = kfold(y, 5, seed=0)
+    result = sweep_knn(X, y, KS, ("l1", "l2"), (weights,), folds=folds)
+    expected = sklearn_grid_means(X, y, folds, KS, ("l1", "l2"), [weights])
+    exact = 0
+    for record in result.to_records():
+        key = (record["k"], record["metric"], record["weights"])
+        bound = tie_share(X, folds, record["k"], record["metric"])
+        assert abs(record["mean"] - expected[key]) <= bound + 1e-12, key
+        exact += record["mean"] == pytest.approx(expected[key], abs=1e-12)
+    assert exact >= 0.75 * len(result.configs)  # most configurations have no tie at all
+
+
+@pytest.mark.slow
+def test_sweep_equals_grid_search_on_cifar10(cifar_splits):
+    train = cifar_splits["train"]
+    idx = np.random.default_rng(0).choice(len(train), 1000, replace=False)
+    X, y = train.X[idx], train.labels[idx]
+    folds = kfold(y, 5, seed=0)
+    result = sweep_knn(X, y, [1, 3, 5, 10, 20], ("l1", "l2"), ("uniform", "distance"), folds)
+    expected = sklearn_grid_means(X, y, folds, [1, 3, 5, 10, 20], ("l1", "l2"),
+                                  ["uniform", "distance"])
+    for record in result.to_records():
+        key = (record["k"], record["metric"], record["weights"])
+        assert record["mean"] == pytest.approx(expected[key], abs=1e-12), key
+
+
+def test_sweep_equals_classifier_fitted_per_configuration(digits):
+    X, y = digits
+    folds = kfold(y, 3, seed=1)
+    result = sweep_knn(X, y, [1, 4, 7], ("l1",), ("uniform", "distance"), folds=folds,
+                       tie_break="nearest")
+    for config, row in zip(result.configs, result.scores, strict=True):
+        for f, (train, val) in enumerate(folds):
+            clf = KNNClassifier(**config, tie_break="nearest").fit(X[train], y[train])
+            assert row[f] == clf.score(X[val], y[val])
+
+
+def test_sweep_with_a_fixed_validation_set(digits):
+    X, y = digits
+    result = sweep_knn(X[:1000], y[:1000], [1, 5], ("l2",), val=(X[1000:], y[1000:]))
+    assert result.scores.shape == (2, 1)
+    clf = KNNClassifier(k=5).fit(X[:1000], y[:1000])
+    assert result.scores[1, 0] == clf.score(X[1000:], y[1000:])
+    assert (result.std == 0).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ks": [1, 2000]}, "k=2000 is larger than the smallest training fold"),
+        ({"ks": []}, "ks is empty"),
+        ({"ks": [0]}, "k must be >= 1"),
+        ({"metrics": ["cosine"]}, "metric must be one of"),
+        ({"weights": ()}, "weights is empty"),
+    ],
+)
+def test_sweep_errors_name_the_value(digits, kwargs, message):
+    X, y = digits
+    args = {"ks": [1], "metrics": ("l1",), "weights": ("uniform",)} | kwargs
+    with pytest.raises(ValueError, match=message):
+        sweep_knn(X, y, args["ks"], args["metrics"], args["weights"])
+
+
+def test_cross_validate_any_classifier_and_result_table(digits):
+    X, y = digits
+    X = X.astype(np.float32) / 255
+    splitter = KFold(3, shuffle=True, random_state=0)
+    result = cross_validate(LogisticRegression(max_iter=200), X, y, {"C": [0.01, 1.0]},
+                            folds=splitter)
+    assert result.scores.shape == (2, 3)
+    assert result.best_params == {"C": 1.0} and result.mean[1] > 0.9
+    records = json.loads(result.to_json())["results"]
+    assert records[0]["C"] == 0.01 and len(records[0]["folds"]) == 3
+
+
+def test_cross_validate_knn_matches_the_sweep(digits):
+    X, y = digits
+    folds = kfold(y, 3, seed=2)
+    grid = {"k": [1, 3], "metric": ["l1", "l2"]}
+    slow = cross_validate(KNNClassifier(), X, y, grid, folds=folds)
+    fast = sweep_knn(X, y, [1, 3], ("l1", "l2"), folds=folds)
+    by_config = {(c["k"], c["metric"]): m for c, m in zip(fast.configs, fast.mean, strict=True)}
+    for config, mean in zip(slow.configs, slow.mean, strict=True):
+        assert mean == by_config[config["k"], config["metric"]]
+
+
+@pytest.mark.parametrize("grid", [{}, {"k": []}, []])
+def test_empty_grid_is_refused(digits, grid):
+    with pytest.raises(ValueError, match="empty"):
+        cross_validate(KNNClassifier(), *digits, grid)
