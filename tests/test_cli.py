@@ -52,3 +52,42 @@ def test_console_script_exit_codes_and_debug():
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_cv_prints_table_choice_and_final_test(tmp_path, capsys):
+    plot, out = tmp_path / "cv.png", tmp_path / "cv.json"
+    code = run("cv", "digits", "--k", "1,3,5", "--metric", "l1,l2", "--folds", "3",
+               "--plot", str(plot), "--json", str(out), "--final-test")
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "3-fold cross-validation" in text and "the test split was not used" in text
+    assert "evaluated once on 360 test images" in text
+    result = json.loads(out.read_text())
+    assert len(result["results"]) == 6 and result["n_test"] == 360
+    assert result["best_params"]["k"] in (1, 3, 5)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cv_without_final_test_never_touches_test(monkeypatch, capsys):
+    from imgclf import experiments
+
+    def refuse(*args):
+        raise AssertionError("test split used")
+
+    monkeypatch.setattr(experiments, "_evaluate_once", refuse)
+    assert run("cv", "digits", "--k", "1", "--val-size", "200", "--train-size", "800") == 0
+    assert "held-out validation set (200) on 800 training images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["cv", "digits", "--k", "1,x"], "--k"),
+        (["cv", "digits", "--k", "5000"], "k=5000 is larger than the smallest training fold"),
+        (["cv", "digits", "--metric", "cosine"], "metric must be one of"),
+        (["cv", "digits", "--model", "tree"], "model must be one of"),
+    ],
+)
+def test_cv_errors(argv, message, capsys):
+    assert run(*argv) in (1, 2)
+    assert message in capsys.readouterr().err

@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from imgclf import datasets
+from imgclf import datasets, experiments, plots
+from imgclf._atomic import atomic_path
 from imgclf.errors import ImgclfError
 
 __all__ = ["app", "main"]
@@ -27,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _state = {"debug": False}
-out = Console()
+out = Console(soft_wrap=True)  # no hard line breaks in piped output
 
 DataArg = Annotated[str, typer.Argument(help="Dataset spec: digits, toy:NAME, cifar10:PATH, "
                                         "cifar100:PATH, mnist:PATH or a PATH (detected).")]
@@ -83,6 +84,133 @@ def datasets_command(
         print(json.dumps({split: ds.summary() for split, ds in splits.items()}, indent=2))
     else:
         _print_summary(splits)
+
+
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected integers separated by commas, got {text!r}", param_hint=option
+        ) from None
+
+
+def _float_list(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected numbers separated by commas, got {text!r}", param_hint=option
+        ) from None
+
+
+def _words(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _cv_grid(model: str, k, metric, weights, lr, reg) -> dict:
+    if model == "knn":
+        grid = {
+            "k": _int_list(k, "--k") or [1],
+            "metric": _words(metric) or ["l2"],
+            "weights": _words(weights) or ["uniform"],
+        }
+    else:
+        grid = {
+            "learning_rate": _float_list(lr, "--lr") or [1e-3],
+            "reg": _float_list(reg, "--reg") or [1e-4],
+        }
+    return grid
+
+
+def _print_selection(selection: experiments.Selection) -> None:
+    search = selection.search
+    table = Table(
+        *search.configs[0].keys(),
+        "validation accuracy",
+        box=None,
+        padding=(0, 2),
+        title=f"{selection.model}: {selection.protocol} on {selection.n_train:,} training images",
+    )
+    for i, config in enumerate(search.configs):
+        mark = " *" if i == search.best_index else ""
+        table.add_row(
+            *map(str, config.values()), f"{search.mean[i]:.4f} ± {search.std[i]:.4f}{mark}"
+        )
+    out.print(table)
+    best = ", ".join(f"{k}={v}" for k, v in search.best_params.items())
+    out.print(
+        f"chosen: [bold]{best}[/] (validation accuracy {search.best_score:.4f}); "
+        "the test split was not used"
+    )
+    if selection.test_accuracy is not None:
+        out.print(
+            f"final test: fitted on all {selection.n_train:,} training images, evaluated "
+            f"once on {selection.n_test:,} test images: accuracy "
+            f"[bold]{selection.test_accuracy:.4f}[/]"
+        )
+
+
+@app.command()
+def cv(
+    data: DataArg,
+    model: Annotated[str, typer.Option(help="knn or linear.")] = "knn",
+    k: Annotated[str | None, typer.Option(help="k values, e.g. 1,3,5,10.")] = None,
+    metric: Annotated[str | None, typer.Option(help="l1, l2 or l1,l2.")] = None,
+    weights: Annotated[str | None, typer.Option(help="uniform, distance or both.")] = None,
+    lr: Annotated[str | None, typer.Option(help="Learning rates (linear), e.g. 1e-3,1e-2.")] = None,
+    reg: Annotated[str | None, typer.Option(help="Regularization strengths (linear).")] = None,
+    folds: Annotated[int, typer.Option(help="k-fold cross-validation folds.")] = 5,
+    val_size: Annotated[
+        float | None,
+        typer.Option(
+            help="Hold out this many training images (or this fraction) instead of folds."
+        ),
+    ] = None,
+    train_size: Annotated[
+        int | None, typer.Option(help="Use a subset of the training split.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of subsets, splits and folds.")] = 0,
+    plot: Annotated[str | None, typer.Option(help="Write the accuracy-vs-k plot (PNG).")] = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    final_test: Annotated[
+        bool,
+        typer.Option(
+            help="Fit the chosen configuration on all training data, evaluate once on test."
+        ),
+    ] = False,
+    size: SizeOpt = None,
+    mode: ModeOpt = None,
+) -> None:
+    """Choose hyperparameters on validation data (the test split is not touched)."""
+    grid = _cv_grid(model, k, metric, weights, lr, reg)
+    val = None if val_size is None else (int(val_size) if val_size >= 1 else val_size)
+    selection = experiments.choose_hyperparameters(
+        _load(data, size, mode),
+        model,
+        grid,
+        folds=folds,
+        val_size=val,
+        train_size=train_size,
+        seed=seed,
+        final_test=final_test,
+    )
+    _print_selection(selection)
+    if plot:
+        plots.cv_curve(selection.search, plot, x="k" if model == "knn" else "learning_rate")
+        out.print(f"wrote {plot}")
+    if json_path:
+        _write_json(json_path, selection.to_dict())
+        out.print(f"wrote {json_path}")
+
+
+def _write_json(path: str, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2))
 
 
 @app.command()

@@ -134,12 +134,22 @@ def make_archive(folder, archive_name, skip=()):
 
 
 def _spot(path, form: str, archive_name: str):
-    """``path`` (the batches folder) as given in ``form``: folder, parent or archive."""
+    """``path`` (the batches folder) as given in ``form``.
+
+    folder, parent (of the folder), archive, or archive-parent: a folder
+    holding only the archive.
+    """
     if form == "folder":
         return path
     if form == "parent":
         return path.parent
-    return make_archive(path, archive_name)
+    archive = make_archive(path, archive_name)
+    if form == "archive":
+        return archive
+    downloads = path.parent / "downloads"
+    downloads.mkdir()
+    archive.rename(downloads / archive_name)
+    return downloads
 
 
 class _Evil:
@@ -156,7 +166,7 @@ def _globals_in(payload: bytes) -> list[str]:
 # --- loading -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("form", ["folder", "parent", "archive"])
+@pytest.mark.parametrize("form", ["folder", "parent", "archive", "archive-parent"])
 @pytest.mark.parametrize("dumps", [_py2_dumps, _py3_dumps], ids=["py2-written", "py3-written"])
 def test_cifar10_round_trip(tmp_path, form, dumps):
     folder, expected = make_cifar10(tmp_path, dumps)
@@ -197,7 +207,7 @@ def test_cifar10_pixel_layout(tmp_path):
     assert np.count_nonzero(images) == 3
 
 
-@pytest.mark.parametrize("form", ["folder", "parent", "archive"])
+@pytest.mark.parametrize("form", ["folder", "parent", "archive", "archive-parent"])
 def test_cifar100_fine_and_coarse(tmp_path, form):
     folder, expected = make_cifar100(tmp_path)
     path = _spot(folder, form, "cifar-100-python.tar.gz")
@@ -237,13 +247,7 @@ def test_archive_with_dot_slash_members(tmp_path):
 )
 def test_detect(tmp_path, form, make, archive_name, kind):
     folder, _ = make(tmp_path / "data")
-    if form == "archive-parent":  # only the archive, next to nothing else
-        archive = make_archive(folder, archive_name)
-        path = tmp_path / "downloads"
-        path.mkdir()
-        archive.rename(path / archive_name)
-    else:
-        path = _spot(folder, form, archive_name)
+    path = _spot(folder, form, archive_name)
 
     assert detect_cifar(path) == kind
 

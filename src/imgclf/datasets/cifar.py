@@ -168,8 +168,8 @@ class _Folder:
         return str(self.folder / name)
 
     def load(self, layout: _Layout) -> dict[str, object]:
-        # Check every file first: a missing one should not cost a minute of
-        # unpickling the others before it is reported.
+        # Check every file first: a missing one is reported at once, not
+        # after seconds of unpickling the others.
         for name in layout.files:
             if not (self.folder / name).is_file():
                 raise DatasetError(f"{self.describe(name)}: missing; {_expected(layout)}")
@@ -299,12 +299,24 @@ def _split(
 ) -> Dataset:
     """One Dataset from the batches of a split, given as ``(file name, contents)``."""
     parsed = [_batch(obj, where, layout, classes, coarse_classes) for where, obj in batches]
-    data = np.concatenate([rows for rows, _, _ in parsed])
-    # Rows are channel-major (CHW); Dataset wants channels last (HWC).
-    images = np.ascontiguousarray(data.reshape(-1, 3, _SIDE, _SIDE).transpose(0, 2, 3, 1))
+    images = _channels_last([rows for rows, _, _ in parsed])
     labels = np.concatenate([labels for _, labels, _ in parsed])
     coarse = None if coarse_classes is None else np.concatenate([c for _, _, c in parsed])
     return Dataset(images, labels, classes, name, coarse, coarse_classes, meta={"split": split})
+
+
+def _channels_last(batches: list[np.ndarray]) -> np.ndarray:
+    """Images uint8 ``(N, 32, 32, 3)`` from the ``(n, 3072)`` channel-major rows of each batch."""
+    images = np.empty((sum(map(len, batches)), _SIDE, _SIDE, 3), np.uint8)
+    start = 0
+    for rows in batches:
+        planes = rows.reshape(-1, 3, _SIDE, _SIDE)
+        # A plane at a time reads memory in order: several times faster than
+        # copying a 4-D transpose, and no concatenated copy of the rows.
+        for channel in range(3):
+            images[start : start + len(rows), :, :, channel] = planes[:, channel]
+        start += len(rows)
+    return images
 
 
 def _batch(

@@ -14,6 +14,7 @@ from imgclf._progress import progress
 from imgclf._validation import check_choice, check_int, check_positive
 from imgclf.linear.losses import softmax_loss, svm_loss
 from imgclf.linear.optimizers import OPTIMIZERS, make_optimizer
+from imgclf.linear.preprocessing import _flat
 
 __all__ = ["LOSSES", "LinearClassifier"]
 
@@ -274,9 +275,3 @@ def _check_diverged(loss: float, epoch: int, learning_rate: float) -> None:
         raise ValueError(f"training diverged (loss {loss}) in epoch {epoch + 1} at "
                          f"learning_rate={learning_rate:.3g}; use a smaller learning_rate, "
                          f"or standardize the data (MeanImage(scale='std'))")
-
-
-def _flat(X):
-    """Images ``(n, H, W, C)`` become rows; anything else passes to validation as is."""
-    X = X if hasattr(X, "ndim") else np.asarray(X)
-    return X.reshape(len(X), -1) if getattr(X, "ndim", 2) > 2 else X

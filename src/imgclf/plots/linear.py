@@ -1,0 +1,292 @@
+"""Pictures of linear classifiers: templates, loss curve, lr x reg grid, 2D decision regions.
+
+Every function returns a matplotlib ``Figure`` built without pyplot (so no
+window ever opens) and writes it as a PNG when ``path`` is given. A fitted
+:class:`~sklearn.pipeline.Pipeline` is accepted wherever a classifier is: its
+last step is the classifier.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.lines import Line2D
+
+from imgclf.plots._figure import new_figure, save
+
+__all__ = ["decision_regions", "loss_curve", "lr_reg_grid", "templates"]
+
+Path = str | os.PathLike | None
+
+
+def _final_step(clf):
+    """The classifier itself, or the last step of a Pipeline."""
+    return clf.steps[-1][1] if hasattr(clf, "steps") else clf
+
+
+def _class_names(clf, classes) -> list[str]:
+    names = _final_step(clf).classes_ if classes is None else classes
+    return [str(c) for c in names]
+
+
+def _colours(n: int) -> list:
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def pixel_templates(clf) -> np.ndarray:
+    """``coef_`` ``(C, D)`` in units of input pixels.
+
+    A pipeline's preprocessing may divide features by a scale (``MeanImage``'s
+    ``scale_``); the weight a raw pixel actually gets is then ``coef_ / scale_``.
+    """
+    weights = np.asarray(_final_step(clf).coef_, dtype=np.float64)
+    for _, step in getattr(clf, "steps", [])[:-1]:
+        if hasattr(step, "scale_"):
+            weights = weights / step.scale_
+    return weights
+
+
+def templates(clf, image_shape, classes=None, path: Path = None):
+    """One tile per class: its row of ``coef_`` (bias excluded) seen as an image.
+
+    All tiles share one rescaling to 0-255 (the smallest weight black, the
+    largest white), so their contrasts can be compared, as in CS231n.
+
+    Parameters
+    ----------
+    clf : fitted LinearClassifier or Pipeline ending in one
+    image_shape : tuple of int
+        ``(H, W, C)`` (or ``(H, W)``) of the images the classifier was fitted on.
+    classes : sequence of str, optional
+        Tile titles; default ``classes_``.
+    path : path, optional
+        Where to write the PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    weights = pixel_templates(clf)
+    images = weights.reshape(len(weights), *image_shape)
+    low, high = images.min(), images.max()
+    images = (255 * (images - low) / (high - low or 1)).astype(np.uint8)
+    columns = min(len(images), 10)
+    rows = math.ceil(len(images) / columns)
+    figure = new_figure(1.3 * columns + 0.6, 1.5 * rows + 0.9)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax, image, name in zip(axes.flat, images, _class_names(clf, classes), strict=False):
+        _show_tile(ax, image, name)
+    for ax in axes.flat[len(images):]:
+        ax.set_axis_off()
+    figure.suptitle("Class templates: rows of coef_ rescaled to 0-255")
+    figure.supxlabel("image width (pixels)")
+    figure.supylabel("image height (pixels)")
+    return save(figure, path)
+
+
+def _show_tile(ax, image: np.ndarray, name: str) -> None:
+    grey = image.ndim == 2 or image.shape[-1] == 1
+    ax.imshow(image.squeeze(-1) if image.ndim == 3 and grey else image,
+              cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_title(name, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# --- loss curve --------------------------------------------------------------------------
+
+
+def loss_curve(clf_or_history, path: Path = None):
+    """Training loss at every step, with its moving average.
+
+    Parameters
+    ----------
+    clf_or_history : fitted LinearClassifier, Pipeline, or array-like of float
+        A classifier's ``loss_history_``, or the losses themselves. A
+        classifier with a validation set also gets a second panel: validation
+        accuracy per epoch.
+    path : path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    model = _final_step(clf_or_history)
+    losses = np.asarray(getattr(model, "loss_history_", clf_or_history), dtype=np.float64)
+    val = np.asarray(getattr(model, "val_score_history_", []))
+    figure = new_figure(6.4 * (1 + (len(val) > 0)) * 0.8, 4.0)
+    axes = figure.subplots(1, 1 + (len(val) > 0), squeeze=False)[0]
+    _draw_losses(axes[0], losses)
+    if len(val):
+        axes[1].plot(np.arange(1, len(val) + 1), val, marker="o")
+        axes[1].set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
+    name = getattr(model, "loss", None)
+    figure.suptitle(f"Training loss ({name})" if name else "Training loss")
+    return save(figure, path)
+
+
+def _draw_losses(ax, losses: np.ndarray) -> None:
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, alpha=0.35, linewidth=0.8, label="minibatch")
+    window = max(1, len(losses) // 50)
+    if window > 1:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
+    ax.set(title="Loss per step", xlabel="iteration (minibatch step)", ylabel="loss")
+    ax.legend()
+
+
+# --- learning rate x regularization ------------------------------------------------------
+
+
+def lr_reg_grid(results: dict, path: Path = None):
+    """Training and validation accuracy over the learning-rate x regularization grid.
+
+    Parameters
+    ----------
+    results : dict of (float, float) to (float, float)
+        ``(learning_rate, reg) -> (train_accuracy, val_accuracy)``, as
+        returned by :func:`imgclf.linear.lr_reg_search` (NaN: diverged, drawn
+        as a grey cross). Both axes are logarithmic, so values must be > 0.
+    path : path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels sharing one colour scale; the best validation point is ringed.
+    """
+    keys = list(results)
+    lrs, regs = (np.array([k[i] for k in keys], dtype=float) for i in (0, 1))
+    scores = np.array([results[k] for k in keys], dtype=float).reshape(len(keys), 2)
+    finite = np.isfinite(scores)
+    norm = Normalize(*_range(scores[finite]))
+    figure = new_figure(10.5, 4.4)
+    axes = figure.subplots(1, 2, sharex=True, sharey=True)
+    for column, (ax, title) in enumerate(zip(axes, ("Training", "Validation"), strict=True)):
+        points = ax.scatter(lrs, regs, c=scores[:, column], cmap="viridis", norm=norm, s=220,
+                            marker="s", edgecolors="k", plotnonfinite=False)
+        _mark_failed(ax, lrs, regs, ~finite[:, column])
+        ax.set(title=f"{title} accuracy", xscale="log", yscale="log", xlabel="learning rate",
+               ylabel="regularization strength")
+    _ring_best(axes[1], lrs, regs, scores[:, 1])
+    figure.colorbar(points, ax=axes, label="accuracy")
+    figure.suptitle("Learning rate x regularization search")
+    return save(figure, path)
+
+
+def _range(values: np.ndarray) -> tuple[float, float]:
+    return (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+
+
+def _mark_failed(ax, lrs, regs, failed) -> None:
+    if failed.any():
+        ax.scatter(lrs[failed], regs[failed], marker="x", color="grey", s=80, label="diverged")
+        ax.legend(loc="lower left")
+
+
+def _ring_best(ax, lrs, regs, val) -> None:
+    if np.isfinite(val).any():
+        best = int(np.nanargmax(val))
+        ax.scatter(lrs[best], regs[best], s=600, facecolors="none", edgecolors="red",
+                   linewidths=2)
+        ax.annotate(f"best {val[best]:.3f}", (lrs[best], regs[best]), xytext=(12, 12),
+                    textcoords="offset points", color="red")
+
+
+# --- 2D decision regions -----------------------------------------------------------------
+
+
+def decision_regions(clf, X2d, y, path: Path = None, classes=None, resolution: int = 300):
+    """Coloured class regions of a classifier of 2D points, its hyperplanes and the data.
+
+    Parameters
+    ----------
+    clf : fitted classifier (or Pipeline) of 2D points
+        Regions come from ``predict``; if the final step has ``coef_`` and
+        ``intercept_``, each class's hyperplane ``w_c . x + b_c = 0`` is drawn
+        as a line in that class's colour (straight for a linear model after an
+        affine preprocessing such as ``MeanImage``).
+    X2d : ndarray, shape (n, 2)
+    y : ndarray, shape (n,)
+        Labels in ``clf.classes_``.
+    path : path, optional
+    classes : sequence of str, optional
+        Legend names, default ``classes_``.
+    resolution : int, default=300
+        Grid points along each axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    X2d, y = np.asarray(X2d, dtype=np.float64), np.asarray(y)
+    known = _final_step(clf).classes_
+    names, colours = _class_names(clf, classes), _colours(len(known))
+    xx, yy = _grid(X2d, resolution)
+    grid = np.column_stack([xx.ravel(), yy.ravel()])
+    region = np.searchsorted(known, clf.predict(grid)).reshape(xx.shape)
+    figure = new_figure(6.4, 5.6)
+    ax = figure.subplots()
+    ax.contourf(xx, yy, region, levels=np.arange(len(known) + 1) - 0.5, colors=colours,
+                alpha=0.25)
+    handles = _hyperplanes(ax, clf, grid, xx, colours, names)
+    for index, (colour, name) in enumerate(zip(colours, names, strict=True)):
+        mine = y == known[index]
+        ax.scatter(X2d[mine, 0], X2d[mine, 1], color=colour, edgecolors="k", linewidths=0.4,
+                   s=18, label=name)
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=8, loc="best")
+    accuracy = np.mean(clf.predict(X2d) == y)
+    ax.set(title=f"Decision regions of {type(_final_step(clf)).__name__} "
+                 f"(training accuracy {accuracy:.2f})", xlabel="x1", ylabel="x2",
+           xlim=(xx.min(), xx.max()), ylim=(yy.min(), yy.max()))
+    return save(figure, path)
+
+
+def _grid(X2d: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    low, high = X2d.min(axis=0), X2d.max(axis=0)
+    pad = 0.1 * (high - low) + 1e-9
+    axes = [np.linspace(low[i] - pad[i], high[i] + pad[i], resolution) for i in (0, 1)]
+    return np.meshgrid(*axes)
+
+
+def _hyperplanes(ax, clf, grid, xx, colours, names) -> list:
+    """Zero lines of each class score; legend handles for those inside the picture."""
+    scores = _linear_scores(clf, grid)
+    if scores is None:
+        return []
+    handles = []
+    for c in range(scores.shape[1]):
+        level = scores[:, c].reshape(xx.shape)
+        if level.min() < 0 < level.max():  # the line crosses the picture
+            ax.contour(xx, xx.T if False else _yy(grid, xx), level, levels=[0],
+                       colors=[colours[c]], linewidths=2, linestyles="--")
+            handles.append(Line2D([], [], color=colours[c], linestyle="--",
+                                  label=f"{names[c]}: w.x + b = 0"))
+    return handles
+
+
+def _yy(grid, xx):
+    return grid[:, 1].reshape(xx.shape)
+
+
+def _linear_scores(clf, grid) -> np.ndarray | None:
+    """``coef_ @ features + intercept_`` per class, features after the pipeline's transforms."""
+    model = _final_step(clf)
+    if not (hasattr(model, "coef_") and hasattr(model, "intercept_")):
+        return None
+    features = grid
+    for _, step in getattr(clf, "steps", [])[:-1]:
+        features = step.transform(features)
+    return np.asarray(features, dtype=np.float64) @ np.asarray(model.coef_, np.float64).T \
+        + model.intercept_
+
+
+_UNUSED = LogNorm  # noqa: F841
