@@ -20,10 +20,11 @@ import statistics
 import time
 
 import numpy as np
-from _common import environment, load_cifar, sgemm_gflops, timed, write_json
 
 from imgclf.neighbors import ExactIndex
 from imgclf.neighbors.kernels import l1, l2
+
+from _common import environment, load_cifar, sgemm_gflops, timed, write_json
 
 SK_METRIC = {"l1": "manhattan", "l2": "euclidean"}
 
@@ -119,11 +120,16 @@ def main() -> None:
     n_queries = 10_000 if args.full else args.queries
     X, Q = train.X, test.X[:n_queries]
     engines = args.engines.split(",")
-    result = {"environment": environment(), "sgemm_gflops": sgemm_gflops(),
-              "compile_s": compile_seconds(X), "kernels": {"l1": l1.variant(np.uint8),
-                                                           "l2": l2.variant(np.uint8)}}
-    print(f"sgemm: {result['sgemm_gflops']:.0f} GFLOP/s; kernels {result['kernels']}; "
-          f"first-call compile {result['compile_s']}")
+    result = {
+        "environment": environment(),
+        "sgemm_gflops": sgemm_gflops(),
+        "compile_s": compile_seconds(X),
+        "kernels": {"l1": l1.variant(np.uint8), "l2": l2.variant(np.uint8)},
+    }
+    print(
+        f"sgemm: {result['sgemm_gflops']:.0f} GFLOP/s; kernels {result['kernels']}; "
+        f"first-call compile {result['compile_s']}"
+    )
     result["runs"] = [compare(X, Q, m, k, engines) for m in ("l2", "l1") for k in (1, 10)]
     result["latency_ms"] = {m: latency_ms(X, test.X, m) for m in ("l1", "l2")}
     result["one_nn_accuracy"] = {m: one_nn_accuracy(train, test, m) for m in ("l1", "l2")}
@@ -136,14 +142,18 @@ def report(result: dict) -> None:
         ratios = ", ".join(f"{k[9:]} {v:.3f}x" for k, v in row.items() if k.startswith("ratio"))
         agree = ", ".join(f"{k[15:]} {v:.1%}" for k, v in row.items() if k.startswith("agree"))
         rate = row.get("gflops") or row.get("g_byte_pairs_per_s")
-        print(f"{row['metric']} k={row['k']}: imgclf {row['imgclf_s']:.2f} s ({rate:.0f} "
-              f"{'GFLOP/s' if 'gflops' in row else 'G byte pairs/s'}); time ratio {ratios}; "
-              f"same neighbours: {agree}")
+        print(
+            f"{row['metric']} k={row['k']}: imgclf {row['imgclf_s']:.2f} s ({rate:.0f} "
+            f"{'GFLOP/s' if 'gflops' in row else 'G byte pairs/s'}); time ratio {ratios}; "
+            f"same neighbours: {agree}"
+        )
     lat = result["latency_ms"]
     print(f"single-query latency (median): L1 {lat['l1']:.2f} ms, L2 {lat['l2']:.2f} ms (goal < 5)")
     acc = result["one_nn_accuracy"]
-    print(f"1-NN test accuracy: L1 {acc['l1']:.2%}, L2 {acc['l2']:.2%} "
-          f"(published, original CIFAR-10: 38.6% and 35.4%)")
+    print(
+        f"1-NN test accuracy: L1 {acc['l1']:.2%}, L2 {acc['l2']:.2%} "
+        f"(published, original CIFAR-10: 38.6% and 35.4%)"
+    )
 
 
 if __name__ == "__main__":

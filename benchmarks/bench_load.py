@@ -57,8 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     result = measure(args.folder, args.repeat)
     print(f"{result['images']:,} images on {result['cores']} cores")
-    print(f"cold: median {result['cold_median_s']:.2f} s = "
-          f"{result['cold_images_per_s']:,.0f} images/s  (goal >= 5,000)")
+    print(
+        f"cold: median {result['cold_median_s']:.2f} s = "
+        f"{result['cold_images_per_s']:,.0f} images/s  (goal >= 5,000)"
+    )
     print(f"warm: median {result['warm_median_s']:.2f} s  (goal < 1 s)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

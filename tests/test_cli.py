@@ -56,8 +56,21 @@ def test_console_script_exit_codes_and_debug():
 
 def test_cv_prints_table_choice_and_final_test(tmp_path, capsys):
     plot, out = tmp_path / "cv.png", tmp_path / "cv.json"
-    code = run("cv", "digits", "--k", "1,3,5", "--metric", "l1,l2", "--folds", "3",
-               "--plot", str(plot), "--json", str(out), "--final-test")
+    code = run(
+        "cv",
+        "digits",
+        "--k",
+        "1,3,5",
+        "--metric",
+        "l1,l2",
+        "--folds",
+        "3",
+        "--plot",
+        str(plot),
+        "--json",
+        str(out),
+        "--final-test",
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "3-fold cross-validation" in text and "the test split was not used" in text

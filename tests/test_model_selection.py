@@ -78,8 +78,10 @@ def sklearn_grid_means(X, y, folds, ks, metrics, weights):
     ).fit(X, y)
     res = grid.cv_results_
     back = {v: k for k, v in SK_METRIC.items()}
-    return {(p["n_neighbors"], back[p["metric"]], p["weights"]): s
-            for p, s in zip(res["params"], res["mean_test_score"], strict=True)}
+    return {
+        (p["n_neighbors"], back[p["metric"]], p["weights"]): s
+        for p, s in zip(res["params"], res["mean_test_score"], strict=True)
+    }
 
 
 def tie_share(X, folds, k, metric):
@@ -117,8 +119,9 @@ def test_sweep_equals_grid_search_on_cifar10(cifar_splits):
     X, y = train.X[idx], train.labels[idx]
     folds = kfold(y, 5, seed=0)
     result = sweep_knn(X, y, [1, 3, 5, 10, 20], ("l1", "l2"), ("uniform", "distance"), folds)
-    expected = sklearn_grid_means(X, y, folds, [1, 3, 5, 10, 20], ("l1", "l2"),
-                                  ["uniform", "distance"])
+    expected = sklearn_grid_means(
+        X, y, folds, [1, 3, 5, 10, 20], ("l1", "l2"), ["uniform", "distance"]
+    )
     for record in result.to_records():
         key = (record["k"], record["metric"], record["weights"])
         assert record["mean"] == pytest.approx(expected[key], abs=1e-12), key
@@ -127,8 +130,9 @@ def test_sweep_equals_grid_search_on_cifar10(cifar_splits):
 def test_sweep_equals_classifier_fitted_per_configuration(digits):
     X, y = digits
     folds = kfold(y, 3, seed=1)
-    result = sweep_knn(X, y, [1, 4, 7], ("l1",), ("uniform", "distance"), folds=folds,
-                       tie_break="nearest")
+    result = sweep_knn(
+        X, y, [1, 4, 7], ("l1",), ("uniform", "distance"), folds=folds, tie_break="nearest"
+    )
     for config, row in zip(result.configs, result.scores, strict=True):
         for f, (train, val) in enumerate(folds):
             clf = KNNClassifier(**config, tie_break="nearest").fit(X[train], y[train])
@@ -165,8 +169,9 @@ def test_cross_validate_any_classifier_and_result_table(digits):
     X, y = digits
     X = X.astype(np.float32) / 255
     splitter = KFold(3, shuffle=True, random_state=0)
-    result = cross_validate(LogisticRegression(max_iter=200), X, y, {"C": [0.01, 1.0]},
-                            folds=splitter)
+    result = cross_validate(
+        LogisticRegression(max_iter=200), X, y, {"C": [0.01, 1.0]}, folds=splitter
+    )
     assert result.scores.shape == (2, 3)
     assert result.best_params == {"C": 1.0} and result.mean[1] > 0.9
     records = json.loads(result.to_json())["results"]

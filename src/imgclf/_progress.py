@@ -50,8 +50,9 @@ def _with_lines(items: Iterable[T], total: int | None, description: str) -> Iter
 def _with_bar(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
     from rich.progress import track
 
-    yield from track(items, total=total, description=description, transient=True,
-                     console=_stderr_console())
+    yield from track(
+        items, total=total, description=description, transient=True, console=_stderr_console()
+    )
 
 
 def _stderr_console():

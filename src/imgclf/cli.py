@@ -30,12 +30,18 @@ app = typer.Typer(
 _state = {"debug": False}
 out = Console(soft_wrap=True)  # no hard line breaks in piped output
 
-DataArg = Annotated[str, typer.Argument(help="Dataset spec: digits, toy:NAME, cifar10:PATH, "
-                                        "cifar100:PATH, mnist:PATH or a PATH (detected).")]
+DataArg = Annotated[
+    str,
+    typer.Argument(
+        help="Dataset spec: digits, toy:NAME, cifar10:PATH, "
+        "cifar100:PATH, mnist:PATH or a PATH (detected)."
+    ),
+]
 SizeOpt = Annotated[str | None, typer.Option(help="Resize folder images to HxW, e.g. 64x64.")]
 ModeOpt = Annotated[str | None, typer.Option(help="Folder images as RGB or L (greyscale).")]
-OnErrorOpt = Annotated[str | None, typer.Option("--on-error",
-                                                help="Undecodable folder images: raise or skip.")]
+OnErrorOpt = Annotated[
+    str | None, typer.Option("--on-error", help="Undecodable folder images: raise or skip.")
+]
 
 
 @app.callback()
@@ -49,21 +55,25 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     try:
         height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 64x64, got {text!r}",
-                                 param_hint="--size") from None
+        raise typer.BadParameter(
+            f"expected HxW such as 64x64, got {text!r}", param_hint="--size"
+        ) from None
     return height, width
 
 
-def _load(data: str, size: str | None = None, mode: str | None = None,
-          on_error: str | None = None) -> dict[str, datasets.Dataset]:
+def _load(
+    data: str, size: str | None = None, mode: str | None = None, on_error: str | None = None
+) -> dict[str, datasets.Dataset]:
     return datasets.load(data, size=_parse_size(size), mode=mode, on_error=on_error)
 
 
 def _print_summary(splits: dict[str, datasets.Dataset]) -> None:
     for split, ds in splits.items():
         info = ds.summary()
-        out.print(f"[bold]{split}[/]: {info['images']:,} images of shape "
-                  f"{tuple(info['image_shape'])}, {len(ds.classes)} classes")
+        out.print(
+            f"[bold]{split}[/]: {info['images']:,} images of shape "
+            f"{tuple(info['image_shape'])}, {len(ds.classes)} classes"
+        )
         table = Table("class", "images", box=None, padding=(0, 2))
         for name, count in info["per_class"].items():
             table.add_row(name, f"{count:,}")

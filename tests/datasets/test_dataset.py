@@ -35,8 +35,13 @@ def test_summary_is_json_ready():
 
 
 def test_coarse_labels_are_subset_too():
-    ds = Dataset(np.zeros((3, 1, 1, 1), np.uint8), [0, 1, 2], "xyz",
-                 coarse_labels=[0, 0, 1], coarse_classes=("p", "q"))
+    ds = Dataset(
+        np.zeros((3, 1, 1, 1), np.uint8),
+        [0, 1, 2],
+        "xyz",
+        coarse_labels=[0, 0, 1],
+        coarse_classes=("p", "q"),
+    )
     np.testing.assert_array_equal(ds.subset([2]).coarse_labels, [1])
 
 

@@ -62,7 +62,10 @@ def test_nested_groups_name_classes_group_slash_class(tmp_path):
             write_image(tmp_path / group / char / "x.png", solid(1, (4, 4)))
     ds = load_folder(tmp_path, mode="L")["train"]
     assert ds.classes == (
-        "Greek/character01", "Greek/character02", "Latin/character01", "Latin/character02",
+        "Greek/character01",
+        "Greek/character02",
+        "Latin/character01",
+        "Latin/character02",
     )
     assert ds.images.shape == (4, 4, 4, 1)
 
@@ -191,8 +194,16 @@ def test_shared_cifar10_jpeg_folder(cifar_splits):
     train, test = cifar_splits["train"], cifar_splits["test"]
     assert (len(train), len(test)) == (50_000, 10_000)
     assert train.classes == (
-        "airplane", "automobile", "bird", "cat", "deer",
-        "dog", "frog", "horse", "ship", "truck",
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
     )
     assert set(train.class_counts().values()) == {5000}
     assert set(test.class_counts().values()) == {1000}

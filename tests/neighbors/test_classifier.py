@@ -12,8 +12,12 @@ from imgclf.neighbors.faiss_backend import faiss_available
 from tests.neighbors.test_search import reference_search, unambiguous
 
 SK_METRIC = {"l1": "manhattan", "l2": "euclidean"}
-CASES = [(k, metric, weights) for k in (1, 3, 5, 10) for metric in ("l1", "l2")
-         for weights in ("uniform", "distance")]
+CASES = [
+    (k, metric, weights)
+    for k in (1, 3, 5, 10)
+    for metric in ("l1", "l2")
+    for weights in ("uniform", "distance")
+]
 
 
 @parametrize_with_checks([KNNClassifier(), KNNClassifier(k=3, metric="l1", weights="distance")])
@@ -22,8 +26,9 @@ def test_scikit_learn_estimator_checks(estimator, check):
 
 
 def sklearn_predictions(train_X, train_y, test_X, k, metric, weights):
-    sk = KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric=SK_METRIC[metric],
-                              weights=weights)
+    sk = KNeighborsClassifier(
+        n_neighbors=k, algorithm="brute", metric=SK_METRIC[metric], weights=weights
+    )
     return sk.fit(train_X, train_y).predict(test_X), sk.predict_proba(test_X)
 
 
@@ -33,8 +38,7 @@ def assert_same_as_sklearn(train_X, train_y, test_X, k, metric, weights):
     clear = unambiguous(test_X, train_X, k, metric)
     assert clear.mean() > 0.8  # the comparison covers most of the test set
     np.testing.assert_array_equal(ours.predict(test_X)[clear], expected[clear])
-    np.testing.assert_allclose(ours.predict_proba(test_X)[clear], expected_proba[clear],
-                               rtol=1e-12)
+    np.testing.assert_allclose(ours.predict_proba(test_X)[clear], expected_proba[clear], rtol=1e-12)
     # tied rows: the neighbours of a stable sort of all distances (lower index wins)
     if not clear.all():
         _, ref_index = reference_search(test_X[~clear], train_X, k, metric)

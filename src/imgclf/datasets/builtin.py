@@ -42,12 +42,16 @@ def load_digits() -> dict[str, Dataset]:
     images = np.round(bunch.images * (255 / 16)).astype(np.uint8)[..., None]
     classes = tuple(str(c) for c in bunch.target_names)
     train, test = train_test_split(
-        np.arange(len(images)), test_size=DIGITS_TEST_SIZE, stratify=bunch.target,
+        np.arange(len(images)),
+        test_size=DIGITS_TEST_SIZE,
+        stratify=bunch.target,
         random_state=DIGITS_SEED,
     )
     full = Dataset(images, bunch.target, classes, "digits")
-    return {"train": _renamed(full.subset(train), "digits:train"),
-            "test": _renamed(full.subset(test), "digits:test")}
+    return {
+        "train": _renamed(full.subset(train), "digits:train"),
+        "test": _renamed(full.subset(test), "digits:test"),
+    }
 
 
 def _renamed(ds: Dataset, name: str) -> Dataset:

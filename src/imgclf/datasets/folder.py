@@ -63,15 +63,19 @@ class _Listing:
 
 
 def _subdirs(folder: Path) -> list[os.DirEntry]:
-    return sorted((e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")),
-                  key=lambda e: e.name)
+    return sorted(
+        (e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")),
+        key=lambda e: e.name,
+    )
 
 
 def _image_entries(folder: str | Path) -> list[os.DirEntry]:
     extensions = _image_extensions()
     entries = [
-        e for e in os.scandir(folder)
-        if not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in extensions
+        e
+        for e in os.scandir(folder)
+        if not e.name.startswith(".")
+        and os.path.splitext(e.name)[1].lower() in extensions
         and e.is_file()
     ]
     return sorted(entries, key=lambda e: e.name)
@@ -146,8 +150,13 @@ def _decode(path: str, mode: str, size: tuple[int, int] | None) -> np.ndarray:
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
@@ -227,8 +236,9 @@ def _build_split(name: str, listing: _Listing, mode, size, on_error, workers) ->
     files = [f for f, k in zip(listing.files, kept, strict=True) if k]
     if not images:
         raise DatasetError(f"{name}: none of the {len(listing.files)} images could be decoded")
-    return Dataset(_stack(images, files), listing.labels[kept], listing.classes, name,
-                   meta={"skipped": errors})
+    return Dataset(
+        _stack(images, files), listing.labels[kept], listing.classes, name, meta={"skipped": errors}
+    )
 
 
 def load_folder(
@@ -270,14 +280,17 @@ def load_folder(
         raise DatasetError(f"{root}: not a folder")
     listings = {split: _list_split(folder) for split, folder in _split_roots(root).items()}
     options = {"size": size, "mode": mode, "on_error": on_error}
-    digest = cache.manifest_digest([f"{split}/{line}" for split, listing in listings.items()
-                                    for line in listing.manifest])
+    digest = cache.manifest_digest(
+        [f"{split}/{line}" for split, listing in listings.items() for line in listing.manifest]
+    )
     entry = cache.entry_path(root, options)
     cached = cache.read_entry(entry, digest) if use_cache else None
     if cached is not None:
         return _from_cache(root, *cached)
-    splits = {s: _build_split(f"{root}:{s}", lst, mode, size, on_error, workers)
-              for s, lst in listings.items()}
+    splits = {
+        s: _build_split(f"{root}:{s}", lst, mode, size, on_error, workers)
+        for s, lst in listings.items()
+    }
     _warn_skipped(splits)
     if use_cache:
         _to_cache(entry, digest, splits)
@@ -288,13 +301,18 @@ def _warn_skipped(splits: dict[str, Dataset]) -> None:
     skipped = [msg for ds in splits.values() for msg in ds.meta["skipped"]]
     if skipped:
         shown = "\n  ".join(skipped[:10]) + ("\n  ..." if len(skipped) > 10 else "")
-        warnings.warn(f"skipped {len(skipped)} image(s) that failed to decode:\n  {shown}",
-                      stacklevel=3)
+        warnings.warn(
+            f"skipped {len(skipped)} image(s) that failed to decode:\n  {shown}", stacklevel=3
+        )
 
 
 def _to_cache(entry: Path, digest: str, splits: dict[str, Dataset]) -> None:
-    header = {"splits": {s: {"classes": list(ds.classes), "skipped": ds.meta["skipped"]}
-                         for s, ds in splits.items()}}
+    header = {
+        "splits": {
+            s: {"classes": list(ds.classes), "skipped": ds.meta["skipped"]}
+            for s, ds in splits.items()
+        }
+    }
     arrays = {}
     for s, ds in splits.items():
         arrays[f"{s}_images"], arrays[f"{s}_labels"] = ds.images, ds.labels
@@ -306,7 +324,12 @@ def _to_cache(entry: Path, digest: str, splits: dict[str, Dataset]) -> None:
 
 def _from_cache(root: Path, header: dict, arrays: dict) -> dict[str, Dataset]:
     return {
-        s: Dataset(arrays[f"{s}_images"], arrays[f"{s}_labels"], tuple(h["classes"]),
-                   f"{root}:{s}", meta={"skipped": h["skipped"], "cached": True})
+        s: Dataset(
+            arrays[f"{s}_images"],
+            arrays[f"{s}_labels"],
+            tuple(h["classes"]),
+            f"{root}:{s}",
+            meta={"skipped": h["skipped"], "cached": True},
+        )
         for s, h in header["splits"].items()
     }

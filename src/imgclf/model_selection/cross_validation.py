@@ -38,8 +38,9 @@ def resolve_folds(X, y, folds, val, seed) -> tuple[np.ndarray, np.ndarray, list[
     return X_all, y_all, [(np.arange(n), np.arange(n, n + m))]
 
 
-def cross_validate(estimator, X, y, param_grid, folds=5, *, val=None, seed: int = 0,
-                   scoring=None) -> SearchResult:
+def cross_validate(
+    estimator, X, y, param_grid, folds=5, *, val=None, seed: int = 0, scoring=None
+) -> SearchResult:
     """Validation score of every configuration of ``param_grid`` on every fold.
 
     Parameters

@@ -23,9 +23,20 @@ from imgclf.neighbors.search import METRICS, ExactIndex
 __all__ = ["sweep_knn"]
 
 
-def sweep_knn(X, y, ks, metrics=("l1", "l2"), weights=("uniform",), folds=5, *, val=None,
-              seed: int = 0, tie_break: str = "smallest", working_memory: int | None = None,
-              n_jobs: int | None = None) -> SearchResult:
+def sweep_knn(
+    X,
+    y,
+    ks,
+    metrics=("l1", "l2"),
+    weights=("uniform",),
+    folds=5,
+    *,
+    val=None,
+    seed: int = 0,
+    tie_break: str = "smallest",
+    working_memory: int | None = None,
+    n_jobs: int | None = None,
+) -> SearchResult:
     """Validation accuracy of k-NN for every k, metric and weighting.
 
     Parameters
@@ -70,8 +81,9 @@ def sweep_knn(X, y, ks, metrics=("l1", "l2"), weights=("uniform",), folds=5, *, 
         start = time.perf_counter()
         labels = y_index[train][neighbors]
         for w in weights:
-            fold_scores = _score_every_k(labels, dist, w, ks, len(classes), y_index[held_out],
-                                         tie_break)
+            fold_scores = _score_every_k(
+                labels, dist, w, ks, len(classes), y_index[held_out], tie_break
+            )
             for k, score in fold_scores.items():
                 scores[row_of[metric, w, k], f] = score
         timings["vote_s"] += time.perf_counter() - start
@@ -102,5 +114,7 @@ def _check_grid(ks, metrics, weights):
 def _check_k_fits(k_max: int, splits) -> None:
     smallest = min(len(train) for train, _ in splits)
     if k_max > smallest:
-        raise ValueError(f"k={k_max} is larger than the smallest training fold "
-                         f"({smallest} samples); use a smaller k or fewer folds")
+        raise ValueError(
+            f"k={k_max} is larger than the smallest training fold "
+            f"({smallest} samples); use a smaller k or fewer folds"
+        )

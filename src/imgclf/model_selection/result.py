@@ -56,10 +56,18 @@ class SearchResult:
         """One tidy row per configuration: its parameters, mean, std and fold scores."""
         return [
             {**config, "mean": float(m), "std": float(s), "folds": [float(v) for v in row]}
-            for config, m, s, row in zip(self.configs, self.mean, self.std, self.scores,
-                                         strict=True)
+            for config, m, s, row in zip(
+                self.configs, self.mean, self.std, self.scores, strict=True
+            )
         ]
 
     def to_json(self) -> str:
-        return json.dumps({"best_params": self.best_params, "best_score": self.best_score,
-                           "results": self.to_records(), "timings": self.timings}, indent=2)
+        return json.dumps(
+            {
+                "best_params": self.best_params,
+                "best_score": self.best_score,
+                "results": self.to_records(),
+                "timings": self.timings,
+            },
+            indent=2,
+        )

@@ -20,8 +20,7 @@ __all__ = ["folds_of", "kfold", "train_val_split", "train_val_test_split"]
 Fold = tuple[np.ndarray, np.ndarray]
 
 
-def train_val_split(y, val_size: float | int, *, seed: int = 0,
-                    stratify: bool = True) -> Fold:
+def train_val_split(y, val_size: float | int, *, seed: int = 0, stratify: bool = True) -> Fold:
     """Indices ``(train, val)`` of a seeded split of ``n = len(y)`` samples.
 
     Parameters
@@ -43,16 +42,22 @@ def train_val_split(y, val_size: float | int, *, seed: int = 0,
     y = np.asarray(y)
     _check_size("val_size", val_size, len(y))
     try:
-        train, val = train_test_split(np.arange(len(y)), test_size=val_size, random_state=seed,
-                                      stratify=y if stratify else None)
+        train, val = train_test_split(
+            np.arange(len(y)),
+            test_size=val_size,
+            random_state=seed,
+            stratify=y if stratify else None,
+        )
     except ValueError as exc:  # e.g. a class with a single member cannot be stratified
-        raise ValueError(f"cannot split {len(y)} samples with val_size={val_size!r}: {exc}") \
-            from None
+        raise ValueError(
+            f"cannot split {len(y)} samples with val_size={val_size!r}: {exc}"
+        ) from None
     return np.sort(train), np.sort(val)
 
 
-def train_val_test_split(y, val_size: float | int, test_size: float | int, *, seed: int = 0,
-                         stratify: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def train_val_test_split(
+    y, val_size: float | int, test_size: float | int, *, seed: int = 0, stratify: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices ``(train, val, test)``; sizes as in :func:`train_val_split` (of all ``n``)."""
     y = np.asarray(y)
     _check_size("test_size", test_size, len(y))
@@ -67,12 +72,14 @@ def _check_size(name: str, size, n: int) -> None:
         return
     if isinstance(size, int | np.integer) and not isinstance(size, bool) and 0 < size < n:
         return
-    raise ValueError(f"{name} must be a fraction in (0, 1) or a count in [1, {n - 1}]; "
-                     f"got {size!r}")
+    raise ValueError(
+        f"{name} must be a fraction in (0, 1) or a count in [1, {n - 1}]; got {size!r}"
+    )
 
 
-def kfold(y, folds: int = 5, *, shuffle: bool = True, seed: int | None = 0,
-          stratify: bool = True) -> list[Fold]:
+def kfold(
+    y, folds: int = 5, *, shuffle: bool = True, seed: int | None = 0, stratify: bool = True
+) -> list[Fold]:
     """``folds`` pairs of index arrays ``(train, val)``; every sample is validated once.
 
     Raises a ValueError naming the count when there are fewer samples than
@@ -94,8 +101,10 @@ def _check_class_sizes(y: np.ndarray, folds: int) -> None:
     classes, counts = np.unique(y, return_counts=True)
     if counts.min() < folds:
         small = classes[counts.argmin()].item()
-        raise ValueError(f"class {small!r} has only {counts.min()} member(s), fewer than "
-                         f"folds={folds}; use fewer folds or stratify=False")
+        raise ValueError(
+            f"class {small!r} has only {counts.min()} member(s), fewer than "
+            f"folds={folds}; use fewer folds or stratify=False"
+        )
 
 
 def folds_of(spec, X, y, *, seed: int | None = 0) -> list[Fold]:
@@ -108,5 +117,7 @@ def folds_of(spec, X, y, *, seed: int | None = 0) -> list[Fold]:
         pairs = [(np.asarray(a), np.asarray(b)) for a, b in spec]
         if pairs:
             return pairs
-    raise ValueError(f"folds must be an int >= 2, a scikit-learn splitter or (train, val) "
-                     f"index pairs; got {spec!r}")
+    raise ValueError(
+        f"folds must be an int >= 2, a scikit-learn splitter or (train, val) "
+        f"index pairs; got {spec!r}"
+    )

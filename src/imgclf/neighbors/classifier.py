@@ -51,8 +51,16 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     array(['dog'], dtype='<U3')
     """
 
-    def __init__(self, k=1, metric="l2", weights="uniform", tie_break="smallest",
-                 backend="auto", working_memory=None, n_jobs=None):
+    def __init__(
+        self,
+        k=1,
+        metric="l2",
+        weights="uniform",
+        tie_break="smallest",
+        backend="auto",
+        working_memory=None,
+        n_jobs=None,
+    ):
         self.k = k
         self.metric = metric
         self.weights = weights
@@ -68,8 +76,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if self.k > len(X):
             noun = "sample" if len(X) == 1 else "samples"
-            raise ValueError(f"k must be <= the number of training samples ({len(X)} {noun}); "
-                             f"got {self.k}")
+            raise ValueError(
+                f"k must be <= the number of training samples ({len(X)} {noun}); got {self.k}"
+            )
         self.classes_, self._y = np.unique(y, return_inverse=True)
         self._index = self._make_index(_as_search_dtype(X))
         return self

@@ -33,8 +33,9 @@ class FaissIndex:
         try:
             import faiss
         except ImportError as exc:
-            raise ImportError("backend='faiss' needs the faiss extra: "
-                              "pip install 'imgclf[faiss]'") from exc
+            raise ImportError(
+                "backend='faiss' needs the faiss extra: pip install 'imgclf[faiss]'"
+            ) from exc
         self.metric = check_choice("metric", metric, METRICS)
         database = as_features(database, "database").astype(np.float32)
         self.n_features = database.shape[1]
@@ -52,8 +53,9 @@ class FaissIndex:
         k = check_int("k", k, low=1, high=len(self))
         queries = as_features(queries, "queries").astype(np.float32)
         if queries.shape[1] != self.n_features:
-            raise ValueError(f"queries have {queries.shape[1]} features but the database has "
-                             f"{self.n_features}")
+            raise ValueError(
+                f"queries have {queries.shape[1]} features but the database has {self.n_features}"
+            )
         dist, index = self._index.search(queries, k)
         dist = dist.astype(np.float64)
         if self.metric == "l2":

@@ -41,8 +41,9 @@ def as_features(X, name: str = "X") -> np.ndarray:
     """
     X = np.asarray(X)
     if X.ndim < 2:
-        raise ValueError(f"{name} must be 2D (n_samples, n_features) or images "
-                         f"(n, H, W, C); got shape {X.shape}")
+        raise ValueError(
+            f"{name} must be 2D (n_samples, n_features) or images (n, H, W, C); got shape {X.shape}"
+        )
     if X.dtype.kind not in "uifb":
         raise ValueError(f"{name} must be numeric; got dtype {X.dtype}")
     X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))
@@ -72,10 +73,20 @@ class _Kernel:
     def lookup(cls, metric: str, dtype) -> _Kernel:
         module = _KERNELS[metric]
         if dtype == np.uint8:
-            return cls(module.prepare_u8, module.block_u8, np.int32,
-                       module.QUERY_BLOCK, module.DATABASE_BLOCK)
-        return cls(module.prepare_f32, module.block_f32, np.float32,
-                   module.QUERY_BLOCK, module.DATABASE_BLOCK)
+            return cls(
+                module.prepare_u8,
+                module.block_u8,
+                np.int32,
+                module.QUERY_BLOCK,
+                module.DATABASE_BLOCK,
+            )
+        return cls(
+            module.prepare_f32,
+            module.block_f32,
+            np.float32,
+            module.QUERY_BLOCK,
+            module.DATABASE_BLOCK,
+        )
 
 
 class ExactIndex:
@@ -93,13 +104,20 @@ class ExactIndex:
         Threads; defaults to the cores this process may use.
     """
 
-    def __init__(self, database, metric: str = "l2", *, working_memory: int | None = None,
-                 n_jobs: int | None = None):
+    def __init__(
+        self,
+        database,
+        metric: str = "l2",
+        *,
+        working_memory: int | None = None,
+        n_jobs: int | None = None,
+    ):
         self.metric = check_choice("metric", metric, METRICS)
         self.database = as_features(database, "database")
         self.n_features = self.database.shape[1]
-        self.working_memory = check_int("working_memory",
-                                        working_memory or DEFAULT_WORKING_MEMORY, low=2**16)
+        self.working_memory = check_int(
+            "working_memory", working_memory or DEFAULT_WORKING_MEMORY, low=2**16
+        )
         self.n_jobs = check_int("n_jobs", n_jobs or _available_cores(), low=1)
         self._prepare()
 
@@ -141,11 +159,15 @@ class ExactIndex:
 
     def _matching(self, queries: np.ndarray) -> np.ndarray:
         if queries.shape[1] != self.n_features:
-            raise ValueError(f"queries have {queries.shape[1]} features but the database has "
-                             f"{self.n_features}")
+            raise ValueError(
+                f"queries have {queries.shape[1]} features but the database has {self.n_features}"
+            )
         if queries.dtype != self.database.dtype:
-            queries = queries.astype(self.database.dtype) if queries.dtype == np.uint8 else \
-                _float_queries_on_uint8(queries)
+            queries = (
+                queries.astype(self.database.dtype)
+                if queries.dtype == np.uint8
+                else _float_queries_on_uint8(queries)
+            )
         return queries
 
 
@@ -153,8 +175,10 @@ def _float_queries_on_uint8(queries: np.ndarray) -> np.ndarray:
     # Float queries against a uint8 database are exact only if they are byte values.
     if np.array_equal(queries, np.clip(np.rint(queries), 0, 255)):
         return queries.astype(np.uint8)
-    raise ValueError("queries are float with non-integer or out-of-range values but the "
-                     "database is uint8; convert both to float32")
+    raise ValueError(
+        "queries are float with non-integer or out-of-range values but the "
+        "database is uint8; convert both to float32"
+    )
 
 
 def _available_cores() -> int:
@@ -205,18 +229,26 @@ class _Search:
 
     def _combine(self, results: list, n_ranges: int):
         if n_ranges > 1:
-            results = [topk.merge_sorted(results[i : i + n_ranges], self.k)
-                       for i in range(0, len(results), n_ranges)]
-        return (np.concatenate([d for d, _ in results]),
-                np.concatenate([i for _, i in results]))
+            results = [
+                topk.merge_sorted(results[i : i + n_ranges], self.k)
+                for i in range(0, len(results), n_ranges)
+            ]
+        return (np.concatenate([d for d, _ in results]), np.concatenate([i for _, i in results]))
 
 
 def _worst(dtype) -> float | int:
     return np.iinfo(dtype).max if np.dtype(dtype).kind == "i" else np.inf
 
 
-def search(queries, database, k: int, metric: str = "l2", *,
-           working_memory: int | None = None, n_jobs: int | None = None):
+def search(
+    queries,
+    database,
+    k: int,
+    metric: str = "l2",
+    *,
+    working_memory: int | None = None,
+    n_jobs: int | None = None,
+):
     """Exact k-nearest neighbours of each query in ``database``.
 
     Parameters

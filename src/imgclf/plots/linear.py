@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 
 from imgclf.plots._figure import new_figure, save
@@ -237,7 +237,7 @@ def decision_regions(clf, X2d, y, path: Path = None, classes=None, resolution: i
     ax = figure.subplots()
     ax.contourf(xx, yy, region, levels=np.arange(len(known) + 1) - 0.5, colors=colours,
                 alpha=0.25)
-    handles = _hyperplanes(ax, clf, grid, xx, colours, names)
+    handles = _hyperplanes(ax, clf, grid, (xx, yy), colours, names)
     for index, (colour, name) in enumerate(zip(colours, names, strict=True)):
         mine = y == known[index]
         ax.scatter(X2d[mine, 0], X2d[mine, 1], color=colour, edgecolors="k", linewidths=0.4,
@@ -257,24 +257,20 @@ def _grid(X2d: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(*axes)
 
 
-def _hyperplanes(ax, clf, grid, xx, colours, names) -> list:
+def _hyperplanes(ax, clf, grid, mesh, colours, names) -> list:
     """Zero lines of each class score; legend handles for those inside the picture."""
     scores = _linear_scores(clf, grid)
     if scores is None:
         return []
     handles = []
     for c in range(scores.shape[1]):
-        level = scores[:, c].reshape(xx.shape)
+        level = scores[:, c].reshape(mesh[0].shape)
         if level.min() < 0 < level.max():  # the line crosses the picture
-            ax.contour(xx, xx.T if False else _yy(grid, xx), level, levels=[0],
-                       colors=[colours[c]], linewidths=2, linestyles="--")
+            ax.contour(*mesh, level, levels=[0], colors=[colours[c]], linewidths=2,
+                       linestyles="--")
             handles.append(Line2D([], [], color=colours[c], linestyle="--",
                                   label=f"{names[c]}: w.x + b = 0"))
     return handles
-
-
-def _yy(grid, xx):
-    return grid[:, 1].reshape(xx.shape)
 
 
 def _linear_scores(clf, grid) -> np.ndarray | None:
@@ -288,5 +284,3 @@ def _linear_scores(clf, grid) -> np.ndarray | None:
     return np.asarray(features, dtype=np.float64) @ np.asarray(model.coef_, np.float64).T \
         + model.intercept_
 
-
-_UNUSED = LogNorm  # noqa: F841
