@@ -185,7 +185,8 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The highest-scoring class of each sample, shape ``(n,)``."""
-        return self.classes_[np.argmax(self._scores(X), axis=1)]
+        winners = np.argmax(self._scores(X), axis=1)  # checks fitted before classes_ is read
+        return self.classes_[winners]
 
     @available_if(lambda self: _softmax_only(self))
     def predict_proba(self, X):

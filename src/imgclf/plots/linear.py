@@ -268,8 +268,10 @@ def _hyperplanes(ax, clf, grid, mesh, colours, names) -> list:
         if level.min() < 0 < level.max():  # the line crosses the picture
             ax.contour(*mesh, level, levels=[0], colors=[colours[c]], linewidths=2,
                        linestyles="--")
+            # a binary scikit-learn model has one row: the boundary between the two classes
+            label = names[c] if scores.shape[1] > 1 else "boundary"
             handles.append(Line2D([], [], color=colours[c], linestyle="--",
-                                  label=f"{names[c]}: w.x + b = 0"))
+                                  label=f"{label}: w.x + b = 0"))
     return handles
 
 
