@@ -226,8 +226,10 @@ class _Training:
         best_W, best, waited = self.W, -1.0, 0
         learning_rate = clf.learning_rate
         for epoch in progress(range(clf.epochs), clf.epochs, f"{clf.loss} epochs"):
-            losses.extend(self.epoch(train, learning_rate))
-            _check_diverged(losses[-1], epoch, learning_rate)
+            # overflow shows up as a non-finite loss, reported below as one clear error
+            with np.errstate(over="ignore", invalid="ignore"):
+                losses.extend(self.epoch(train, learning_rate))
+            _check_diverged(losses[-1], epoch, clf.learning_rate)
             learning_rate *= clf.lr_decay
             if len(val):
                 scores.append(self.accuracy(val))
@@ -273,6 +275,6 @@ def _check_non_negative(name: str, value) -> float:
 
 def _check_diverged(loss: float, epoch: int, learning_rate: float) -> None:
     if not np.isfinite(loss):
-        raise ValueError(f"training diverged (loss {loss}) in epoch {epoch + 1} at "
-                         f"learning_rate={learning_rate:.3g}; use a smaller learning_rate, "
+        raise ValueError(f"training diverged (loss {loss}) in epoch {epoch + 1} with "
+                         f"learning_rate={learning_rate!r}; use a smaller learning_rate, "
                          f"or standardize the data (MeanImage(scale='std'))")

@@ -80,8 +80,13 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
                 f"k must be <= the number of training samples ({len(X)} {noun}); got {self.k}"
             )
         self.classes_, self._y = np.unique(y, return_inverse=True)
-        self._index = self._make_index(_as_search_dtype(X))
+        self._fit_X = _as_search_dtype(X)
+        self._rebuild()
         return self
+
+    def _rebuild(self) -> None:
+        """Prepare the search index from the memorised ``_fit_X`` (after fit or loading)."""
+        self._index = self._make_index(self._fit_X)
 
     def _check_params(self) -> None:
         check_int("k", self.k, low=1)
