@@ -34,17 +34,18 @@ def saved(request, digits, tmp_path):
     return model, path
 
 
+def scores(model, X):
+    """Class scores: the linear model's decision function, k-NN's vote shares."""
+    return model.decision_function(X) if hasattr(model, "decision_function") else \
+        model.predict_proba(X)
+
+
 def test_round_trip_gives_identical_predictions(saved, digits):
     model, path = saved
     loaded = io.load(path)
     test = digits["test"].images
     np.testing.assert_array_equal(loaded.model.predict(test), model.predict(test))
-    np.testing.assert_array_equal(loaded.model.decision_function(test)
-                                  if hasattr(model, "decision_function")
-                                  else loaded.model.predict_proba(test),
-                                  model.decision_function(test)
-                                  if hasattr(model, "decision_function")
-                                  else model.predict_proba(test))
+    np.testing.assert_array_equal(scores(loaded.model, test), scores(model, test))
     assert loaded.class_names == list("0123456789") and loaded.image_shape == (8, 8, 1)
 
 
