@@ -43,49 +43,54 @@ def make_data(m: int, n: int, d: int):
     )
 
 
-def search_all(block, queries, prepared, n: int, threads: int, l2) -> float:
-    """Seconds to compute every distance: query blocks spread over ``threads`` threads."""
+def search_all(block, queries, prepared, n: int, threads: int, l2) -> tuple[float, float]:
+    """Wall and CPU seconds to compute every distance, query blocks spread over ``threads``."""
     dtype = np.int32 if queries.dtype == np.uint8 else np.float32
 
-    def task(start: int) -> None:
+    def task(start: int) -> float:
+        begin = time.thread_time()
         q = queries[start : start + l2.QUERY_BLOCK]
         out = np.empty((len(q), l2.DATABASE_BLOCK), dtype)  # reused across database blocks
         for lo in range(0, n, l2.DATABASE_BLOCK):
             block(q, prepared, lo, min(lo + l2.DATABASE_BLOCK, n), out)
+        return time.thread_time() - begin
 
     begin = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(task, range(0, len(queries), l2.QUERY_BLOCK)))
-    return time.perf_counter() - begin
+        cpu = sum(pool.map(task, range(0, len(queries), l2.QUERY_BLOCK)))
+    return time.perf_counter() - begin, cpu
 
 
 def measure(name: str, queries, database, repeat: int, l2) -> dict:
-    """Prepare, first call (compile), then ``repeat`` full runs on 1 and 2 threads."""
+    """First call (compiles), prepare, then ``repeat`` full runs on 1 and 2 threads."""
     from threadpoolctl import threadpool_limits
 
     if name == "blas":
         queries, database = queries.astype(np.float32), database.astype(np.float32)
-        prepare, block = l2.prepare_f32, l2.block_f32
+        prepare, block, dtype = l2.prepare_f32, l2.block_f32, np.float32
     else:
-        prepare, block = (lambda x: l2.prepare_u8(x, name)), l2.VARIANTS[name]
+        prepare, block, dtype = (lambda x: l2.prepare_u8(x, name)), l2.VARIANTS[name], np.int32
+    begin = time.perf_counter()
+    block(queries[:1], prepare(database[:1]), 0, 1, np.empty((1, 1), dtype))
+    first_s = time.perf_counter() - begin
     begin = time.perf_counter()
     prepared = prepare(database)
     prepare_s = time.perf_counter() - begin
-    begin = time.perf_counter()
-    block(queries[:1], prepared, 0, 1, np.empty((1, 1), np.int32 if name != "blas" else np.float32))
-    first_s = time.perf_counter() - begin
     macs = len(queries) * len(database) * queries.shape[1]
-    result = {"prepare_s": prepare_s, "first_call_s": first_s}
+    result = {"first_call_s": first_s, "prepare_s": prepare_s}
     with threadpool_limits(1):  # BLAS: one thread per Python thread, like the kernels
         for threads in (1, 2):
-            seconds = [
+            runs = [
                 search_all(block, queries, prepared, len(database), threads, l2)
                 for _ in range(repeat)
             ]
+            wall = [w for w, _ in runs]
             result[f"threads_{threads}"] = {
-                "seconds": seconds,
-                "median_s": statistics.median(seconds),
-                "gmacs": macs / statistics.median(seconds) / 1e9,
+                "seconds": wall,
+                "median_s": statistics.median(wall),
+                "gmacs": macs / statistics.median(wall) / 1e9,
+                # rate per busy core: less sensitive to other processes on a shared machine
+                "gmacs_per_cpu_s": macs / statistics.median(c for _, c in runs) / 1e9,
             }
     return result
 
@@ -129,13 +134,16 @@ def main() -> None:
     )
     results = {"shape": [args.queries, args.database, args.dim], "variants": {}}
     for name in names:
+        load = os.getloadavg()[0]
         r = measure(name, queries, database, args.repeat, l2)
+        r["load_before"], r["load_after"] = load, os.getloadavg()[0]
         results["variants"][name] = r
         one, two = r["threads_1"], r["threads_2"]
         print(
             f"{name:>11}: 1 thread {one['gmacs']:6.1f}, 2 threads {two['gmacs']:6.1f} G MAC/s"
             f"  -> CIFAR-10 in {CIFAR_MACS / two['gmacs'] / 1e9:5.1f} s"
-            f"  (prepare {r['prepare_s']:.1f} s, first call {r['first_call_s']:.1f} s)"
+            f"  (per busy core {two['gmacs_per_cpu_s']:.0f}; first call {r['first_call_s']:.1f} s, "
+            f"prepare {r['prepare_s']:.1f} s, load {load:.1f})"
         )
     sgemm = sgemm_rate(queries, database, args.repeat)
     results["sgemm"] = sgemm

@@ -87,7 +87,8 @@ def test_cv_without_final_test_never_touches_test(monkeypatch, capsys):
     def refuse(*args):
         raise AssertionError("test split used")
 
-    monkeypatch.setattr(experiments, "_evaluate_once", refuse)
+    monkeypatch.setattr(experiments, "fit_and_evaluate", refuse)
+    monkeypatch.setattr(experiments, "evaluate", refuse)
     assert run("cv", "digits", "--k", "1", "--val-size", "200", "--train-size", "800") == 0
     assert "held-out validation set (200) on 800 training images" in capsys.readouterr().out
 

@@ -1,9 +1,12 @@
 """Whole experiments as the lecture runs them, for the command line and reports.
 
-``choose_hyperparameters``: pick hyperparameters on validation data (k-fold or
-a held-out part of the *training* split; the test split is never touched),
-then, only if asked, fit the chosen configuration on all the training data
-and evaluate it once on the test split.
+1. :func:`choose_hyperparameters` searches a grid on validation data: k-fold
+   cross-validation or a held-out part of the *training* split. The test
+   split is never touched.
+2. :func:`fit_and_evaluate` fits the chosen configuration on all the training
+   data and evaluates it once on the test split.
+3. :func:`run_model` does both and keeps the timings; :func:`run_demo` runs
+   k-NN and a linear classifier on the built-in digits.
 """
 
 from __future__ import annotations
@@ -13,50 +16,114 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imgclf import metrics
 from imgclf._validation import check_choice, check_int
 from imgclf.datasets import Dataset
 from imgclf.model_selection import SearchResult, cross_validate, sweep_knn, train_val_split
 from imgclf.neighbors import KNNClassifier
 
-__all__ = ["MODELS", "Selection", "choose_hyperparameters", "make_model"]
+__all__ = [
+    "DEMO_GRIDS",
+    "MODELS",
+    "Evaluation",
+    "ModelRun",
+    "Selection",
+    "choose_hyperparameters",
+    "evaluate",
+    "fit_and_evaluate",
+    "make_model",
+    "predict_files",
+    "run_demo",
+    "run_model",
+    "test_split",
+    "train_model",
+]
 
 MODELS = ("knn", "linear")
 
 
 @dataclass
 class Selection:
-    """What a hyperparameter search found, and the single test evaluation if one was run."""
+    """What a hyperparameter search found on validation data."""
 
     model: str
     search: SearchResult
     n_train: int
     protocol: str
-    test_accuracy: float | None = None
-    n_test: int | None = None
+    fixed: dict = field(default_factory=dict)
+
+    @property
+    def best_params(self) -> dict:
+        """The chosen configuration, fixed parameters included."""
+        return {**self.fixed, **self.search.best_params}
+
+
+@dataclass
+class Evaluation:
+    """The single evaluation of a fitted model on the test split."""
+
+    accuracy: float
+    top5_accuracy: float | None
+    per_class_accuracy: np.ndarray
+    confusion: np.ndarray
+    predictions: np.ndarray
+    n_test: int
+
+
+@dataclass
+class ModelRun:
+    """A search, the final model fitted with its choice, and its one test evaluation."""
+
+    selection: Selection
+    model: object
+    evaluation: Evaluation | None
     timings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        search, ev = self.selection.search, self.evaluation
         return {
-            "model": self.model,
-            "protocol": self.protocol,
-            "n_train": self.n_train,
-            "best_params": self.search.best_params,
-            "best_validation_accuracy": self.search.best_score,
-            "results": self.search.to_records(),
-            "test_accuracy": self.test_accuracy,
-            "n_test": self.n_test,
-            "timings": {**self.search.timings, **self.timings},
+            "model": self.selection.model,
+            "protocol": self.selection.protocol,
+            "n_train": self.selection.n_train,
+            "best_params": self.selection.best_params,
+            "best_validation_accuracy": search.best_score,
+            "results": search.to_records(),
+            "test_accuracy": None if ev is None else ev.accuracy,
+            "test_top5_accuracy": None if ev is None else ev.top5_accuracy,
+            "n_test": None if ev is None else ev.n_test,
+            "timings": {**search.timings, **self.timings},
         }
 
 
+# --- models ------------------------------------------------------------------------------
+
+
 def make_model(model: str, **params):
-    """An unfitted estimator for ``model`` with ``params``."""
+    """An unfitted estimator for ``model`` with ``params``.
+
+    ``"knn"`` is a :class:`~imgclf.neighbors.KNNClassifier`; ``"linear"`` the
+    pipeline mean image -> :class:`~imgclf.linear.LinearClassifier` (standardised
+    pixels unless ``scale`` says otherwise).
+    """
     check_choice("model", model, MODELS)
     if model == "knn":
         return KNNClassifier(**params)
-    from imgclf.linear import make_linear_pipeline
+    from imgclf.linear import linear_pipeline
 
-    return make_linear_pipeline(**params)
+    return linear_pipeline(**{"scale": "std", **params})
+
+
+def _as_pipeline_grid(grid: dict) -> dict:
+    """Linear hyperparameters address the pipeline's classifier step."""
+    return {f"clf__{name}": values for name, values in grid.items()}
+
+
+def _without_step_prefix(result: SearchResult) -> SearchResult:
+    result.configs = [{k.split("__", 1)[-1]: v for k, v in c.items()} for c in result.configs]
+    return result
+
+
+# --- 1. choose ---------------------------------------------------------------------------
 
 
 def _training_subset(train: Dataset, train_size: int | None, seed: int) -> Dataset:
@@ -67,76 +134,187 @@ def _training_subset(train: Dataset, train_size: int | None, seed: int) -> Datas
     return train.subset(keep)
 
 
-def _search(model, train: Dataset, grid: dict, folds: int, val_size, seed: int):
-    X, y = train.X, train.labels
-    val = None
+def _search(model, train: Dataset, grid: dict, folds, val_size, seed: int, fixed: dict):
+    X, y, val = train.X, train.labels, None
     if val_size is not None:
         fit_part, val_part = train_val_split(y, val_size, seed=seed)
         X, y, val = X[fit_part], y[fit_part], (X[val_part], y[val_part])
     if model == "knn":
-        return sweep_knn(
-            X,
-            y,
-            grid["k"],
-            grid.get("metric", ("l2",)),
-            grid.get("weights", ("uniform",)),
-            folds,
-            val=val,
-            seed=seed,
-        )
-    return cross_validate(make_model(model), X, y, grid, folds, val=val, seed=seed)
+        metric, weights = grid.get("metric", ("l2",)), grid.get("weights", ("uniform",))
+        return sweep_knn(X, y, grid["k"], metric, weights, folds, val=val, seed=seed)
+    estimator = make_model(model, **fixed)
+    result = cross_validate(estimator, X, y, _as_pipeline_grid(grid), folds, val=val, seed=seed)
+    return _without_step_prefix(result)
 
 
 def choose_hyperparameters(
-    splits: dict[str, Dataset],
+    train: Dataset,
     model: str,
     grid: dict,
     *,
     folds: int = 5,
     val_size: int | float | None = None,
-    train_size: int | None = None,
     seed: int = 0,
-    final_test: bool = False,
+    fixed: dict | None = None,
 ) -> Selection:
-    """Search ``grid`` on validation data from the training split; test once if asked.
+    """Search ``grid`` on validation data taken from ``train`` only.
 
     Parameters
     ----------
-    splits : dict of str to Dataset
-        Needs ``"train"``; ``"test"`` only for ``final_test``.
+    train : Dataset
+        The training split (or a subset of it).
     model : {"knn", "linear"}
     grid : dict of str to list
-        For k-NN: ``k``, ``metric``, ``weights``; for linear: its parameters.
+        k-NN: ``k``, ``metric``, ``weights``; linear: e.g. ``learning_rate``, ``reg``.
     folds : int
         k-fold cross-validation, unless ``val_size`` is given.
     val_size : int or float, optional
-        Hold out this much of the training split as one validation set instead.
-    train_size : int, optional
-        Use a seeded, stratified subset of the training split (faster sweeps).
-    final_test : bool
-        Fit the best configuration on the whole (subset of the) training split
-        and score it once on the test split.
+        Hold out this much of ``train`` as one validation set instead.
+    seed : int
+    fixed : dict, optional
+        Parameters held fixed during the search (e.g. ``loss="svm"``, ``epochs``).
     """
     check_choice("model", model, MODELS)
-    train = _training_subset(splits["train"], train_size, seed)
-    protocol = (
-        f"{folds}-fold cross-validation"
-        if val_size is None
-        else f"held-out validation set ({val_size})"
+    fixed = dict(fixed or {})
+    search = _search(model, train, grid, folds, val_size, seed, fixed)
+    protocol = f"{folds}-fold cross-validation" if val_size is None else \
+        f"held-out validation set ({val_size})"
+    return Selection(model, search, len(train), protocol, fixed)
+
+
+# --- 2. evaluate once --------------------------------------------------------------------
+
+
+def _class_scores(model, X) -> np.ndarray | None:
+    for method in ("predict_proba", "decision_function"):
+        if hasattr(model, method):
+            return getattr(model, method)(X)
+    return None
+
+
+def evaluate(model, test: Dataset) -> Evaluation:
+    """Accuracy, top-5 accuracy, per-class accuracy and confusion on ``test``.
+
+    Labels are class indices; the model must have been fitted on indices too.
+    """
+    predictions = model.predict(test.X)
+    n_classes = len(test.classes)
+    scores = _class_scores(model, test.X)
+    top5 = None
+    if scores is not None and scores.shape[1] == n_classes and n_classes > 5:
+        top5 = metrics.top_k_accuracy(test.labels, scores, k=5)
+    return Evaluation(
+        accuracy=metrics.accuracy(test.labels, predictions),
+        top5_accuracy=top5,
+        per_class_accuracy=metrics.per_class_accuracy(test.labels, predictions, n_classes),
+        confusion=metrics.confusion_matrix(test.labels, predictions, n_classes),
+        predictions=predictions,
+        n_test=len(test),
     )
-    search = _search(model, train, grid, folds, val_size, seed)
-    selection = Selection(model, search, len(train), protocol)
-    if final_test:
-        _evaluate_once(selection, splits, train)
-    return selection
 
 
-def _evaluate_once(selection: Selection, splits: dict[str, Dataset], train: Dataset) -> None:
-    if "test" not in splits:
-        raise ValueError("final_test needs a test split, and this dataset has none")
-    test = splits["test"]
+def fit_and_evaluate(selection: Selection, train: Dataset, test: Dataset | None):
+    """Fit the chosen configuration on all of ``train``; evaluate once on ``test`` if given."""
+    model = make_model(selection.model, **selection.best_params).fit(train.X, train.labels)
+    return model, (None if test is None else evaluate(model, test))
+
+
+# --- 3. whole runs -----------------------------------------------------------------------
+
+
+def run_model(splits: dict[str, Dataset], model: str, grid: dict, *, folds: int = 5,
+              val_size=None, train_size: int | None = None, seed: int = 0,
+              final_test: bool = True, fixed: dict | None = None) -> ModelRun:
+    """Choose hyperparameters; if ``final_test``, fit the choice and test it once.
+
+    ``train_size`` takes a seeded, stratified subset of the training split first.
+    Without ``final_test`` the returned run has no model and no evaluation: the
+    test split is not touched.
+    """
+    timings = {}
     start = time.perf_counter()
-    model = make_model(selection.model, **selection.search.best_params).fit(train.X, train.labels)
-    selection.test_accuracy = float(np.mean(model.predict(test.X) == test.labels))
-    selection.n_test = len(test)
-    selection.timings["final_test_s"] = time.perf_counter() - start
+    train = _training_subset(splits["train"], train_size, seed)
+    selection = choose_hyperparameters(train, model, grid, folds=folds, val_size=val_size,
+                                       seed=seed, fixed=fixed)
+    timings["search_s"] = time.perf_counter() - start
+    if not final_test:
+        return ModelRun(selection, None, None, timings)
+    if "test" not in splits:
+        raise ValueError("a final test needs a test split, and this dataset has none")
+    start = time.perf_counter()
+    fitted, evaluation = fit_and_evaluate(selection, train, splits["test"])
+    timings["fit_and_test_s"] = time.perf_counter() - start
+    return ModelRun(selection, fitted, evaluation, timings)
+
+
+DEMO_GRIDS = {
+    "knn": {"k": [1, 3, 5, 8, 10, 15, 20, 50], "metric": ["l1", "l2"]},
+    "linear": {"learning_rate": [0.01, 0.1, 1.0], "reg": [1e-4, 1e-2]},
+}
+
+
+def run_demo(splits: dict[str, Dataset], *, seed: int = 0) -> list[ModelRun]:
+    """The project's main job: k-NN (5-fold CV over k and metric) and a linear classifier
+    (learning rate x regularization on a held-out validation set), each tested once."""
+    knn = run_model(splits, "knn", DEMO_GRIDS["knn"], folds=5, seed=seed)
+    linear = run_model(splits, "linear", DEMO_GRIDS["linear"], val_size=0.2, seed=seed,
+                       fixed={"epochs": 30, "seed": seed})
+    return [knn, linear]
+
+
+# --- training, testing and predicting with saved models ----------------------------------
+
+
+def train_model(splits: dict[str, Dataset], model: str, params: dict, *,
+                train_size: int | None = None, seed: int = 0):
+    """Fit ``model`` with ``params`` on the (optionally subsetted) training split.
+
+    Returns the fitted estimator and the training Dataset it saw.
+    """
+    train = _training_subset(splits["train"], train_size, seed)
+    return make_model(model, **params).fit(train.X, train.labels), train
+
+
+def test_split(splits: dict[str, Dataset]) -> Dataset:
+    """The ``"test"`` split, or a clear error when the dataset has none."""
+    if "test" not in splits:
+        raise ValueError(f"this dataset has no test split (splits: {sorted(splits)})")
+    return splits["test"]
+
+
+def predict_files(saved, paths, *, top: int = 5) -> list[dict]:
+    """Classify image files with a loaded model (:class:`imgclf.io.SavedModel`).
+
+    Each image is decoded in the model's colour mode and resized to its input
+    size when it differs (reported in ``"resized"``). Returns, per file, the
+    ``top`` classes with their scores (vote shares or softmax probabilities,
+    else decision values).
+    """
+    from imgclf.datasets.folder import read_image
+
+    if saved.image_shape is None:
+        raise ValueError("this model was not trained on images; it cannot classify image files")
+    height, width, channels = saved.image_shape
+    mode = "L" if channels == 1 else "RGB"
+    results = []
+    for path in paths:
+        original = read_image(path, mode=mode)
+        resized = None if original.shape[:2] == (height, width) else f"{height}x{width}"
+        image = original if resized is None else read_image(path, mode=mode, size=(height, width))
+        scores = _class_scores(saved.model, image.reshape(1, -1))[0]
+        results.append({"file": str(path), "resized": resized,
+                        "top": _top_classes(scores, saved, top)})
+    return results
+
+
+def _top_classes(scores: np.ndarray, saved, top: int) -> list[dict]:
+    check_int("top", top, low=1)
+    labels = _final_step(saved.model).classes_
+    names = saved.class_names or [str(c) for c in labels]
+    order = np.argsort(-scores, kind="stable")[:top]
+    return [{"class": names[int(labels[i])] if saved.class_names else names[i],
+             "score": float(scores[i])} for i in order]
+
+
+def _final_step(model):
+    return model.steps[-1][1] if hasattr(model, "steps") else model

@@ -16,6 +16,7 @@ JPEGs is dominated by Python-level work that holds the GIL) and cached, see
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
@@ -31,7 +32,7 @@ from imgclf.datasets import cache
 from imgclf.datasets._dataset import Dataset
 from imgclf.errors import DatasetError
 
-__all__ = ["load_folder", "looks_like_folder"]
+__all__ = ["load_folder", "looks_like_folder", "read_image"]
 
 SPLITS = ("train", "test")
 _MODES = ("RGB", "L")
@@ -161,6 +162,25 @@ def _decode(path: str, mode: str, size: tuple[int, int] | None) -> np.ndarray:
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
 
+@contextlib.contextmanager
+def _refusing_bombs():
+    """Pillow only *warns* between one and two times its pixel limit: refuse those too."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def read_image(path: str | os.PathLike, *, size: tuple[int, int] | None = None,
+               mode: str = "RGB") -> np.ndarray:
+    """One image file as uint8 ``(H, W, C)``, resized to ``size=(H, W)`` if given.
+
+    Any format Pillow reads; errors (missing, corrupt, too large) name the file.
+    """
+    size = _check_options(mode, size, "raise")
+    with _refusing_bombs():
+        return _decode(str(path), mode, size)
+
+
 def _decode_chunk(paths: list[str], mode: str, size, on_error: str):
     """Decode ``paths``; return ``(images, kept mask, errors)``.
 
@@ -168,9 +188,7 @@ def _decode_chunk(paths: list[str], mode: str, size, on_error: str):
     for ``on_error="skip"``; for ``"raise"`` the first error propagates.
     """
     images, kept, errors = [], [], []
-    with warnings.catch_warnings():
-        # Pillow only warns between one and two times its pixel limit; refuse those too.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with _refusing_bombs():
         for path in paths:
             try:
                 images.append(_decode(path, mode, size))

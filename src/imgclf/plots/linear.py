@@ -41,24 +41,13 @@ def _colours(n: int) -> list:
 # --- templates ---------------------------------------------------------------------------
 
 
-def pixel_templates(clf) -> np.ndarray:
-    """``coef_`` ``(C, D)`` in units of input pixels.
-
-    A pipeline's preprocessing may divide features by a scale (``MeanImage``'s
-    ``scale_``); the weight a raw pixel actually gets is then ``coef_ / scale_``.
-    """
-    weights = np.asarray(_final_step(clf).coef_, dtype=np.float64)
-    for _, step in getattr(clf, "steps", [])[:-1]:
-        if hasattr(step, "scale_"):
-            weights = weights / step.scale_
-    return weights
-
-
 def templates(clf, image_shape, classes=None, path: Path = None):
     """One tile per class: its row of ``coef_`` (bias excluded) seen as an image.
 
     All tiles share one rescaling to 0-255 (the smallest weight black, the
-    largest white), so their contrasts can be compared, as in CS231n.
+    largest white), so their contrasts can be compared, as in CS231n. The
+    weights are shown as learned, in the space of the classifier's input
+    (after a pipeline's ``MeanImage``).
 
     Parameters
     ----------
@@ -74,7 +63,7 @@ def templates(clf, image_shape, classes=None, path: Path = None):
     -------
     matplotlib.figure.Figure
     """
-    weights = pixel_templates(clf)
+    weights = np.asarray(_final_step(clf).coef_, dtype=np.float64)
     images = weights.reshape(len(weights), *image_shape)
     low, high = images.min(), images.max()
     images = (255 * (images - low) / (high - low or 1)).astype(np.uint8)
@@ -189,7 +178,7 @@ def _range(values: np.ndarray) -> tuple[float, float]:
 def _mark_failed(ax, lrs, regs, failed) -> None:
     if failed.any():
         ax.scatter(lrs[failed], regs[failed], marker="x", color="grey", s=80, label="diverged")
-        ax.legend(loc="lower left")
+        ax.legend(loc="best")
 
 
 def _ring_best(ax, lrs, regs, val) -> None:

@@ -49,12 +49,12 @@ __all__ = [
     "VARIANTS",
     "PreparedF32",
     "PreparedU8",
-    "supported_variants",
     "block_f32",
     "block_u8",
     "prepare_f32",
     "prepare_u8",
     "reference",
+    "supported_variants",
     "variant",
 ]
 
@@ -389,20 +389,11 @@ def _vnni_block(queries, packed, norms, lo, hi, out):
     dots = np.empty((-(-m // mr) * mr, nr), np.int32)
     for p in range(lo // nr, -(-hi // nr)):
         for k0 in range(0, d, _VNNI_KC):
-            groups = min(_VNNI_KC, d - k0) // 4
+            groups, more = min(_VNNI_KC, d - k0) // 4, k0 > 0
+            p_off = p * nr * d + k0 * nr  # panel p, feature k0
             for i0 in range(0, m, mr):
-                _vnni_tile(
-                    dots,
-                    i0 * nr,
-                    queries,
-                    i0 * stride + k0,
-                    stride,
-                    min(mr, m - i0),
-                    packed,
-                    p * nr * d + k0 * nr,
-                    groups,
-                    k0 > 0,
-                )
+                rows, q_off = min(mr, m - i0), i0 * stride + k0
+                _vnni_tile(dots, i0 * nr, queries, q_off, stride, rows, packed, p_off, groups, more)
         _epilogue(dots, qterms, norms, p * nr, lo, hi, m, out)
 
 
@@ -474,18 +465,8 @@ def _avx2_block(queries, packed, norms, lo, hi, out):
             rows = min(mr, m - i0)
             _widen(queries, i0, rows, wide)
             for p in range(c0, c1):
-                _avx2_tile(
-                    dots,
-                    ((p - c0) * m_pad + i0) * nr,
-                    wide,
-                    0,
-                    2 * d,
-                    rows,
-                    packed,
-                    p * nr * d,
-                    d // 2,
-                    False,
-                )
+                acc_off = ((p - c0) * m_pad + i0) * nr
+                _avx2_tile(dots, acc_off, wide, 0, 2 * d, rows, packed, p * nr * d, d // 2, False)
         for p in range(c0, c1):
             _epilogue(dots[p - c0], qterms, norms, p * nr, lo, hi, m, out)
 
