@@ -41,9 +41,15 @@ def test_bad_size_is_a_usage_error(capsys):
     assert "HxW" in capsys.readouterr().err
 
 
-def test_demo_runs_on_the_builtin_digits(capsys):
-    assert run("demo") == 0
-    assert "train: 1,437 images of shape (8, 8, 1)" in capsys.readouterr().out
+def test_demo_chooses_trains_tests_and_reports(tmp_path, capsys):
+    report = tmp_path / "report.html"
+    assert run("demo", "-o", str(report)) == 0
+    text = capsys.readouterr().out
+    assert "5-fold cross-validation on 1,437 training images" in text
+    assert "evaluated once on 360 test images" in text
+    summary = text[text.index("imgclf demo: digits"):]
+    assert "knn" in summary and "linear" in summary
+    assert report.read_text().startswith("<!DOCTYPE html>")
 
 
 def test_console_script_exit_codes_and_debug():
@@ -105,3 +111,65 @@ def test_cv_without_final_test_never_touches_test(monkeypatch, capsys):
 def test_cv_errors(argv, message, capsys):
     assert run(*argv) in (1, 2)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model_args", [["--model", "knn", "--k", "3"],
+                                        ["--model", "linear", "--epochs", "5"]])
+def test_train_evaluate_predict_round_trip(tmp_path, capsys, model_args):
+    from PIL import Image
+
+    from imgclf.datasets import load_digits
+
+    model = tmp_path / "m.imgclf"
+    assert run("train", "digits", "-o", str(model), *model_args) == 0
+    assert model.exists()
+    capsys.readouterr()
+    assert run("evaluate", str(model), "digits", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_test"] == 360 and result["accuracy"] > 0.85
+    test = load_digits()["test"]
+    small = tmp_path / "digit.png"
+    Image.fromarray(test.images[0, :, :, 0]).save(small)
+    big = tmp_path / "big.png"
+    Image.fromarray(test.images[0, :, :, 0]).resize((32, 32)).convert("RGB").save(big)
+    assert run("predict", str(model), str(small), str(big), "--top", "3", "--json") == 0
+    first, second = json.loads(capsys.readouterr().out)
+    assert len(first["top"]) == 3 and first["resized"] is None
+    assert second["resized"] == "8x8"
+    assert first["top"][0]["class"] in "0123456789"
+
+
+def test_predict_errors_are_clean(tmp_path, capsys):
+    model = tmp_path / "m.imgclf"
+    run("train", "digits", "-o", str(model))
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    assert run("predict", str(model), str(bad)) == 1
+    assert "not-an-image.png" in capsys.readouterr().err
+    assert run("predict", str(tmp_path / "missing.imgclf"), str(bad)) == 1
+    assert "no such model file" in capsys.readouterr().err
+
+
+def test_evaluate_on_a_set_without_test_split(tmp_path, capsys):
+    from PIL import Image
+
+    model = tmp_path / "m.imgclf"
+    run("train", "digits", "-o", str(model))
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / cls / "x.png")
+    assert run("evaluate", str(model), str(tmp_path / "imgs")) == 1
+    assert "no test split" in capsys.readouterr().err
+
+
+def test_report_command_writes_html(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert run("report", "digits", "--model", "knn", "--k", "1,3", "--folds", "3",
+               "-o", str(out)) == 0
+    assert out.read_text().count("data:image/png;base64") >= 4
+    assert "final test" in capsys.readouterr().out
+
+
+def test_quiet_suppresses_chatter(tmp_path, capsys):
+    assert run("--quiet", "train", "digits", "-o", str(tmp_path / "m.imgclf")) == 0
+    assert capsys.readouterr().out == ""

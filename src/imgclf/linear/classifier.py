@@ -21,6 +21,8 @@ __all__ = ["LOSSES", "LinearClassifier"]
 
 LOSSES = {"softmax": softmax_loss, "svm": svm_loss}
 INIT_SCALE = 1e-3  # small random weights: every class starts with nearly equal scores
+SCORE_BLOCK = 4096  # rows converted to float64 at a time when scoring
+_SCORED_DTYPES = [np.float64, np.float32, np.uint8]  # kept as given; others become float64
 
 
 class LinearClassifier(ClassifierMixin, BaseEstimator):
@@ -167,10 +169,16 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
         return np.sort(order[n_val:]), order[:n_val]
 
     def _scores(self, X) -> np.ndarray:
-        """Class scores ``(n, n_classes)``, float64."""
+        """Class scores ``(n, n_classes)``, float64, computed a block of rows at a time."""
         check_is_fitted(self)
-        X = validate_data(self, _flat(X), dtype=np.float64, reset=False)
-        return X @ self.coef_.T.astype(np.float64) + self.intercept_
+        X = validate_data(self, _flat(X), dtype=_SCORED_DTYPES, reset=False)
+        coef = self.coef_.T.astype(np.float64)
+        scores = np.empty((len(X), len(coef.T)))
+        # converting block by block keeps the float64 copy small (not 8x a uint8 input)
+        for start in range(0, len(X), SCORE_BLOCK):
+            block = slice(start, start + SCORE_BLOCK)
+            np.matmul(X[block].astype(np.float64), coef, out=scores[block])
+        return scores + self.intercept_
 
     def decision_function(self, X):
         """Class scores: ``(n, n_classes)``, or ``(n,)`` for two classes.

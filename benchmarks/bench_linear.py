@@ -1,0 +1,168 @@
+"""Linear classifiers on CIFAR-10: imgclf's SVM and softmax against scikit-learn.
+
+49,000 training and 1,000 validation images from the training folder (seeded,
+stratified split), pixels mean-subtracted and divided by their standard
+deviation (``MeanImage(scale="std")``, fitted on the 49,000). For each loss a
+small learning-rate x regularization grid is tried with few epochs on the
+validation set; the best is trained for longer and scored once on the 10,000
+test images. scikit-learn's ``LogisticRegression`` (the same objective as the
+softmax: ``C = 1 / (2 reg n)``) and ``SGDClassifier(loss="hinge")`` are trained
+on the same features in the same process, with capped ``max_iter``.
+
+Goals (issue 5): validation accuracy >= 0.39 (SVM) and >= 0.40 (softmax), test
+within 2 points of validation, one configuration trained in < 60 s on 2 cores,
+imgclf >= 2x faster than each scikit-learn model at equal or better accuracy,
+median latency of one 32x32x3 uint8 image (preprocessing included) < 1 ms.
+Writes benchmarks/results/linear.json. Run against current NumPy with
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_linear.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import numpy as np
+from _common import environment, load_cifar, timed, write_json
+from sklearn.pipeline import Pipeline
+
+from imgclf.linear import LinearClassifier, MeanImage, lr_reg_search
+from imgclf.model_selection import train_val_split
+
+SEED = 0
+GRIDS = {  # a modest search: 3 x 3 configurations of a few epochs each
+    "softmax": {"learning_rates": [1e-3, 3e-3, 1e-2], "regs": [1e-3, 1e-2, 1e-1]},
+    "svm": {"learning_rates": [1e-4, 3e-4, 1e-3], "regs": [1e-3, 1e-2, 1e-1]},
+}
+GOALS = {"softmax": 0.40, "svm": 0.39}
+SKLEARN_MAX_ITER = {"LogisticRegression": 100, "SGDClassifier": 20}
+
+
+def features(train, test) -> dict:
+    """Seeded 49,000 / 1,000 split and the standardized features of every part."""
+    fit_rows, val_rows = train_val_split(train.labels, 1000, seed=SEED)
+    seconds, mean = timed(lambda: MeanImage(scale="std").fit(train.images[fit_rows]))
+    parts = {"train": (train.images[fit_rows], train.labels[fit_rows]),
+             "val": (train.images[val_rows], train.labels[val_rows]),
+             "test": (test.images, test.labels)}
+    data = {name: (mean.transform(X), y) for name, (X, y) in parts.items()}
+    return {"data": data, "mean": mean, "preprocess_fit_s": seconds}
+
+
+def search(loss: str, data: dict, epochs: int) -> dict:
+    (X, y), (X_val, y_val) = data["train"], data["val"]
+    seconds, results = timed(lambda: lr_reg_search(X, y, X_val, y_val, loss=loss,
+                                                   epochs=epochs, seed=SEED, **GRIDS[loss]))
+    best = max(results, key=lambda key: np.nan_to_num(results[key][1], nan=-1))
+    return {"seconds": seconds, "epochs": epochs, "best": {"learning_rate": best[0],
+                                                            "reg": best[1]},
+            "grid": [{"learning_rate": lr, "reg": reg, "train_accuracy": tr, "val_accuracy": va}
+                     for (lr, reg), (tr, va) in results.items()]}
+
+
+def scores(model, data: dict) -> dict:
+    return {f"{part}_accuracy": float(model.score(*data[part])) for part in ("val", "test")}
+
+
+def train_final(loss: str, best: dict, data: dict, epochs: int) -> tuple[dict, object]:
+    clf = LinearClassifier(loss=loss, epochs=epochs, seed=SEED, **best)
+    seconds, _ = timed(lambda: clf.fit(*data["train"]))
+    row = {"loss": loss, **best, "epochs": epochs, "fit_s": seconds, **scores(clf, data)}
+    row["val_goal_met"] = row["val_accuracy"] >= GOALS[loss]
+    row["test_within_2_points"] = abs(row["test_accuracy"] - row["val_accuracy"]) <= 0.02
+    return row, clf
+
+
+def sklearn_models(reg_softmax: float, n: int) -> dict:
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+    return {
+        # the softmax's own objective: mean log-loss + reg |W|^2, intercept not penalized
+        "LogisticRegression": LogisticRegression(
+            C=1 / (2 * reg_softmax * n), max_iter=SKLEARN_MAX_ITER["LogisticRegression"]),
+        "SGDClassifier": SGDClassifier(loss="hinge", max_iter=SKLEARN_MAX_ITER["SGDClassifier"],
+                                       random_state=SEED, n_jobs=-1),
+    }
+
+
+def run_sklearn(model, data: dict) -> dict:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seconds, _ = timed(lambda: model.fit(*data["train"]))
+    return {"params": {k: v for k, v in model.get_params().items()
+                       if k in ("C", "alpha", "max_iter", "tol", "solver", "n_jobs")},
+            "n_iter": int(np.max(model.n_iter_)), "fit_s": seconds,
+            "converged": not any("converge" in str(w.message).lower() for w in caught),
+            **scores(model, data)}
+
+
+def latency(mean: MeanImage, clf: LinearClassifier, image: np.ndarray, calls: int = 200) -> dict:
+    """Median seconds of ``predict`` on one uint8 image, preprocessing included."""
+    pipeline = Pipeline([("mean", mean), ("clf", clf)])
+    one = image[None]
+    pipeline.predict(one)  # warm up
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        pipeline.predict(one)
+        times.append(time.perf_counter() - start)
+    return {"calls": calls, "median_ms": 1e3 * statistics.median(times),
+            "p90_ms": 1e3 * float(np.percentile(times, 90))}
+
+
+def compare(ours: dict, theirs: dict) -> dict:
+    speedup = theirs["fit_s"] / ours["fit_s"]
+    at_least_as_accurate = ours["test_accuracy"] >= theirs["test_accuracy"]
+    return {"speedup": speedup, "imgclf_test_minus_theirs": ours["test_accuracy"]
+            - theirs["test_accuracy"], "goal_met": speedup >= 2 and at_least_as_accurate}
+
+
+def report(result: dict) -> None:
+    for loss, row in result["imgclf"].items():
+        s = result["search"][loss]
+        print(f"{loss:8s} search {len(s['grid'])} configs x {s['epochs']} epochs in "
+              f"{s['seconds']:.1f} s -> lr={row['learning_rate']:g} reg={row['reg']:g}; "
+              f"{row['epochs']} epochs in {row['fit_s']:.1f} s: val {row['val_accuracy']:.3f} "
+              f"(goal {GOALS[loss]}) test {row['test_accuracy']:.3f}")
+    for name, row in result["sklearn"].items():
+        c = result["comparisons"][name]
+        print(f"{name:19s} max_iter={row['params']['max_iter']} ran {row['n_iter']} in "
+              f"{row['fit_s']:.1f} s: val {row['val_accuracy']:.3f} test "
+              f"{row['test_accuracy']:.3f}; imgclf {c['speedup']:.1f}x faster, "
+              f"{100 * c['imgclf_test_minus_theirs']:+.1f} points")
+    print(f"latency of one image: median {result['latency']['median_ms']:.3f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--search-epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=30)
+    args = parser.parse_args()
+    load_s, (train, test) = timed(load_cifar)
+    prepared = features(train, test)
+    data = prepared["data"]
+    result = {"environment": environment(), "load_s": load_s,
+              "preprocess_fit_s": prepared["preprocess_fit_s"], "split_seed": SEED,
+              "sizes": {part: len(y) for part, (_, y) in data.items()},
+              "search": {}, "imgclf": {}, "sklearn": {}, "comparisons": {}}
+    models = {}
+    for loss in ("softmax", "svm"):
+        result["search"][loss] = search(loss, data, args.search_epochs)
+        best = result["search"][loss]["best"]
+        result["imgclf"][loss], models[loss] = train_final(loss, best, data, args.epochs)
+    reg = result["imgclf"]["softmax"]["reg"]
+    for name, model in sklearn_models(reg, len(data["train"][1])).items():
+        result["sklearn"][name] = run_sklearn(model, data)
+    ours = {"LogisticRegression": "softmax", "SGDClassifier": "svm"}
+    for name, loss in ours.items():
+        result["comparisons"][name] = compare(result["imgclf"][loss], result["sklearn"][name])
+    result["latency"] = latency(prepared["mean"], models["softmax"], test.images[0])
+    report(result)
+    print(f"wrote {write_json('linear.json', result)}")
+
+
+if __name__ == "__main__":
+    main()
