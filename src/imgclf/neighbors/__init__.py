@@ -8,6 +8,6 @@
 """
 
 from imgclf.neighbors.classifier import KNNClassifier
-from imgclf.neighbors.search import METRICS, ExactIndex, search
+from imgclf.neighbors.search import METRICS, ExactIndex, pairwise_distances, search
 
-__all__ = ["METRICS", "ExactIndex", "KNNClassifier", "search"]
+__all__ = ["METRICS", "ExactIndex", "KNNClassifier", "pairwise_distances", "search"]

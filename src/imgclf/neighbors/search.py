@@ -23,7 +23,7 @@ import numpy as np
 from imgclf._validation import check_choice, check_finite, check_int
 from imgclf.neighbors.kernels import PAD, l1, l2, topk
 
-__all__ = ["METRICS", "ExactIndex", "as_features", "search"]
+__all__ = ["METRICS", "ExactIndex", "as_features", "pairwise_distances", "search"]
 
 METRICS = ("l1", "l2")
 DEFAULT_WORKING_MEMORY = 256 * 2**20
@@ -279,3 +279,16 @@ def search(
     """
     index = ExactIndex(database, metric, working_memory=working_memory, n_jobs=n_jobs)
     return index.search(queries, k)
+
+
+def pairwise_distances(queries, database, metric: str = "l2") -> np.ndarray:
+    """Every query-to-database distance, ``(m, n)`` float64: for small sets and pictures.
+
+    Uses the same exact kernels as :func:`search` (it is a search with k = n,
+    put back in database order), so it needs ``m x n`` memory.
+    """
+    index = ExactIndex(database, metric)
+    dist, order = index.search(queries, len(index))
+    full = np.empty_like(dist)
+    np.put_along_axis(full, order, dist, axis=1)
+    return full
