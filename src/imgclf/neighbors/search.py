@@ -14,11 +14,13 @@ lower database index.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from imgclf._validation import check_choice, check_finite, check_int
 from imgclf.neighbors.kernels import PAD, l1, l2, topk
@@ -204,9 +206,16 @@ class _Search:
         query_starts = range(0, m, self.q_block)
         ranges = self._database_ranges(len(query_starts), n_db)
         tasks = [(q, lo, hi) for q in query_starts for lo, hi in ranges]
-        with ThreadPoolExecutor(self.index.n_jobs) as pool:
+        with self._one_blas_thread_each(), ThreadPoolExecutor(self.index.n_jobs) as pool:
             results = list(pool.map(lambda task: self._task(*task), tasks))
         return self._combine(results, len(ranges))
+
+    def _one_blas_thread_each(self):
+        """Float kernels call BLAS; our threads already fill the cores, so BLAS must not
+        start its own on top (oversubscription halves the speed). uint8 kernels need no BLAS."""
+        if self.index.n_jobs == 1 or self.index.database.dtype == np.uint8:
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=1, user_api="blas")
 
     def _database_ranges(self, n_query_blocks: int, n_db: int) -> list[tuple[int, int]]:
         """All of the database, or one slice per idle thread when queries are few."""
