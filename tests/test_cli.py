@@ -47,7 +47,7 @@ def test_demo_chooses_trains_tests_and_reports(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "5-fold cross-validation on 1,437 training images" in text
     assert "evaluated once on 360 test images" in text
-    summary = text[text.index("imgclf demo: digits"):]
+    summary = text[text.index("imgclf demo: digits") :]
     assert "knn" in summary and "linear" in summary
     assert report.read_text().startswith("<!DOCTYPE html>")
 
@@ -113,8 +113,9 @@ def test_cv_errors(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model_args", [["--model", "knn", "--k", "3"],
-                                        ["--model", "linear", "--epochs", "5"]])
+@pytest.mark.parametrize(
+    "model_args", [["--model", "knn", "--k", "3"], ["--model", "linear", "--epochs", "5"]]
+)
 def test_train_evaluate_predict_round_trip(tmp_path, capsys, model_args):
     from PIL import Image
 
@@ -164,8 +165,9 @@ def test_evaluate_on_a_set_without_test_split(tmp_path, capsys):
 
 def test_report_command_writes_html(tmp_path, capsys):
     out = tmp_path / "r.html"
-    assert run("report", "digits", "--model", "knn", "--k", "1,3", "--folds", "3",
-               "-o", str(out)) == 0
+    assert (
+        run("report", "digits", "--model", "knn", "--k", "1,3", "--folds", "3", "-o", str(out)) == 0
+    )
     assert out.read_text().count("data:image/png;base64") >= 4
     assert "final test" in capsys.readouterr().out
 

@@ -20,24 +20,30 @@ def digits():
 
 def fitted_models(digits):
     train = digits["train"]
-    yield "knn", KNNClassifier(k=3, metric="l1", weights="distance").fit(train.images,
-                                                                         train.labels)
-    yield "linear", linear_pipeline(loss="svm", epochs=3, seed=0).fit(train.images,
-                                                                       train.labels)
+    yield "knn", KNNClassifier(k=3, metric="l1", weights="distance").fit(train.images, train.labels)
+    yield "linear", linear_pipeline(loss="svm", epochs=3, seed=0).fit(train.images, train.labels)
 
 
 @pytest.fixture(params=["knn", "linear"])
 def saved(request, digits, tmp_path):
     model = dict(fitted_models(digits))[request.param]
-    path = io.save(model, tmp_path / "model.imgclf", model_type=request.param,
-                   class_names=digits["train"].classes, image_shape=(8, 8, 1))
+    path = io.save(
+        model,
+        tmp_path / "model.imgclf",
+        model_type=request.param,
+        class_names=digits["train"].classes,
+        image_shape=(8, 8, 1),
+    )
     return model, path
 
 
 def scores(model, X):
     """Class scores: the linear model's decision function, k-NN's vote shares."""
-    return model.decision_function(X) if hasattr(model, "decision_function") else \
-        model.predict_proba(X)
+    return (
+        model.decision_function(X)
+        if hasattr(model, "decision_function")
+        else model.predict_proba(X)
+    )
 
 
 def test_round_trip_gives_identical_predictions(saved, digits):
@@ -95,8 +101,15 @@ def test_tampered_array_fails_the_checksum(saved):
 
 def test_tampered_parameters_fail_the_checksum(saved):
     _, path = saved
-    rewrite(path, lambda m: edit_header(m, lambda h: h["steps"][-1]["params"].update(
-        {"reg": 123.0} if h["model_type"] == "linear" else {"k": 1})))
+    rewrite(
+        path,
+        lambda m: edit_header(
+            m,
+            lambda h: h["steps"][-1]["params"].update(
+                {"reg": 123.0} if h["model_type"] == "linear" else {"k": 1}
+            ),
+        ),
+    )
     with pytest.raises(ModelFileError, match="checksum mismatch"):
         io.load(path)
 

@@ -19,14 +19,16 @@ def predictions():
 def test_accuracy_and_confusion_match_scikit_learn(predictions):
     y_true, y_pred, _ = predictions
     assert metrics.accuracy(y_true, y_pred) == sk.accuracy_score(y_true, y_pred)
-    np.testing.assert_array_equal(metrics.confusion_matrix(y_true, y_pred),
-                                  sk.confusion_matrix(y_true, y_pred))
+    np.testing.assert_array_equal(
+        metrics.confusion_matrix(y_true, y_pred), sk.confusion_matrix(y_true, y_pred)
+    )
 
 
 def test_per_class_accuracy_is_recall(predictions):
     y_true, y_pred, _ = predictions
-    np.testing.assert_allclose(metrics.per_class_accuracy(y_true, y_pred),
-                               sk.recall_score(y_true, y_pred, average=None))
+    np.testing.assert_allclose(
+        metrics.per_class_accuracy(y_true, y_pred), sk.recall_score(y_true, y_pred, average=None)
+    )
 
 
 @pytest.mark.parametrize("k", [1, 2, 5])
@@ -34,7 +36,8 @@ def test_top_k_matches_scikit_learn_without_ties(predictions, k):
     y_true, _, _ = predictions
     scores = np.random.default_rng(k).random((500, 6))
     assert metrics.top_k_accuracy(y_true, scores, k) == sk.top_k_accuracy_score(
-        y_true, scores, k=k, labels=np.arange(6))
+        y_true, scores, k=k, labels=np.arange(6)
+    )
 
 
 @pytest.mark.parametrize("k", [1, 2, 5])
@@ -48,8 +51,7 @@ def test_top_k_ties_rank_the_lower_class_first(predictions, k):
 
 def test_top_1_is_argmax_accuracy(predictions):
     y_true, _, scores = predictions
-    assert metrics.top_k_accuracy(y_true, scores, 1) == metrics.accuracy(y_true,
-                                                                          scores.argmax(1))
+    assert metrics.top_k_accuracy(y_true, scores, 1) == metrics.accuracy(y_true, scores.argmax(1))
 
 
 def test_absent_class_gives_nan_and_explicit_size():

@@ -18,13 +18,15 @@ def digits():
 
 def titled(figure) -> bool:
     return bool(figure._suptitle and figure._suptitle.get_text()) or all(
-        ax.get_title() for ax in figure.axes if ax.get_visible() and ax.has_data())
+        ax.get_title() for ax in figure.axes if ax.get_visible() and ax.has_data()
+    )
 
 
 def test_samples_grid_has_a_row_per_class(digits, tmp_path):
     train = digits["train"]
-    figure = plots.samples(train.images, train.labels, train.classes, tmp_path / "s.png",
-                           per_class=6)
+    figure = plots.samples(
+        train.images, train.labels, train.classes, tmp_path / "s.png", per_class=6
+    )
     assert assert_png(tmp_path / "s.png") == (660, 960)
     row_labels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
     assert row_labels == list(train.classes) and titled(figure)
@@ -33,8 +35,15 @@ def test_samples_grid_has_a_row_per_class(digits, tmp_path):
 def test_neighbours_marks_matches(digits, tmp_path):
     train, test = digits["train"], digits["test"]
     _, index = KNNClassifier().fit(train.X, train.labels).kneighbors(test.X[:4], 10)
-    figure = plots.neighbours(test.images[:4], test.labels[:4], train.images, train.labels,
-                              index, train.classes, tmp_path / "n.png")
+    figure = plots.neighbours(
+        test.images[:4],
+        test.labels[:4],
+        train.images,
+        train.labels,
+        index,
+        train.classes,
+        tmp_path / "n.png",
+    )
     assert_png(tmp_path / "n.png")
     assert len(figure.axes) == 4 * 11 and titled(figure)
     for col, ax in enumerate(figure.axes[1:11]):
@@ -45,8 +54,7 @@ def test_neighbours_marks_matches(digits, tmp_path):
 
 def test_knn_regions_draws_ties_white(tmp_path):
     toy = load("toy:three-modes")["train"]
-    figure = plots.knn_regions(toy.points, toy.labels, toy.classes, tmp_path / "r.png",
-                               steps=80)
+    figure = plots.knn_regions(toy.points, toy.labels, toy.classes, tmp_path / "r.png", steps=80)
     assert_png(tmp_path / "r.png")
     assert [ax.get_title() for ax in figure.axes] == ["k = 1 (L2)", "k = 3 (L2)"]
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in figure.axes)
@@ -65,8 +73,9 @@ def test_region_image_marks_tied_votes():
 
 def test_confusion_has_class_names(tmp_path):
     y = np.array([0, 1, 2, 2, 1])
-    figure = plots.confusion(confusion_matrix(y, [0, 2, 2, 2, 1]), ["cat", "dog", "frog"],
-                             tmp_path / "c.png")
+    figure = plots.confusion(
+        confusion_matrix(y, [0, 2, 2, 2, 1]), ["cat", "dog", "frog"], tmp_path / "c.png"
+    )
     assert_png(tmp_path / "c.png")
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "frog"]

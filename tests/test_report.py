@@ -12,9 +12,16 @@ from imgclf import datasets, experiments
 from imgclf.report import Report, experiment_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # Appended to a copy of the report: records script errors and checks every image decoded.
 PROBE = """
@@ -47,14 +54,22 @@ def test_report_is_self_contained(demo_report):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)  # nothing fetched
     images = re.findall(r'src="data:image/png;base64,', html)
     assert len(images) >= 8  # samples, 2 curves, 2 confusions, neighbours, templates, loss
-    for section in ("Dataset", "hyperparameter search", "final test (evaluated once)",
-                    "top-5 accuracy", "Run time", "nearest training images", "template"):
+    for section in (
+        "Dataset",
+        "hyperparameter search",
+        "final test (evaluated once)",
+        "top-5 accuracy",
+        "Run time",
+        "nearest training images",
+        "template",
+    ):
         assert section in html, section
 
 
 def test_text_is_escaped():
     html = Report("<script>alert(1)</script>").text("a & <b>").render()
-    assert "<script>alert(1)" not in html and "&lt;script&gt;" in html and "a &amp; &lt;b&gt;" in html
+    assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
+    assert "a &amp; &lt;b&gt;" in html
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
@@ -63,9 +78,17 @@ def test_report_renders_in_headless_chromium(demo_report):
     probe_page.write_text(demo_report.read_text().replace("</body>", PROBE + "</body>"))
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
-            [CHROMIUM, *BROWSER_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000",
-             "--dump-dom", probe_page.as_uri()],
-            capture_output=True, text=True, timeout=120,
+            [
+                CHROMIUM,
+                *BROWSER_FLAGS,
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                probe_page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         ).stdout
     match = re.search(r"images=(\d+) broken=(\d+) errors=(\d+)", dom)
     assert match, f"probe did not run; DOM starts {dom[:300]!r}"

@@ -35,12 +35,17 @@ out = Console(soft_wrap=True)  # no hard line breaks in piped output
 
 # --- shared options ----------------------------------------------------------------------
 
-DataArg = Annotated[str, typer.Argument(
-    help="Dataset spec: digits, toy:NAME, cifar10:PATH, cifar100:PATH, mnist:PATH or a PATH.")]
+DataArg = Annotated[
+    str,
+    typer.Argument(
+        help="Dataset spec: digits, toy:NAME, cifar10:PATH, cifar100:PATH, mnist:PATH or a PATH."
+    ),
+]
 SizeOpt = Annotated[str | None, typer.Option(help="Resize folder images to HxW, e.g. 64x64.")]
 ModeOpt = Annotated[str | None, typer.Option(help="Folder images as RGB or L (greyscale).")]
-OnErrorOpt = Annotated[str | None, typer.Option(
-    "--on-error", help="Undecodable folder images: raise or skip.")]
+OnErrorOpt = Annotated[
+    str | None, typer.Option("--on-error", help="Undecodable folder images: raise or skip.")
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ModelOpt = Annotated[str, typer.Option(help="knn or linear.")]
 KOpt = Annotated[str | None, typer.Option(help="k values, e.g. 1,3,5,10.")]
@@ -51,8 +56,10 @@ LrOpt = Annotated[str | None, typer.Option(help="Learning rates (linear), e.g. 1
 RegOpt = Annotated[str | None, typer.Option(help="Regularization strengths (linear).")]
 EpochsOpt = Annotated[int | None, typer.Option(help="Training epochs (linear).")]
 FoldsOpt = Annotated[int, typer.Option(help="k-fold cross-validation folds.")]
-ValSizeOpt = Annotated[float | None, typer.Option(
-    help="Hold out this many training images (or this fraction) instead of folds.")]
+ValSizeOpt = Annotated[
+    float | None,
+    typer.Option(help="Hold out this many training images (or this fraction) instead of folds."),
+]
 TrainSizeOpt = Annotated[int | None, typer.Option(help="Use a subset of the training split.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of subsets, splits, folds and training.")]
 
@@ -75,8 +82,9 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     try:
         height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 64x64, got {text!r}",
-                                 param_hint="--size") from None
+        raise typer.BadParameter(
+            f"expected HxW such as 64x64, got {text!r}", param_hint="--size"
+        ) from None
     return height, width
 
 
@@ -86,8 +94,9 @@ def _numbers(text: str | None, option: str, kind=float) -> list | None:
     try:
         return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise typer.BadParameter(f"expected {kind.__name__} values separated by commas, "
-                                 f"got {text!r}", param_hint=option) from None
+        raise typer.BadParameter(
+            f"expected {kind.__name__} values separated by commas, got {text!r}", param_hint=option
+        ) from None
 
 
 def _words(text: str | None) -> list[str] | None:
@@ -100,10 +109,12 @@ def _val_size(value: float | None) -> int | float | None:
 
 def _grid(model: str, k, metric, weights, lr, reg) -> dict:
     if model == "knn":
-        return {"k": _numbers(k, "--k", int) or [1], "metric": _words(metric) or ["l2"],
-                "weights": _words(weights) or ["uniform"]}
-    return {"learning_rate": _numbers(lr, "--lr") or [0.1], "reg": _numbers(reg, "--reg")
-            or [1e-4]}
+        return {
+            "k": _numbers(k, "--k", int) or [1],
+            "metric": _words(metric) or ["l2"],
+            "weights": _words(weights) or ["uniform"],
+        }
+    return {"learning_rate": _numbers(lr, "--lr") or [0.1], "reg": _numbers(reg, "--reg") or [1e-4]}
 
 
 def _fixed(model: str, loss: str, epochs: int | None, seed: int) -> dict:
@@ -127,8 +138,10 @@ def _write_json(path: str, payload: dict) -> None:
 def _print_summary(splits: dict[str, datasets.Dataset]) -> None:
     for split, ds in splits.items():
         info = ds.summary()
-        out.print(f"[bold]{split}[/]: {info['images']:,} images of shape "
-                  f"{tuple(info['image_shape'])}, {len(ds.classes)} classes")
+        out.print(
+            f"[bold]{split}[/]: {info['images']:,} images of shape "
+            f"{tuple(info['image_shape'])}, {len(ds.classes)} classes"
+        )
         table = Table("class", "images", box=None, padding=(0, 2))
         for name, count in info["per_class"].items():
             table.add_row(name, f"{count:,}")
@@ -137,21 +150,27 @@ def _print_summary(splits: dict[str, datasets.Dataset]) -> None:
 
 def _print_run(run: experiments.ModelRun) -> None:
     selection, search = run.selection, run.selection.search
-    out.print(f"[bold]{selection.model}[/]: {selection.protocol} on {selection.n_train:,} "
-              "training images")
+    out.print(
+        f"[bold]{selection.model}[/]: {selection.protocol} on {selection.n_train:,} training images"
+    )
     table = Table(*search.configs[0].keys(), "validation accuracy", box=None, padding=(0, 2))
     for i, config in enumerate(search.configs):
         mark = " *" if i == search.best_index else ""
-        table.add_row(*map(str, config.values()),
-                      f"{search.mean[i]:.4f} ± {search.std[i]:.4f}{mark}")
+        table.add_row(
+            *map(str, config.values()), f"{search.mean[i]:.4f} ± {search.std[i]:.4f}{mark}"
+        )
     out.print(table)
     best = ", ".join(f"{k}={v}" for k, v in search.best_params.items())
-    out.print(f"chosen: [bold]{best}[/] (validation accuracy {search.best_score:.4f}); "
-              "the test split was not used to choose")
+    out.print(
+        f"chosen: [bold]{best}[/] (validation accuracy {search.best_score:.4f}); "
+        "the test split was not used to choose"
+    )
     if run.evaluation is not None:
-        out.print(f"final test: fitted on all {selection.n_train:,} training images, evaluated "
-                  f"once on {run.evaluation.n_test:,} test images: accuracy "
-                  f"[bold]{run.evaluation.accuracy:.4f}[/]")
+        out.print(
+            f"final test: fitted on all {selection.n_train:,} training images, evaluated "
+            f"once on {run.evaluation.n_test:,} test images: accuracy "
+            f"[bold]{run.evaluation.accuracy:.4f}[/]"
+        )
 
 
 def _print_evaluation(ev: experiments.Evaluation, classes) -> None:
@@ -167,8 +186,13 @@ def _print_evaluation(ev: experiments.Evaluation, classes) -> None:
 
 
 @app.command("datasets")
-def datasets_command(data: DataArg, size: SizeOpt = None, mode: ModeOpt = None,
-                     on_error: OnErrorOpt = None, as_json: JsonFlag = False) -> None:
+def datasets_command(
+    data: DataArg,
+    size: SizeOpt = None,
+    mode: ModeOpt = None,
+    on_error: OnErrorOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Print each split's size, image shape, classes and images per class."""
     splits = _load(data, size, mode, on_error)
     if as_json:
@@ -179,22 +203,39 @@ def datasets_command(data: DataArg, size: SizeOpt = None, mode: ModeOpt = None,
 
 @app.command()
 def cv(
-    data: DataArg, model: ModelOpt = "knn", k: KOpt = None, metric: MetricOpt = None,
-    weights: WeightsOpt = None, loss: LossOpt = "softmax", lr: LrOpt = None, reg: RegOpt = None,
-    epochs: EpochsOpt = None, folds: FoldsOpt = 5, val_size: ValSizeOpt = None,
-    train_size: TrainSizeOpt = None, seed: SeedOpt = 0,
+    data: DataArg,
+    model: ModelOpt = "knn",
+    k: KOpt = None,
+    metric: MetricOpt = None,
+    weights: WeightsOpt = None,
+    loss: LossOpt = "softmax",
+    lr: LrOpt = None,
+    reg: RegOpt = None,
+    epochs: EpochsOpt = None,
+    folds: FoldsOpt = 5,
+    val_size: ValSizeOpt = None,
+    train_size: TrainSizeOpt = None,
+    seed: SeedOpt = 0,
     plot: Annotated[str | None, typer.Option(help="Write the accuracy curve (PNG).")] = None,
-    json_path: Annotated[str | None, typer.Option("--json", help="Write results as JSON.")]
-    = None,
-    final_test: Annotated[bool, typer.Option(
-        help="Fit the choice on all training data, then evaluate once on test.")] = False,
-    size: SizeOpt = None, mode: ModeOpt = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    final_test: Annotated[
+        bool, typer.Option(help="Fit the choice on all training data, then evaluate once on test.")
+    ] = False,
+    size: SizeOpt = None,
+    mode: ModeOpt = None,
 ) -> None:
     """Choose hyperparameters on validation data (the test split is not touched)."""
     run = experiments.run_model(
-        _load(data, size, mode), model, _grid(model, k, metric, weights, lr, reg), folds=folds,
-        val_size=_val_size(val_size), train_size=train_size, seed=seed, final_test=final_test,
-        fixed=_fixed(model, loss, epochs, seed))
+        _load(data, size, mode),
+        model,
+        _grid(model, k, metric, weights, lr, reg),
+        folds=folds,
+        val_size=_val_size(val_size),
+        train_size=train_size,
+        seed=seed,
+        final_test=final_test,
+        fixed=_fixed(model, loss, epochs, seed),
+    )
     _print_run(run)
     if plot:
         plots.cv_curve(run.selection.search, plot, x="k" if model == "knn" else "learning_rate")
@@ -208,41 +249,68 @@ def cv(
 def train(
     data: DataArg,
     output: Annotated[str, typer.Option("-o", "--output", help="Model file to write.")],
-    model: ModelOpt = "knn", k: Annotated[int, typer.Option(help="Neighbours (knn).")] = 1,
+    model: ModelOpt = "knn",
+    k: Annotated[int, typer.Option(help="Neighbours (knn).")] = 1,
     metric: Annotated[str, typer.Option(help="l1 or l2 (knn).")] = "l2",
     weights: Annotated[str, typer.Option(help="uniform or distance (knn).")] = "uniform",
     loss: LossOpt = "softmax",
     lr: Annotated[float, typer.Option(help="Learning rate (linear).")] = 0.1,
     reg: Annotated[float, typer.Option(help="Regularization (linear).")] = 1e-4,
-    epochs: EpochsOpt = None, train_size: TrainSizeOpt = None, seed: SeedOpt = 0,
-    size: SizeOpt = None, mode: ModeOpt = None,
+    epochs: EpochsOpt = None,
+    train_size: TrainSizeOpt = None,
+    seed: SeedOpt = 0,
+    size: SizeOpt = None,
+    mode: ModeOpt = None,
 ) -> None:
     """Fit a model on the training split and save it (npz + JSON header, no pickle)."""
-    params = ({"k": k, "metric": metric, "weights": weights} if model == "knn" else
-              {"learning_rate": lr, "reg": reg, **_fixed(model, loss, epochs, seed)})
+    params = (
+        {"k": k, "metric": metric, "weights": weights}
+        if model == "knn"
+        else {"learning_rate": lr, "reg": reg, **_fixed(model, loss, epochs, seed)}
+    )
     start = time.perf_counter()
-    fitted, train_set = experiments.train_model(_load(data, size, mode), model, params,
-                                                train_size=train_size, seed=seed)
-    io.save(fitted, output, model_type=model, class_names=train_set.classes,
-            image_shape=train_set.image_shape)
-    out.print(f"trained {model} on {len(train_set):,} images in "
-              f"{time.perf_counter() - start:.1f} s; wrote {output}")
+    fitted, train_set = experiments.train_model(
+        _load(data, size, mode), model, params, train_size=train_size, seed=seed
+    )
+    io.save(
+        fitted,
+        output,
+        model_type=model,
+        class_names=train_set.classes,
+        image_shape=train_set.image_shape,
+    )
+    out.print(
+        f"trained {model} on {len(train_set):,} images in "
+        f"{time.perf_counter() - start:.1f} s; wrote {output}"
+    )
 
 
 @app.command()
 def evaluate(
     model_path: Annotated[str, typer.Argument(metavar="MODEL", help="A saved model file.")],
-    data: DataArg, as_json: JsonFlag = False, size: SizeOpt = None, mode: ModeOpt = None,
+    data: DataArg,
+    as_json: JsonFlag = False,
+    size: SizeOpt = None,
+    mode: ModeOpt = None,
 ) -> None:
     """Evaluate a saved model once on a dataset's test split."""
     saved = io.load(model_path)
     test = experiments.test_split(_load(data, size, mode))
     ev = experiments.evaluate(saved.model, test)
     if as_json:
-        print(json.dumps({"accuracy": ev.accuracy, "top5_accuracy": ev.top5_accuracy,
-                          "n_test": ev.n_test, "per_class_accuracy": dict(zip(
-                              test.classes, ev.per_class_accuracy.tolist(), strict=True))},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "accuracy": ev.accuracy,
+                    "top5_accuracy": ev.top5_accuracy,
+                    "n_test": ev.n_test,
+                    "per_class_accuracy": dict(
+                        zip(test.classes, ev.per_class_accuracy.tolist(), strict=True)
+                    ),
+                },
+                indent=2,
+            )
+        )
     else:
         _print_evaluation(ev, test.classes)
 
@@ -270,21 +338,39 @@ def predict(
 @app.command()
 def report(
     data: DataArg,
-    output: Annotated[str, typer.Option("-o", "--output", help="HTML file to write.")]
-    = "report.html",
-    model: ModelOpt = "knn", k: KOpt = None, metric: MetricOpt = None, weights: WeightsOpt = None,
-    loss: LossOpt = "softmax", lr: LrOpt = None, reg: RegOpt = None, epochs: EpochsOpt = None,
-    folds: FoldsOpt = 5, val_size: ValSizeOpt = None, train_size: TrainSizeOpt = None,
-    seed: SeedOpt = 0, size: SizeOpt = None, mode: ModeOpt = None,
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="HTML file to write.")
+    ] = "report.html",
+    model: ModelOpt = "knn",
+    k: KOpt = None,
+    metric: MetricOpt = None,
+    weights: WeightsOpt = None,
+    loss: LossOpt = "softmax",
+    lr: LrOpt = None,
+    reg: RegOpt = None,
+    epochs: EpochsOpt = None,
+    folds: FoldsOpt = 5,
+    val_size: ValSizeOpt = None,
+    train_size: TrainSizeOpt = None,
+    seed: SeedOpt = 0,
+    size: SizeOpt = None,
+    mode: ModeOpt = None,
 ) -> None:
     """Search, fit, test once and write a self-contained HTML report."""
     start = time.perf_counter()
     splits = _load(data, size, mode)
     timings = {"load data": time.perf_counter() - start}
     grid = _grid(model, k or "1,3,5,10,20", metric or "l1,l2", weights, lr, reg)
-    run = experiments.run_model(splits, model, grid, folds=folds, val_size=_val_size(val_size),
-                                train_size=train_size, seed=seed,
-                                fixed=_fixed(model, loss, epochs, seed))
+    run = experiments.run_model(
+        splits,
+        model,
+        grid,
+        folds=folds,
+        val_size=_val_size(val_size),
+        train_size=train_size,
+        seed=seed,
+        fixed=_fixed(model, loss, epochs, seed),
+    )
     _print_run(run)
     experiment_report(f"imgclf report: {data}", splits, [run], timings).write(output)
     out.print(f"wrote {output}")
@@ -292,8 +378,9 @@ def report(
 
 @app.command()
 def demo(
-    output: Annotated[str, typer.Option("-o", "--output", help="HTML report to write.")]
-    = "report.html",
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="HTML report to write.")
+    ] = "report.html",
 ) -> None:
     """The main job on the built-in digits: choose, train and test k-NN and a linear model."""
     start = time.perf_counter()
@@ -301,15 +388,27 @@ def demo(
     runs = experiments.run_demo(splits)
     for run in runs:
         _print_run(run)
-    summary = Table("model", "chosen", "validation", "test", box=None, padding=(0, 2),
-                    title="imgclf demo: digits")
+    summary = Table(
+        "model",
+        "chosen",
+        "validation",
+        "test",
+        box=None,
+        padding=(0, 2),
+        title="imgclf demo: digits",
+    )
     for run in runs:
         chosen = ", ".join(f"{k}={v}" for k, v in run.selection.search.best_params.items())
-        summary.add_row(run.selection.model, chosen, f"{run.selection.search.best_score:.4f}",
-                        f"{run.evaluation.accuracy:.4f}")
+        summary.add_row(
+            run.selection.model,
+            chosen,
+            f"{run.selection.search.best_score:.4f}",
+            f"{run.evaluation.accuracy:.4f}",
+        )
     out.print(summary)
-    experiment_report("imgclf demo: digits", splits, runs,
-                      {"total before report": time.perf_counter() - start}).write(output)
+    experiment_report(
+        "imgclf demo: digits", splits, runs, {"total before report": time.perf_counter() - start}
+    ).write(output)
     out.print(f"wrote {output} in {time.perf_counter() - start:.1f} s")
 
 

@@ -177,8 +177,11 @@ def choose_hyperparameters(
     check_choice("model", model, MODELS)
     fixed = dict(fixed or {})
     search = _search(model, train, grid, folds, val_size, seed, fixed)
-    protocol = f"{folds}-fold cross-validation" if val_size is None else \
-        f"held-out validation set ({val_size})"
+    protocol = (
+        f"{folds}-fold cross-validation"
+        if val_size is None
+        else f"held-out validation set ({val_size})"
+    )
     return Selection(model, search, len(train), protocol, fixed)
 
 
@@ -222,9 +225,18 @@ def fit_and_evaluate(selection: Selection, train: Dataset, test: Dataset | None)
 # --- 3. whole runs -----------------------------------------------------------------------
 
 
-def run_model(splits: dict[str, Dataset], model: str, grid: dict, *, folds: int = 5,
-              val_size=None, train_size: int | None = None, seed: int = 0,
-              final_test: bool = True, fixed: dict | None = None) -> ModelRun:
+def run_model(
+    splits: dict[str, Dataset],
+    model: str,
+    grid: dict,
+    *,
+    folds: int = 5,
+    val_size=None,
+    train_size: int | None = None,
+    seed: int = 0,
+    final_test: bool = True,
+    fixed: dict | None = None,
+) -> ModelRun:
     """Choose hyperparameters; if ``final_test``, fit the choice and test it once.
 
     ``train_size`` takes a seeded, stratified subset of the training split first.
@@ -234,8 +246,9 @@ def run_model(splits: dict[str, Dataset], model: str, grid: dict, *, folds: int 
     timings = {}
     start = time.perf_counter()
     train = _training_subset(splits["train"], train_size, seed)
-    selection = choose_hyperparameters(train, model, grid, folds=folds, val_size=val_size,
-                                       seed=seed, fixed=fixed)
+    selection = choose_hyperparameters(
+        train, model, grid, folds=folds, val_size=val_size, seed=seed, fixed=fixed
+    )
     timings["search_s"] = time.perf_counter() - start
     if not final_test:
         return ModelRun(selection, None, None, timings)
@@ -257,16 +270,28 @@ def run_demo(splits: dict[str, Dataset], *, seed: int = 0) -> list[ModelRun]:
     """The project's main job: k-NN (5-fold CV over k and metric) and a linear classifier
     (learning rate x regularization on a held-out validation set), each tested once."""
     knn = run_model(splits, "knn", DEMO_GRIDS["knn"], folds=5, seed=seed)
-    linear = run_model(splits, "linear", DEMO_GRIDS["linear"], val_size=0.2, seed=seed,
-                       fixed={"epochs": 30, "seed": seed})
+    linear = run_model(
+        splits,
+        "linear",
+        DEMO_GRIDS["linear"],
+        val_size=0.2,
+        seed=seed,
+        fixed={"epochs": 30, "seed": seed},
+    )
     return [knn, linear]
 
 
 # --- training, testing and predicting with saved models ----------------------------------
 
 
-def train_model(splits: dict[str, Dataset], model: str, params: dict, *,
-                train_size: int | None = None, seed: int = 0):
+def train_model(
+    splits: dict[str, Dataset],
+    model: str,
+    params: dict,
+    *,
+    train_size: int | None = None,
+    seed: int = 0,
+):
     """Fit ``model`` with ``params`` on the (optionally subsetted) training split.
 
     Returns the fitted estimator and the training Dataset it saw.
@@ -302,8 +327,9 @@ def predict_files(saved, paths, *, top: int = 5) -> list[dict]:
         resized = None if original.shape[:2] == (height, width) else f"{height}x{width}"
         image = original if resized is None else read_image(path, mode=mode, size=(height, width))
         scores = _class_scores(saved.model, image.reshape(1, -1))[0]
-        results.append({"file": str(path), "resized": resized,
-                        "top": _top_classes(scores, saved, top)})
+        results.append(
+            {"file": str(path), "resized": resized, "top": _top_classes(scores, saved, top)}
+        )
     return results
 
 
@@ -312,8 +338,13 @@ def _top_classes(scores: np.ndarray, saved, top: int) -> list[dict]:
     labels = _final_step(saved.model).classes_
     names = saved.class_names or [str(c) for c in labels]
     order = np.argsort(-scores, kind="stable")[:top]
-    return [{"class": names[int(labels[i])] if saved.class_names else names[i],
-             "score": float(scores[i])} for i in order]
+    return [
+        {
+            "class": names[int(labels[i])] if saved.class_names else names[i],
+            "score": float(scores[i]),
+        }
+        for i in order
+    ]
 
 
 def _final_step(model):

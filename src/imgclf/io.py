@@ -123,8 +123,15 @@ def _checksum(header: dict, arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def save(model, path: str | os.PathLike, *, model_type: str, class_names=None,
-         image_shape=None, preprocessing: str | None = None) -> Path:
+def save(
+    model,
+    path: str | os.PathLike,
+    *,
+    model_type: str,
+    class_names=None,
+    image_shape=None,
+    preprocessing: str | None = None,
+) -> Path:
     """Write a fitted ``model`` (an estimator or a Pipeline of them) to ``path``, atomically.
 
     Parameters
@@ -143,15 +150,26 @@ def save(model, path: str | os.PathLike, *, model_type: str, class_names=None,
     steps, arrays = [], {}
     for name, estimator in _steps_of(model):
         state, step_arrays = _split_state(name, estimator)
-        steps.append({"name": name, "class": type(estimator).__name__,
-                      "params": estimator.get_params(deep=False), "state": state})
+        steps.append(
+            {
+                "name": name,
+                "class": type(estimator).__name__,
+                "params": estimator.get_params(deep=False),
+                "state": state,
+            }
+        )
         arrays.update(step_arrays)
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "imgclf_version": imgclf.__version__, "model_type": model_type, "steps": steps,
-              "pipeline": isinstance(model, Pipeline),
-              "class_names": None if class_names is None else [str(c) for c in class_names],
-              "image_shape": None if image_shape is None else [int(s) for s in image_shape],
-              "preprocessing": preprocessing}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "imgclf_version": imgclf.__version__,
+        "model_type": model_type,
+        "steps": steps,
+        "pipeline": isinstance(model, Pipeline),
+        "class_names": None if class_names is None else [str(c) for c in class_names],
+        "image_shape": None if image_shape is None else [int(s) for s in image_shape],
+        "preprocessing": preprocessing,
+    }
     header["checksum"] = _checksum(header, arrays)
     blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as out:
@@ -184,8 +202,10 @@ def _check_header(path: Path, header: dict, arrays: dict) -> None:
         raise ModelFileError(f"{path}: not an imgclf model file")
     version = header.get("format_version")
     if version != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model file format version {version!r}; this imgclf "
-                             f"({imgclf.__version__}) reads version {FORMAT_VERSION}")
+        raise ModelFileError(
+            f"{path}: model file format version {version!r}; this imgclf "
+            f"({imgclf.__version__}) reads version {FORMAT_VERSION}"
+        )
     expected = header.pop("checksum", None)
     if expected != _checksum(header, arrays):
         raise ModelFileError(f"{path}: checksum mismatch: the file was modified or damaged")
@@ -195,15 +215,16 @@ def _build_step(path: Path, step: dict, arrays: dict):
     known = model_classes()
     cls = known.get(step.get("class"))
     if cls is None:
-        raise ModelFileError(f"{path}: unknown estimator class {step.get('class')!r}; "
-                             f"known: {sorted(known)}")
+        raise ModelFileError(
+            f"{path}: unknown estimator class {step.get('class')!r}; known: {sorted(known)}"
+        )
     estimator = cls(**step["params"])
     for attr, value in step["state"].items():
         setattr(estimator, attr, value)
     prefix = f"{step['name']}/"
     for key, array in arrays.items():
         if key.startswith(prefix):
-            setattr(estimator, key[len(prefix):], array)
+            setattr(estimator, key[len(prefix) :], array)
     if hasattr(estimator, "_rebuild"):
         estimator._rebuild()  # derived state (e.g. a search index) is recomputed, not stored
     return estimator

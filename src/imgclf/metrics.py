@@ -16,8 +16,10 @@ __all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "top_k_accuracy
 def _paired(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1D of equal length; got shapes "
-                         f"{y_true.shape} and {y_pred.shape}")
+        raise ValueError(
+            f"y_true and y_pred must be 1D of equal length; got shapes "
+            f"{y_true.shape} and {y_pred.shape}"
+        )
     if len(y_true) == 0:
         raise ValueError("y_true is empty")
     return y_true, y_pred
@@ -54,8 +56,10 @@ def top_k_accuracy(y_true, scores, k: int = 5) -> float:
     """
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or len(scores) != len(y_true):
-        raise ValueError(f"scores must be (n, n_classes) with n = len(y_true) = {len(y_true)}; "
-                         f"got shape {scores.shape}")
+        raise ValueError(
+            f"scores must be (n, n_classes) with n = len(y_true) = {len(y_true)}; "
+            f"got shape {scores.shape}"
+        )
     k = check_int("k", k, low=1, high=scores.shape[1])
     ranked = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return float(np.mean((ranked == y_true[:, None]).any(axis=1)))

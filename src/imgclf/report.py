@@ -67,16 +67,20 @@ class Report:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90)
         data = base64.b64encode(buffer.getvalue()).decode("ascii")
-        self.parts.append(f'<figure><img alt="{html.escape(caption)}" '
-                          f'src="data:image/png;base64,{data}">'
-                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        self.parts.append(
+            f'<figure><img alt="{html.escape(caption)}" '
+            f'src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
         return self
 
     def render(self) -> str:
         body = "\n".join(self.parts)
-        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-                f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head>"
-                f"<body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n")
+        return (
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head>"
+            f"<body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n"
+        )
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the HTML atomically; returns the path."""
@@ -119,16 +123,22 @@ def _dataset_section(report: Report, splits: dict) -> None:
     from imgclf import plots
 
     report.heading("Dataset")
-    rows = [[name, len(ds), " x ".join(map(str, ds.image_shape or ds.X.shape[1:])),
-             len(ds.classes)] for name, ds in splits.items()]
+    rows = [
+        [name, len(ds), " x ".join(map(str, ds.image_shape or ds.X.shape[1:])), len(ds.classes)]
+        for name, ds in splits.items()
+    ]
     report.table(["split", "images", "shape", "classes"], rows)
     train = splits["train"]
     if train.images is not None:
-        report.figure(plots.samples(train.images, train.labels, train.classes),
-                      "Random training images, one row per class")
+        report.figure(
+            plots.samples(train.images, train.labels, train.classes),
+            "Random training images, one row per class",
+        )
     else:
-        report.figure(plots.knn_regions(train.points, train.labels, train.classes),
-                      "The training points and k-NN decision regions for k = 1 and 3")
+        report.figure(
+            plots.knn_regions(train.points, train.labels, train.classes),
+            "The training points and k-NN decision regions for k = 1 and 3",
+        )
 
 
 def _search_section(report: Report, run) -> None:
@@ -136,11 +146,15 @@ def _search_section(report: Report, run) -> None:
 
     selection, search = run.selection, run.selection.search
     report.heading(f"{selection.model}: hyperparameter search")
-    report.text(f"{selection.protocol} on {selection.n_train:,} training images; the test "
-                "split was not used to choose.")
+    report.text(
+        f"{selection.protocol} on {selection.n_train:,} training images; the test "
+        "split was not used to choose."
+    )
     names = list(search.configs[0])
-    rows = [[*map(str, c.values()), m, s] for c, m, s in
-            zip(search.configs, search.mean, search.std, strict=True)]
+    rows = [
+        [*map(str, c.values()), m, s]
+        for c, m, s in zip(search.configs, search.mean, search.std, strict=True)
+    ]
     report.table([*names, "mean accuracy", "std"], rows)
     x = "k" if "k" in names else names[0]
     report.figure(plots.cv_curve(search, x=x), f"Validation accuracy against {x}")
@@ -155,10 +169,11 @@ def _test_section(report: Report, run, test) -> None:
     report.heading(f"{run.selection.model}: final test (evaluated once)")
     top5 = "n/a" if ev.top5_accuracy is None else f"{ev.top5_accuracy:.4f}"
     report.table(["test images", "accuracy", "top-5 accuracy"], [[ev.n_test, ev.accuracy, top5]])
-    report.table(["class", "accuracy"], [[name, float(acc)] for name, acc in
-                                         zip(test.classes, ev.per_class_accuracy, strict=True)])
-    report.figure(plots.confusion(ev.confusion, test.classes),
-                  "Confusion matrix on the test split")
+    report.table(
+        ["class", "accuracy"],
+        [[name, float(acc)] for name, acc in zip(test.classes, ev.per_class_accuracy, strict=True)],
+    )
+    report.figure(plots.confusion(ev.confusion, test.classes), "Confusion matrix on the test split")
 
 
 def _learned_section(report: Report, run, splits: dict) -> None:
@@ -171,12 +186,22 @@ def _learned_section(report: Report, run, splits: dict) -> None:
         rows = np.random.default_rng(0).choice(len(test), min(8, len(test)), replace=False)
         k = min(10, len(train))
         _, neighbors = run.model.kneighbors(test.X[rows], k)
-        report.figure(plots.neighbours(test.images[rows], test.labels[rows], train.images,
-                                       train.labels, neighbors, train.classes),
-                      f"Test images and their {k} nearest training images")
+        report.figure(
+            plots.neighbours(
+                test.images[rows],
+                test.labels[rows],
+                train.images,
+                train.labels,
+                neighbors,
+                train.classes,
+            ),
+            f"Test images and their {k} nearest training images",
+        )
     else:
-        report.figure(plots.templates(run.model, train.image_shape, train.classes),
-                      "What the linear classifier learned: one template per class")
+        report.figure(
+            plots.templates(run.model, train.image_shape, train.classes),
+            "What the linear classifier learned: one template per class",
+        )
         report.figure(plots.loss_curve(run.model), "Training loss")
 
 
@@ -184,6 +209,8 @@ def _timing_section(report: Report, runs: list, timings: dict) -> None:
     report.heading("Run time")
     rows = [[stage, seconds] for stage, seconds in timings.items()]
     for run in runs:
-        rows += [[f"{run.selection.model}: {stage}", seconds]
-                 for stage, seconds in {**run.selection.search.timings, **run.timings}.items()]
+        rows += [
+            [f"{run.selection.model}: {stage}", seconds]
+            for stage, seconds in {**run.selection.search.timings, **run.timings}.items()
+        ]
     report.table(["stage", "seconds"], rows)

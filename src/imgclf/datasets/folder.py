@@ -170,8 +170,9 @@ def _refusing_bombs():
         yield
 
 
-def read_image(path: str | os.PathLike, *, size: tuple[int, int] | None = None,
-               mode: str = "RGB") -> np.ndarray:
+def read_image(
+    path: str | os.PathLike, *, size: tuple[int, int] | None = None, mode: str = "RGB"
+) -> np.ndarray:
     """One image file as uint8 ``(H, W, C)``, resized to ``size=(H, W)`` if given.
 
     Any format Pillow reads; errors (missing, corrupt, too large) name the file.

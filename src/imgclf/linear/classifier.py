@@ -96,9 +96,20 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
     (array(['cat', 'dog'], dtype='<U3'), (2, 2))
     """
 
-    def __init__(self, loss="softmax", reg=1e-4, learning_rate=1e-3, epochs=20,
-                 batch_size=200, optimizer="sgd", lr_decay=0.95, seed=0,
-                 val_fraction=None, early_stopping=False, patience=5):
+    def __init__(
+        self,
+        loss="softmax",
+        reg=1e-4,
+        learning_rate=1e-3,
+        epochs=20,
+        batch_size=200,
+        optimizer="sgd",
+        lr_decay=0.95,
+        seed=0,
+        val_fraction=None,
+        early_stopping=False,
+        patience=5,
+    ):
         self.loss = loss
         self.reg = reg
         self.learning_rate = learning_rate
@@ -129,8 +140,10 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, y = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; "
-                             f"got 1 class ({self.classes_[0]!r})")
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes; "
+                f"got 1 class ({self.classes_[0]!r})"
+            )
         rng = np.random.default_rng(self.seed)
         train, val = self._split(len(X), rng)
         # minibatch products are small (200 x 3073 x 10): BLAS threads cost more to
@@ -153,8 +166,10 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}")
         if self.seed is not None:
             check_int("seed", self.seed, low=0)
-        if self.val_fraction is not None and not 0 < check_positive(
-                "val_fraction", self.val_fraction) < 1:
+        if (
+            self.val_fraction is not None
+            and not 0 < check_positive("val_fraction", self.val_fraction) < 1
+        ):
             raise ValueError(f"val_fraction must be in (0, 1) or None; got {self.val_fraction!r}")
         check_choice("early_stopping", self.early_stopping, (False, True))
         check_int("patience", self.patience, low=1)
@@ -222,8 +237,9 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
 class _Training:
     """One fit's minibatch loop: weights with the bias as their last row."""
 
-    def __init__(self, clf: LinearClassifier, X: np.ndarray, y: np.ndarray,
-                 rng: np.random.Generator):
+    def __init__(
+        self, clf: LinearClassifier, X: np.ndarray, y: np.ndarray, rng: np.random.Generator
+    ):
         self.clf, self.X, self.y, self.rng = clf, X, y, rng
         self.loss_fn = LOSSES[clf.loss]
         self.optimizer = make_optimizer(clf.optimizer)
@@ -235,8 +251,9 @@ class _Training:
         self.batch = np.ones((min(clf.batch_size, len(X)), X.shape[1] + 1), np.float32)
 
     def run(self, train: np.ndarray, val: np.ndarray) -> np.ndarray:
-        clf, losses, scores = self.clf, [], []
-        best_W, best, waited = self.W, -1.0, 0
+        """Train for the epochs asked (or until early stopping); the final weights."""
+        clf, losses = self.clf, []
+        tracker = _BestEpoch(clf.patience if clf.early_stopping else None)
         learning_rate = clf.learning_rate
         for epoch in progress(range(clf.epochs), clf.epochs, f"{clf.loss} epochs"):
             # overflow shows up as a non-finite loss, reported below as one clear error
@@ -244,23 +261,19 @@ class _Training:
                 losses.extend(self.epoch(train, learning_rate))
             _check_diverged(losses[-1], epoch, clf.learning_rate)
             learning_rate *= clf.lr_decay
-            if len(val):
-                scores.append(self.accuracy(val))
-                best_W, best, waited = ((self.W, scores[-1], 0) if scores[-1] > best
-                                        else (best_W, best, waited + 1))
-                if clf.early_stopping and waited >= clf.patience:
-                    break
+            if len(val) and tracker.out_of_patience(self.W, self.accuracy(val)):
+                break
         clf.loss_history_ = np.asarray(losses, dtype=np.float32)
-        clf.val_score_history_ = np.asarray(scores)
+        clf.val_score_history_ = np.asarray(tracker.scores)
         clf.n_iter_ = epoch + 1
-        return best_W if clf.early_stopping else self.W
+        return tracker.best_W if clf.early_stopping else self.W
 
     def epoch(self, train: np.ndarray, learning_rate: float) -> list[float]:
         """One shuffled pass over ``train``; the loss of every step."""
         order = self.rng.permutation(train)
         losses, size, reg = [], len(self.batch), self.clf.reg
         for start in range(0, len(order), size):
-            rows = order[start:start + size]
+            rows = order[start : start + size]
             batch = self.batch[: len(rows)]
             np.take(self.X, rows, axis=0, out=batch[:, :-1], mode="clip")
             loss, grad = self.loss_fn(self.W, batch, self.y[rows], reg, bias_row=True)
@@ -273,10 +286,31 @@ class _Training:
         return float(np.mean(np.argmax(scores, axis=1) == self.y[rows]))
 
 
+class _BestEpoch:
+    """Validation accuracy per epoch, the weights of the best epoch, and patience."""
+
+    def __init__(self, patience: int | None):
+        self.patience = patience
+        self.scores: list[float] = []
+        self.best_W: np.ndarray | None = None
+        self.waited = 0
+
+    def out_of_patience(self, W: np.ndarray, score: float) -> bool:
+        """Record an epoch; True once ``patience`` epochs passed without improvement."""
+        if not self.scores or score > max(self.scores):
+            self.best_W, self.waited = W, 0  # W is replaced, never updated in place
+        else:
+            self.waited += 1
+        self.scores.append(score)
+        return self.patience is not None and self.waited >= self.patience
+
+
 def _softmax_only(clf: LinearClassifier) -> bool:
     if clf.loss != "softmax":
-        raise AttributeError(f"predict_proba is only available with loss='softmax'; "
-                             f"this classifier has loss={clf.loss!r}")
+        raise AttributeError(
+            f"predict_proba is only available with loss='softmax'; "
+            f"this classifier has loss={clf.loss!r}"
+        )
     return True
 
 
@@ -288,6 +322,8 @@ def _check_non_negative(name: str, value) -> float:
 
 def _check_diverged(loss: float, epoch: int, learning_rate: float) -> None:
     if not np.isfinite(loss):
-        raise ValueError(f"training diverged (loss {loss}) in epoch {epoch + 1} with "
-                         f"learning_rate={learning_rate!r}; use a smaller learning_rate, "
-                         f"or standardize the data (MeanImage(scale='std'))")
+        raise ValueError(
+            f"training diverged (loss {loss}) in epoch {epoch + 1} with "
+            f"learning_rate={learning_rate!r}; use a smaller learning_rate, "
+            f"or standardize the data (MeanImage(scale='std'))"
+        )

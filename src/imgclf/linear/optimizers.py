@@ -12,7 +12,7 @@ Examples
 >>> opt = make_optimizer("momentum")
 >>> for _ in range(200):
 ...     w = opt.step(w, 2 * w, 0.05)   # minimise w**2
->>> abs(w[0]) < 1e-3
+>>> bool(abs(w[0]) < 1e-3)
 True
 """
 

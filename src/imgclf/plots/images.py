@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from imgclf.plots._figure import new_figure, save
@@ -21,8 +19,16 @@ def _show(ax, image: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def samples(images: np.ndarray, labels: np.ndarray, classes, path=None, *, per_class: int = 8,
-            seed: int = 0, title: str = "Training images, a row per class"):
+def samples(
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes,
+    path=None,
+    *,
+    per_class: int = 8,
+    seed: int = 0,
+    title: str = "Training images, a row per class",
+):
     """A grid of training images: one row per class, ``per_class`` random examples each.
 
     Parameters
@@ -47,9 +53,17 @@ def samples(images: np.ndarray, labels: np.ndarray, classes, path=None, *, per_c
     return save(figure, path)
 
 
-def neighbours(query_images: np.ndarray, query_labels: np.ndarray, train_images: np.ndarray,
-               train_labels: np.ndarray, neighbor_index: np.ndarray, classes, path=None, *,
-               title: str = "Test images and their nearest training images"):
+def neighbours(
+    query_images: np.ndarray,
+    query_labels: np.ndarray,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    neighbor_index: np.ndarray,
+    classes,
+    path=None,
+    *,
+    title: str = "Test images and their nearest training images",
+):
     """Each test image (left) followed by its nearest training images, matches framed green.
 
     Parameters
@@ -66,8 +80,7 @@ def neighbours(query_images: np.ndarray, query_labels: np.ndarray, train_images:
     grid = figure.subplots(m, k + 1, squeeze=False)
     for row in range(m):
         _show(grid[row, 0], query_images[row])
-        grid[row, 0].set_ylabel(classes[query_labels[row]], rotation=0, ha="right",
-                                va="center")
+        grid[row, 0].set_ylabel(classes[query_labels[row]], rotation=0, ha="right", va="center")
         for col, train_row in enumerate(neighbor_index[row], start=1):
             _show(grid[row, col], train_images[train_row])
             same = train_labels[train_row] == query_labels[row]
@@ -97,14 +110,27 @@ def confusion(matrix: np.ndarray, classes, path=None, *, title: str = "Confusion
     if n <= 20:
         limit = matrix.max() / 2
         for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize="x-small",
-                    color="white" if count > limit else "black")
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize="x-small",
+                color="white" if count > limit else "black",
+            )
     ax.set(title=title, xlabel="predicted class", ylabel="true class")
     return save(figure, path)
 
 
-def distances(matrix: np.ndarray, path=None, *, title: str = "Test-by-train distances",
-              row_label: str = "test image", column_label: str = "training image"):
+def distances(
+    matrix: np.ndarray,
+    path=None,
+    *,
+    title: str = "Test-by-train distances",
+    row_label: str = "test image",
+    column_label: str = "training image",
+):
     """A ``(m, n)`` distance matrix as an image (dark = near)."""
     figure = new_figure(7, 4.5)
     ax = figure.add_subplot()

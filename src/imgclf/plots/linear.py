@@ -73,7 +73,7 @@ def templates(clf, image_shape, classes=None, path: Path = None):
     axes = figure.subplots(rows, columns, squeeze=False)
     for ax, image, name in zip(axes.flat, images, _class_names(clf, classes), strict=False):
         _show_tile(ax, image, name)
-    for ax in axes.flat[len(images):]:
+    for ax in axes.flat[len(images) :]:
         ax.set_axis_off()
     figure.suptitle("Class templates: rows of coef_ rescaled to 0-255")
     figure.supxlabel("image width (pixels)")
@@ -83,8 +83,13 @@ def templates(clf, image_shape, classes=None, path: Path = None):
 
 def _show_tile(ax, image: np.ndarray, name: str) -> None:
     grey = image.ndim == 2 or image.shape[-1] == 1
-    ax.imshow(image.squeeze(-1) if image.ndim == 3 and grey else image,
-              cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.imshow(
+        image.squeeze(-1) if image.ndim == 3 and grey else image,
+        cmap="gray" if grey else None,
+        vmin=0,
+        vmax=255,
+        interpolation="nearest",
+    )
     ax.set_title(name, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -128,7 +133,7 @@ def _draw_losses(ax, losses: np.ndarray) -> None:
     window = max(1, len(losses) // 50)
     if window > 1:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
+        ax.plot(steps[window - 1 :], smooth, label=f"mean of {window}")
     ax.set(title="Loss per step", xlabel="iteration (minibatch step)", ylabel="loss")
     ax.legend()
 
@@ -152,42 +157,54 @@ def lr_reg_grid(results: dict, path: Path = None):
     matplotlib.figure.Figure
         Two panels sharing one colour scale; the best validation point is ringed.
     """
-    keys = list(results)
-    lrs, regs = (np.array([k[i] for k in keys], dtype=float) for i in (0, 1))
-    scores = np.array([results[k] for k in keys], dtype=float).reshape(len(keys), 2)
-    finite = np.isfinite(scores)
-    norm = Normalize(*_range(scores[finite]))
+    lrs, regs, scores = _grid_arrays(results)
+    norm = Normalize(*_range(scores[np.isfinite(scores)]))
     figure = new_figure(10.5, 4.4)
     axes = figure.subplots(1, 2, sharex=True, sharey=True)
     for column, (ax, title) in enumerate(zip(axes, ("Training", "Validation"), strict=True)):
-        points = ax.scatter(lrs, regs, c=scores[:, column], cmap="viridis", norm=norm, s=220,
-                            marker="s", edgecolors="k", plotnonfinite=False)
-        _mark_failed(ax, lrs, regs, ~finite[:, column])
-        ax.set(title=f"{title} accuracy", xscale="log", yscale="log", xlabel="learning rate",
-               ylabel="regularization strength")
+        points = _grid_panel(ax, lrs, regs, scores[:, column], norm)
+        ax.set_title(f"{title} accuracy")
     _ring_best(axes[1], lrs, regs, scores[:, 1])
-    figure.colorbar(points, ax=axes, label="accuracy")
+    figure.colorbar(points, ax=axes, label="accuracy", pad=0.02, fraction=0.05)
+    if not np.isfinite(scores).all():
+        failed = Line2D([], [], marker="x", color="grey", linestyle="", label="diverged")
+        figure.legend(handles=[failed], loc="outside lower center")
     figure.suptitle("Learning rate x regularization search")
     return save(figure, path)
+
+
+def _grid_arrays(results: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Learning rates ``(m,)``, regs ``(m,)`` and (train, val) accuracies ``(m, 2)``."""
+    keys = list(results)
+    lrs, regs = (np.array([key[i] for key in keys], dtype=float) for i in (0, 1))
+    return lrs, regs, np.array([results[key] for key in keys], dtype=float).reshape(-1, 2)
+
+
+def _grid_panel(ax, lrs, regs, accuracy, norm):
+    """One panel: a coloured square per configuration, a grey cross where it diverged."""
+    style = dict(cmap="viridis", norm=norm, s=220, marker="s", edgecolors="k")
+    points = ax.scatter(lrs, regs, c=accuracy, plotnonfinite=False, **style)
+    failed = ~np.isfinite(accuracy)
+    if failed.any():
+        ax.scatter(lrs[failed], regs[failed], marker="x", color="grey", s=80)
+    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="regularization strength")
+    ax.margins(0.12)  # room around the squares at the grid's edges
+    return points
 
 
 def _range(values: np.ndarray) -> tuple[float, float]:
     return (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
 
 
-def _mark_failed(ax, lrs, regs, failed) -> None:
-    if failed.any():
-        ax.scatter(lrs[failed], regs[failed], marker="x", color="grey", s=80, label="diverged")
-        ax.legend(loc="best")
-
-
 def _ring_best(ax, lrs, regs, val) -> None:
     if np.isfinite(val).any():
         best = int(np.nanargmax(val))
-        ax.scatter(lrs[best], regs[best], s=600, facecolors="none", edgecolors="red",
-                   linewidths=2)
-        ax.annotate(f"best {val[best]:.3f}", (lrs[best], regs[best]), xytext=(12, 12),
-                    textcoords="offset points", color="red")
+        ax.scatter(lrs[best], regs[best], s=600, facecolors="none", edgecolors="red", linewidths=2)
+        ax.set_title(
+            f"{ax.get_title()}\n(best {val[best]:.3f}: learning rate "
+            f"{lrs[best]:g}, reg {regs[best]:g})",
+            color="black",
+        )
 
 
 # --- 2D decision regions -----------------------------------------------------------------
@@ -219,23 +236,22 @@ def decision_regions(clf, X2d, y, path: Path = None, classes=None, resolution: i
     X2d, y = np.asarray(X2d, dtype=np.float64), np.asarray(y)
     known = _final_step(clf).classes_
     names, colours = _class_names(clf, classes), _colours(len(known))
-    xx, yy = _grid(X2d, resolution)
-    grid = np.column_stack([xx.ravel(), yy.ravel()])
-    region = np.searchsorted(known, clf.predict(grid)).reshape(xx.shape)
+    mesh = _grid(X2d, resolution)
+    grid = np.column_stack([mesh[0].ravel(), mesh[1].ravel()])
+    region = np.searchsorted(known, clf.predict(grid)).reshape(mesh[0].shape)
     figure = new_figure(6.4, 5.6)
     ax = figure.subplots()
-    ax.contourf(xx, yy, region, levels=np.arange(len(known) + 1) - 0.5, colors=colours,
-                alpha=0.25)
-    handles = _hyperplanes(ax, clf, grid, (xx, yy), colours, names)
+    levels = np.arange(len(known) + 1) - 0.5  # one band per class index
+    ax.contourf(*mesh, region, levels=levels, colors=colours, alpha=0.25)
+    lines = _hyperplanes(ax, clf, grid, mesh, colours, names)
     for index, (colour, name) in enumerate(zip(colours, names, strict=True)):
         mine = y == known[index]
-        ax.scatter(X2d[mine, 0], X2d[mine, 1], color=colour, edgecolors="k", linewidths=0.4,
-                   s=18, label=name)
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=8, loc="best")
+        style = dict(color=colour, edgecolors="k", linewidths=0.4, s=18)
+        ax.scatter(X2d[mine, 0], X2d[mine, 1], label=name, **style)
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + lines, fontsize=8, loc="best")
+    title = f"Decision regions of {type(_final_step(clf)).__name__}"
     accuracy = np.mean(clf.predict(X2d) == y)
-    ax.set(title=f"Decision regions of {type(_final_step(clf)).__name__} "
-                 f"(training accuracy {accuracy:.2f})", xlabel="x1", ylabel="x2",
-           xlim=(xx.min(), xx.max()), ylim=(yy.min(), yy.max()))
+    ax.set(title=f"{title} (training accuracy {accuracy:.2f})", xlabel="x1", ylabel="x2")
     return save(figure, path)
 
 
@@ -255,12 +271,12 @@ def _hyperplanes(ax, clf, grid, mesh, colours, names) -> list:
     for c in range(scores.shape[1]):
         level = scores[:, c].reshape(mesh[0].shape)
         if level.min() < 0 < level.max():  # the line crosses the picture
-            ax.contour(*mesh, level, levels=[0], colors=[colours[c]], linewidths=2,
-                       linestyles="--")
+            ax.contour(*mesh, level, levels=[0], colors=[colours[c]], linewidths=2, linestyles="--")
             # a binary scikit-learn model has one row: the boundary between the two classes
             label = names[c] if scores.shape[1] > 1 else "boundary"
-            handles.append(Line2D([], [], color=colours[c], linestyle="--",
-                                  label=f"{label}: w.x + b = 0"))
+            handles.append(
+                Line2D([], [], color=colours[c], linestyle="--", label=f"{label}: w.x + b = 0")
+            )
     return handles
 
 
@@ -272,6 +288,7 @@ def _linear_scores(clf, grid) -> np.ndarray | None:
     features = grid
     for _, step in getattr(clf, "steps", [])[:-1]:
         features = step.transform(features)
-    return np.asarray(features, dtype=np.float64) @ np.asarray(model.coef_, np.float64).T \
+    return (
+        np.asarray(features, dtype=np.float64) @ np.asarray(model.coef_, np.float64).T
         + model.intercept_
-
+    )

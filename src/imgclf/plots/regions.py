@@ -28,9 +28,17 @@ def _region_image(clf: KNNClassifier, grid: np.ndarray, shape) -> np.ndarray:
     return np.where(np.isclose(top[:, 0], top[:, 1]), -1, winner).reshape(shape)
 
 
-def knn_regions(points: np.ndarray, labels: np.ndarray, classes, path=None, *, ks=(1, 3),
-                metric: str = "l2", steps: int = 250,
-                title: str = "k-nearest-neighbour decision regions"):
+def knn_regions(
+    points: np.ndarray,
+    labels: np.ndarray,
+    classes,
+    path=None,
+    *,
+    ks=(1, 3),
+    metric: str = "l2",
+    steps: int = 250,
+    title: str = "k-nearest-neighbour decision regions",
+):
     """Side-by-side decision regions of k-NN for each k; tied regions are white.
 
     Parameters
@@ -47,12 +55,19 @@ def knn_regions(points: np.ndarray, labels: np.ndarray, classes, path=None, *, k
         ax = figure.add_subplot(1, len(ks), i + 1)
         clf = KNNClassifier(k=k, metric=metric).fit(points, labels)
         regions = _region_image(clf, grid, xx.shape)
-        ax.pcolormesh(xx, yy, regions + 1, cmap=colours, vmin=0, vmax=len(classes),
-                      shading="auto", alpha=0.45)
+        ax.pcolormesh(
+            xx, yy, regions + 1, cmap=colours, vmin=0, vmax=len(classes), shading="auto", alpha=0.45
+        )
         for label, name in enumerate(classes):
             member = labels == label
-            ax.scatter(*points[member].T, s=14, color=PALETTE[label], edgecolor="black",
-                       linewidth=0.4, label=name)
+            ax.scatter(
+                *points[member].T,
+                s=14,
+                color=PALETTE[label],
+                edgecolor="black",
+                linewidth=0.4,
+                label=name,
+            )
         ax.set(title=f"k = {k} ({metric.upper()})", xlabel="x₁", ylabel="x₂")
     figure.axes[0].legend(fontsize="small", loc="upper left")
     figure.suptitle(f"{title} (white: tied vote)")

@@ -1,0 +1,110 @@
+"""Pictures of a two-layer network: training curves and first-layer weights as images.
+
+Every function returns a matplotlib ``Figure`` built without pyplot (so no
+window ever opens) and writes it as a PNG when ``path`` is given. A fitted
+:class:`~sklearn.pipeline.Pipeline` is accepted wherever a network is: its
+last step is the network.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from imgclf.plots._figure import new_figure, save
+from imgclf.plots.linear import _draw_losses, _final_step, _show_tile
+
+__all__ = ["first_layer", "training_curves"]
+
+Path = str | os.PathLike | None
+
+
+def training_curves(net, path: Path = None):
+    """Loss at every step, and training and validation accuracy after every epoch.
+
+    Parameters
+    ----------
+    net : fitted TwoLayerNet or Pipeline ending in one
+        Uses ``loss_history_``, ``train_acc_history_`` and
+        ``val_acc_history_`` (the last is drawn only if the network held out
+        a validation share, ``val_fraction``).
+    path : path, optional
+        Where to write the PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels: the loss (with its moving average), the accuracies. A
+        training curve far above the validation one means overfitting
+        (raise ``reg`` or ``dropout``); both low means underfitting.
+    """
+    model = _final_step(net)
+    figure = new_figure(10.5, 4.0)
+    loss_ax, acc_ax = figure.subplots(1, 2)
+    _draw_losses(loss_ax, np.asarray(model.loss_history_, dtype=np.float64))
+    for name, label, marker in (("train_acc_history_", "training", "o"),
+                                ("val_acc_history_", "validation", "s")):
+        history = np.asarray(getattr(model, name, []), dtype=np.float64)
+        if len(history):
+            acc_ax.plot(np.arange(1, len(history) + 1), history, marker=marker, label=label)
+    acc_ax.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+    acc_ax.legend()
+    figure.suptitle(f"Training of {type(model).__name__} (hidden={model.W1_.shape[1]})")
+    return save(figure, path)
+
+
+def first_layer(net, image_shape, path: Path = None, max_units: int = 100):
+    """Each hidden unit's input weights (a column of ``W1_``) seen as an image.
+
+    Every tile is rescaled to 0-255 on its own (its smallest weight black,
+    its largest white), as CS231n's ``visualize_grid``: units differ in scale,
+    and what shows is each unit's pattern. Units trained on raw pixels often
+    look like colour blobs and edges; noisy tiles suggest too little
+    regularization or training.
+
+    Parameters
+    ----------
+    net : fitted TwoLayerNet or Pipeline ending in one
+        Fitted on pixels (after standardization is fine), not on features.
+    image_shape : tuple of int
+        ``(H, W, C)`` (or ``(H, W)``) of the input images.
+    path : path, optional
+    max_units : int, default=100
+        Draw at most this many units (the first ones).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``W1_`` has not ``H * W * C`` rows (e.g. a network on HOG features).
+    """
+    weights = np.asarray(_final_step(net).W1_, dtype=np.float64)
+    if weights.shape[0] != math.prod(image_shape):
+        raise ValueError(f"the first layer takes {weights.shape[0]} inputs, not images of "
+                         f"shape {tuple(image_shape)} ({math.prod(image_shape)} values); "
+                         f"first_layer needs a network trained on pixels")
+    tiles = _rescaled(weights[:, :max_units].T.reshape(-1, *image_shape))
+    columns = min(len(tiles), 10)
+    rows = math.ceil(len(tiles) / columns)
+    figure = new_figure(1.0 * columns + 0.6, 1.1 * rows + 0.8)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for unit, (ax, tile) in enumerate(zip(axes.flat, tiles, strict=False)):
+        _show_tile(ax, tile, f"unit {unit}")
+    for ax in axes.flat[len(tiles):]:
+        ax.set_axis_off()
+    figure.suptitle(f"First-layer weights: {len(tiles)} of {weights.shape[1]} hidden units, "
+                    f"each rescaled to 0-255")
+    return save(figure, path)
+
+
+def _rescaled(tiles: np.ndarray) -> np.ndarray:
+    """Each tile mapped to uint8 0-255 by its own minimum and maximum."""
+    axes = tuple(range(1, tiles.ndim))
+    low = tiles.min(axis=axes, keepdims=True)
+    span = tiles.max(axis=axes, keepdims=True) - low
+    return (255 * (tiles - low) / np.where(span > 0, span, 1)).astype(np.uint8)
