@@ -167,3 +167,47 @@ def test_agrees_with_scikit_learn_neighbours():
         order = np.lexsort((sk_index, sk_dist), axis=-1)
         clear = unambiguous(queries, database, 5, metric)
         np.testing.assert_array_equal(index[clear], np.take_along_axis(sk_index, order, 1)[clear])
+
+
+def smooth_images(rng, n):
+    """Correlated pixels, like photos: where the group-sum bounds prune most rows."""
+    base = rng.integers(0, 256, size=(n, 4, 4, 3)).astype(np.float32)
+    return np.repeat(np.repeat(base, 8, axis=1), 8, axis=2).astype(np.uint8).reshape(n, -1)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+@pytest.mark.parametrize("k", [1, 10, 64])
+def test_pruned_single_queries_are_exact(metric, k):
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE
+
+    rng = np.random.default_rng(k)
+    database = smooth_images(rng, PRUNE_MIN_DATABASE + 1000)
+    database[100:110] = database[5]  # exact duplicates: ties to break by index
+    queries = np.vstack(
+        [database[5], smooth_images(rng, 2), rng.integers(0, 256, size=(1, 3072), dtype=np.uint8)]
+    )
+    index = ExactIndex(database, metric)
+    for query in queries:
+        assert index._prunes(1, k)
+        dist, idx = index.search(query[None], k)
+        ref_dist, ref_idx = reference_search(query[None], database, k, metric)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+    assert index._pruner is not None  # the pruned path really ran
+
+
+def test_pruning_bounds_never_exceed_true_distances():
+    from imgclf.neighbors.pruning import GROUP, LowerBoundPruner
+
+    rng = np.random.default_rng(9)
+    database = rng.integers(0, 256, size=(300, 128), dtype=np.uint8)
+    query = rng.integers(0, 256, size=128, dtype=np.uint8)
+    for metric, scale in (("l1", 1), ("l2", GROUP)):
+        pruner = LowerBoundPruner(database, metric)
+        sums = query.reshape(-1, GROUP).sum(axis=1, dtype=np.int64)
+        from imgclf.neighbors.pruning import _lower_bounds
+
+        bounds = _lower_bounds(pruner.summary, sums, metric == "l2")
+        exact = full_distances(query[None], database, metric)[0]
+        exact = exact if metric == "l1" else np.rint(exact**2)
+        assert (bounds <= scale * exact + 1e-6).all()

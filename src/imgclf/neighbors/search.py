@@ -24,11 +24,14 @@ from threadpoolctl import threadpool_limits
 
 from imgclf._validation import check_choice, check_finite, check_int
 from imgclf.neighbors.kernels import PAD, l1, l2, topk
+from imgclf.neighbors.pruning import LowerBoundPruner
 
 __all__ = ["METRICS", "ExactIndex", "as_features", "pairwise_distances", "search"]
 
 METRICS = ("l1", "l2")
 DEFAULT_WORKING_MEMORY = 256 * 2**20
+PRUNE_MAX_QUERIES = 4
+PRUNE_MIN_DATABASE = 4096
 
 # metric name -> kernel module; each module serves uint8 and float32 (kernels/__init__.py)
 _KERNELS = {"l1": l1, "l2": l2}
@@ -124,12 +127,14 @@ class ExactIndex:
         self._prepare()
 
     def _prepare(self) -> None:
+        self._pruner = None
         self._kernel = _Kernel.lookup(self.metric, self.database.dtype)
         self._prepared = self._kernel.prepare(_padded(self.database))
 
     def __getstate__(self) -> dict:
         # The prepared database is derived (and holds compiled kernels): pickle the source only.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_kernel", "_prepared")}
+        derived = ("_kernel", "_prepared", "_pruner")
+        return {k: v for k, v in self.__dict__.items() if k not in derived}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -154,10 +159,32 @@ class ExactIndex:
             Database rows; ties go to the lower index.
         """
         k = check_int("k", k, low=1, high=len(self))
-        queries = self._matching(as_features(queries, "queries"))
-        dist, index = _Search(self, _padded(queries), k).run()
+        queries = _padded(self._matching(as_features(queries, "queries")))
+        if self._prunes(len(queries), k):
+            dist, index = self._pruned(queries, k)
+        else:
+            dist, index = _Search(self, queries, k).run()
         dist = dist.astype(np.float64)
         return (np.sqrt(dist) if self.metric == "l2" else dist), index
+
+    def _prunes(self, n_queries: int, k: int) -> bool:
+        """Lower-bound pruning pays for a few uint8 queries with a small k in a large database.
+
+        Batches are compute-bound and the blocked kernels win; a few queries are
+        bound by reading the database, which pruning mostly avoids.
+        """
+        return (
+            self.database.dtype == np.uint8
+            and n_queries <= PRUNE_MAX_QUERIES
+            and len(self) >= PRUNE_MIN_DATABASE
+            and k <= len(self) // 64
+        )
+
+    def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._pruner is None:  # built on first use: batch-only users never pay for it
+            self._pruner = LowerBoundPruner(_padded(self.database), self.metric)
+        results = [self._pruner.search(query, k) for query in queries]
+        return np.stack([d for d, _ in results]), np.stack([i for _, i in results])
 
     def _matching(self, queries: np.ndarray) -> np.ndarray:
         if queries.shape[1] != self.n_features:

@@ -481,8 +481,9 @@ def _portable_block(queries, database, norms, lo, hi, out):
     """Distances from ``queries`` to ``database[lo:hi]`` into ``out``, plain loops.
 
     Each dot product accumulates in int32 (exact: at most 255² d < 2³¹), which
-    LLVM vectorizes on any target (``vpmaddwd`` on x86, ``smlal``-style on
-    ARM); 64-bit accumulation would halve the lanes.
+    LLVM vectorizes for whatever CPU it compiles for (``vpmaddwd`` on x86);
+    64-bit accumulation would halve the lanes. Database rows go in chunks of
+    ``_PORTABLE_ROWS`` so a chunk stays in cache while every query passes.
     """
     m, d = queries.shape
     qterms = _query_terms(queries, 0)
@@ -619,7 +620,7 @@ def reference(queries: np.ndarray, database: np.ndarray, chunk: int = 256) -> np
     """All squared distances the plain NumPy way: int64 for integer input, else float64.
 
     Computed as ``||q||² + ||x||² - 2 q·x`` in float64, ``chunk`` queries at a
-    time. For integers every product and partial sum is an integer below
+    time. For uint8 input every product and partial sum is an integer below
     ``255² d < 2⁵³``, so float64 holds it exactly and the result is exact.
     """
     q, x = np.asarray(queries), np.asarray(database)
