@@ -206,7 +206,7 @@ def test_empty_blocks_touch_nothing():
 
 def test_unsupported_variant_refuses_to_run(monkeypatch):
     """Without the CPU feature, a SIMD variant raises instead of crashing LLVM."""
-    monkeypatch.setattr(l1, "has", lambda *names: not names)
+    monkeypatch.setattr(l1._cpu, "has", lambda *names: not names)
     assert l1.supported_variants() == ["portable"]
     assert l1.variant() == "portable"
     x = np.zeros((4, 64), np.uint8)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 
-__all__ = ["cpu_name", "features", "has"]
+__all__ = ["compiles_for", "cpu_name", "features", "has", "runnable"]
 
 
 @functools.cache
@@ -37,3 +37,25 @@ def cpu_name() -> str:
     import llvmlite.binding as llvm
 
     return llvm.get_host_cpu_name()
+
+
+def compiles_for(feature: str) -> bool:
+    """True if numba generates code for a CPU with ``feature``.
+
+    The CPU must have it (and ``IMGCLF_DISABLE_SIMD`` not hide it), and numba
+    must target the host: with ``NUMBA_CPU_NAME`` set, only features listed
+    in ``NUMBA_CPU_FEATURES`` count. An x86 intrinsic compiled for a CPU
+    without it is a fatal LLVM error, not an exception, so kernels check first.
+    """
+    from numba.core import config
+
+    if not has(feature):
+        return False
+    if config.CPU_NAME in (None, "host") and config.CPU_FEATURES is None:
+        return True
+    return f"+{feature}" in (config.CPU_FEATURES or "").split(",")
+
+
+def runnable(needs: dict[str, tuple[str, ...]]) -> list[str]:
+    """The variants of a ``{variant: required features}`` table this machine runs, in order."""
+    return [name for name, required in needs.items() if all(map(compiles_for, required))]

@@ -38,11 +38,11 @@ from typing import NamedTuple
 import numpy as np
 from llvmlite import ir
 from numba import float32, int32, njit, types
-from numba.core import cgutils, config
+from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-from ._cpu import has
+from imgclf.neighbors.kernels import _cpu
 
 __all__ = [
     "DATABASE_BLOCK",
@@ -95,27 +95,12 @@ class PreparedF32(NamedTuple):
 # --------------------------------------------------------------------------- #
 
 
-def _compiles_for(feature: str) -> bool:
-    """True if numba generates code for a CPU with ``feature``.
-
-    The CPU must have it (and ``IMGCLF_DISABLE_SIMD`` not hide it), and numba
-    must target the host: with ``NUMBA_CPU_NAME`` set, only features listed
-    in ``NUMBA_CPU_FEATURES`` count. An x86 intrinsic compiled for a CPU
-    without it is a fatal LLVM error, not an exception, so guard first.
-    """
-    if not has(feature):
-        return False
-    if config.CPU_NAME in (None, "host") and config.CPU_FEATURES is None:
-        return True
-    return f"+{feature}" in (config.CPU_FEATURES or "").split(",")
-
-
 def supported_variants(dtype=np.uint8) -> list[str]:
     """The variants of ``dtype``'s kernel this machine can run, fastest first."""
     if np.dtype(dtype) == np.float32:
         return ["portable"]
     _check_dtype(np.dtype(dtype), np.uint8)
-    return [name for name, needs in _NEEDS.items() if all(map(_compiles_for, needs))]
+    return _cpu.runnable(_NEEDS)
 
 
 def variant(dtype=np.uint8) -> str:
@@ -197,7 +182,7 @@ def _sad_tile(width: int):
                 raise TypingError(f"psadbw tile needs C-contiguous 2-D arrays, got {arr}")
             if arr.dtype != types.uint8:
                 raise TypingError(f"psadbw tile needs uint8 arrays, got {arr}")
-        if not _compiles_for(_FEATURE[width]):
+        if not _cpu.compiles_for(_FEATURE[width]):
             raise TypingError(f"{_PSADBW[width]} needs {_FEATURE[width]}, absent on this CPU")
         sig = types.UniTuple(types.int64, len(qrows) * len(xrows))(q, qrows, x, xrows)
         return sig, codegen

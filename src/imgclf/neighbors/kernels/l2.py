@@ -100,28 +100,11 @@ _NEEDS = {"avx512vnni": ("avx512f", "avx512bw", "avx512vnni"), "avx2": ("avx2",)
 """The CPU features each uint8 variant needs, fastest variant first."""
 
 
-def _compiles_for(feature: str) -> bool:
-    """True if numba generates code for a CPU with ``feature``.
-
-    The CPU must have it (and ``IMGCLF_DISABLE_SIMD`` not hide it), and numba
-    must target the host, or list it in ``NUMBA_CPU_FEATURES``: an x86
-    intrinsic compiled for a CPU without it is a fatal LLVM error, not an
-    exception, so this is checked before anything compiles.
-    """
-    from numba.core import config
-
-    if not _cpu.has(feature):
-        return False
-    if config.CPU_NAME in (None, "host") and config.CPU_FEATURES is None:
-        return True
-    return f"+{feature}" in (config.CPU_FEATURES or "").split(",")
-
-
 def supported_variants(dtype=np.uint8) -> list[str]:
     """The variants this machine runs for ``dtype``, fastest first."""
     if np.dtype(dtype) != np.uint8:
         return ["blas"]
-    return [name for name, needs in _NEEDS.items() if all(map(_compiles_for, needs))]
+    return _cpu.runnable(_NEEDS)
 
 
 def variant(dtype=np.uint8) -> str:
