@@ -23,12 +23,23 @@ def test_cv_curve_writes_a_png_with_title_labels_and_best_point(tmp_path):
 
 
 def test_plotting_never_imports_pyplot_or_opens_a_window(tmp_path):
+    # A GUI backend and no display: any pyplot figure would fail or try to open a window.
     code = (
         "import sys, numpy as np\n"
+        "from imgclf import plots\n"
+        "from imgclf.datasets import load\n"
+        "from imgclf.linear import linear_pipeline\n"
         "from imgclf.model_selection import SearchResult\n"
-        "from imgclf.plots import cv_curve\n"
         "r = SearchResult([{'k': 1}, {'k': 3}], np.array([[0.5, 0.6], [0.7, 0.8]]))\n"
-        f"cv_curve(r, {str(tmp_path / 'x.png')!r})\n"
+        f"plots.cv_curve(r, {str(tmp_path / 'x.png')!r})\n"
+        "d = load('digits')['train']\n"
+        "plots.samples(d.images, d.labels, d.classes, per_class=2)\n"
+        "plots.confusion(np.eye(3, dtype=int), ['a', 'b', 'c'])\n"
+        "t = load('toy:xor')['train']\n"
+        "plots.knn_regions(t.points, t.labels, t.classes, steps=20)\n"
+        "m = linear_pipeline(epochs=1).fit(d.images, d.labels)\n"
+        "plots.templates(m, d.image_shape, d.classes)\n"
+        "plots.loss_curve(m)\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
     )
     env = {"MPLBACKEND": "TkAgg", "DISPLAY": "", "PATH": ""}
