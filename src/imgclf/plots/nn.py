@@ -12,6 +12,7 @@ import math
 import os
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from imgclf.plots._figure import new_figure, save
 from imgclf.plots.linear import _draw_losses, _final_step, _show_tile
@@ -44,15 +45,21 @@ def training_curves(net, path: Path = None):
     figure = new_figure(10.5, 4.0)
     loss_ax, acc_ax = figure.subplots(1, 2)
     _draw_losses(loss_ax, np.asarray(model.loss_history_, dtype=np.float64))
-    for name, label, marker in (("train_acc_history_", "training", "o"),
-                                ("val_acc_history_", "validation", "s")):
-        history = np.asarray(getattr(model, name, []), dtype=np.float64)
-        if len(history):
-            acc_ax.plot(np.arange(1, len(history) + 1), history, marker=marker, label=label)
-    acc_ax.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
-    acc_ax.legend()
+    _draw_accuracies(acc_ax, model)
     figure.suptitle(f"Training of {type(model).__name__} (hidden={model.W1_.shape[1]})")
     return save(figure, path)
+
+
+def _draw_accuracies(ax, model) -> None:
+    """Training and (if held out) validation accuracy against the epoch."""
+    curves = (("train_acc_history_", "training", "o"), ("val_acc_history_", "validation", "s"))
+    for name, label, marker in curves:
+        history = np.asarray(getattr(model, name, []), dtype=np.float64)
+        if len(history):
+            ax.plot(np.arange(1, len(history) + 1), history, marker=marker, label=label)
+    ax.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
 
 
 def first_layer(net, image_shape, path: Path = None, max_units: int = 100):
@@ -85,21 +92,31 @@ def first_layer(net, image_shape, path: Path = None, max_units: int = 100):
     """
     weights = np.asarray(_final_step(net).W1_, dtype=np.float64)
     if weights.shape[0] != math.prod(image_shape):
-        raise ValueError(f"the first layer takes {weights.shape[0]} inputs, not images of "
-                         f"shape {tuple(image_shape)} ({math.prod(image_shape)} values); "
-                         f"first_layer needs a network trained on pixels")
+        raise ValueError(
+            f"the first layer takes {weights.shape[0]} inputs, not images of "
+            f"shape {tuple(image_shape)} ({math.prod(image_shape)} values); "
+            f"first_layer needs a network trained on pixels"
+        )
     tiles = _rescaled(weights[:, :max_units].T.reshape(-1, *image_shape))
+    figure = _tile_grid(tiles, [f"unit {unit}" for unit in range(len(tiles))])
+    figure.suptitle(
+        f"First-layer weights: {len(tiles)} of {weights.shape[1]} hidden units, "
+        f"each rescaled to 0-255"
+    )
+    return save(figure, path)
+
+
+def _tile_grid(tiles: np.ndarray, titles: list[str]):
+    """A figure with one titled tile per image, ten to a row."""
     columns = min(len(tiles), 10)
     rows = math.ceil(len(tiles) / columns)
     figure = new_figure(1.0 * columns + 0.6, 1.1 * rows + 0.8)
     axes = figure.subplots(rows, columns, squeeze=False)
-    for unit, (ax, tile) in enumerate(zip(axes.flat, tiles, strict=False)):
-        _show_tile(ax, tile, f"unit {unit}")
-    for ax in axes.flat[len(tiles):]:
+    for ax, tile, title in zip(axes.flat, tiles, titles, strict=False):
+        _show_tile(ax, tile, title)
+    for ax in axes.flat[len(tiles) :]:
         ax.set_axis_off()
-    figure.suptitle(f"First-layer weights: {len(tiles)} of {weights.shape[1]} hidden units, "
-                    f"each rescaled to 0-255")
-    return save(figure, path)
+    return figure
 
 
 def _rescaled(tiles: np.ndarray) -> np.ndarray:
