@@ -46,7 +46,7 @@ def compare(X, y, folds, metric, with_sklearn: bool) -> dict:
     row = {
         "metric": metric,
         "imgclf_s": ours_s,
-        "imgclf_means": ours,
+        "imgclf_means": {int(k): float(v) for k, v in ours.items()},
         "best": result.best_params,
         "best_score": result.best_score,
     }
