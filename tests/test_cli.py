@@ -175,3 +175,50 @@ def test_report_command_writes_html(tmp_path, capsys):
 def test_quiet_suppresses_chatter(tmp_path, capsys):
     assert run("--quiet", "train", "digits", "-o", str(tmp_path / "m.imgclf")) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_net_with_features_trains_and_reloads(tmp_path, capsys, shared_cifar):
+    model = tmp_path / "net.imgclf"
+    assert (
+        run(
+            "train",
+            str(shared_cifar),
+            "--model",
+            "net",
+            "--features",
+            "hog,color",
+            "--epochs",
+            "2",
+            "--train-size",
+            "500",
+            "-o",
+            str(model),
+        )
+        == 0
+    )
+    capsys.readouterr()
+    saved_json = tmp_path / "ev.json"
+    assert (
+        run(
+            "cv",
+            str(shared_cifar),
+            "--model",
+            "knn",
+            "--features",
+            "hog,color",
+            "--train-size",
+            "500",
+            "--k",
+            "1,5",
+            "--folds",
+            "3",
+            "--json",
+            str(saved_json),
+        )
+        == 0
+    )
+    assert json.loads(saved_json.read_text())["best_params"]["features"] == ["hog", "color"]
+    from imgclf import io
+
+    loaded = io.load(model)
+    assert loaded.model_type == "net" and loaded.header["preprocessing"] == "hog,color"

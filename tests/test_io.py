@@ -9,6 +9,7 @@ import pytest
 from imgclf import io
 from imgclf.datasets import load_digits
 from imgclf.errors import ModelFileError
+from imgclf.experiments import make_model
 from imgclf.linear import linear_pipeline
 from imgclf.neighbors import KNNClassifier
 
@@ -18,15 +19,20 @@ def digits():
     return load_digits()
 
 
-def fitted_models(digits):
-    train = digits["train"]
-    yield "knn", KNNClassifier(k=3, metric="l1", weights="distance").fit(train.images, train.labels)
-    yield "linear", linear_pipeline(loss="svm", epochs=3, seed=0).fit(train.images, train.labels)
+# One model of every type the command line trains, fitted on demand.
+FITTERS = {
+    "knn": lambda t: KNNClassifier(k=3, metric="l1", weights="distance").fit(t.images, t.labels),
+    "linear": lambda t: linear_pipeline(loss="svm", epochs=3, seed=0).fit(t.images, t.labels),
+    "net": lambda t: make_model("net", hidden=20, epochs=3).fit(t.X, t.labels),
+    "knn+features": lambda t: make_model(
+        "knn", features=["pixels"], image_shape=(8, 8, 1), k=3
+    ).fit(t.X, t.labels),
+}
 
 
-@pytest.fixture(params=["knn", "linear"])
+@pytest.fixture(params=sorted(FITTERS))
 def saved(request, digits, tmp_path):
-    model = dict(fitted_models(digits))[request.param]
+    model = FITTERS[request.param](digits["train"])
     path = io.save(
         model,
         tmp_path / "model.imgclf",

@@ -47,7 +47,15 @@ OnErrorOpt = Annotated[
     str | None, typer.Option("--on-error", help="Undecodable folder images: raise or skip.")
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-ModelOpt = Annotated[str, typer.Option(help="knn or linear.")]
+ModelOpt = Annotated[str, typer.Option(help="knn, linear or net (two-layer network).")]
+FeaturesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Image features instead of pixels: hog, color, pixels or a list, e.g. hog,color."
+    ),
+]
+HiddenOpt = Annotated[int | None, typer.Option(help="Hidden units (net).")]
+DropoutOpt = Annotated[float | None, typer.Option(help="Dropout probability (net).")]
 KOpt = Annotated[str | None, typer.Option(help="k values, e.g. 1,3,5,10.")]
 MetricOpt = Annotated[str | None, typer.Option(help="l1, l2 or l1,l2.")]
 WeightsOpt = Annotated[str | None, typer.Option(help="uniform, distance or both.")]
@@ -108,19 +116,28 @@ def _val_size(value: float | None) -> int | float | None:
 
 
 def _grid(model: str, k, metric, weights, lr, reg) -> dict:
-    if model == "knn":
-        return {
-            "k": _numbers(k, "--k", int) or [1],
-            "metric": _words(metric) or ["l2"],
-            "weights": _words(weights) or ["uniform"],
-        }
-    return {"learning_rate": _numbers(lr, "--lr") or [0.1], "reg": _numbers(reg, "--reg") or [1e-4]}
+    """The search grid: the values given, the model's defaults for the rest."""
+    given = {
+        "k": _numbers(k, "--k", int),
+        "metric": _words(metric),
+        "weights": _words(weights),
+        "learning_rate": _numbers(lr, "--lr"),
+        "reg": _numbers(reg, "--reg"),
+    }
+    defaults = experiments.default_grid(model)
+    return {name: given[name] or values for name, values in defaults.items()}
 
 
-def _fixed(model: str, loss: str, epochs: int | None, seed: int) -> dict:
-    if model != "linear":
-        return {}
-    return {"loss": loss, "seed": seed, **({"epochs": epochs} if epochs else {})}
+def _fixed(
+    model: str, loss: str, epochs, seed: int, features=None, hidden=None, dropout=None
+) -> dict:
+    """Parameters held fixed while a search varies the grid (None: the model's default)."""
+    given = {"features": _words(features)}
+    if model == "linear":
+        given |= {"loss": loss, "seed": seed, "epochs": epochs}
+    elif model == "net":
+        given |= {"seed": seed, "epochs": epochs, "hidden": hidden, "dropout": dropout}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _load(data: str, size=None, mode=None, on_error=None) -> dict[str, datasets.Dataset]:
@@ -205,6 +222,9 @@ def datasets_command(
 def cv(
     data: DataArg,
     model: ModelOpt = "knn",
+    features: FeaturesOpt = None,
+    hidden: HiddenOpt = None,
+    dropout: DropoutOpt = None,
     k: KOpt = None,
     metric: MetricOpt = None,
     weights: WeightsOpt = None,
@@ -234,7 +254,7 @@ def cv(
         train_size=train_size,
         seed=seed,
         final_test=final_test,
-        fixed=_fixed(model, loss, epochs, seed),
+        fixed=_fixed(model, loss, epochs, seed, features, hidden, dropout),
     )
     _print_run(run)
     if plot:
@@ -250,12 +270,15 @@ def train(
     data: DataArg,
     output: Annotated[str, typer.Option("-o", "--output", help="Model file to write.")],
     model: ModelOpt = "knn",
+    features: FeaturesOpt = None,
+    hidden: HiddenOpt = None,
+    dropout: DropoutOpt = None,
     k: Annotated[int, typer.Option(help="Neighbours (knn).")] = 1,
     metric: Annotated[str, typer.Option(help="l1 or l2 (knn).")] = "l2",
     weights: Annotated[str, typer.Option(help="uniform or distance (knn).")] = "uniform",
     loss: LossOpt = "softmax",
-    lr: Annotated[float, typer.Option(help="Learning rate (linear).")] = 0.1,
-    reg: Annotated[float, typer.Option(help="Regularization (linear).")] = 1e-4,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (linear, net).")] = None,
+    reg: Annotated[float | None, typer.Option(help="Regularization (linear, net).")] = None,
     epochs: EpochsOpt = None,
     train_size: TrainSizeOpt = None,
     seed: SeedOpt = 0,
@@ -263,11 +286,10 @@ def train(
     mode: ModeOpt = None,
 ) -> None:
     """Fit a model on the training split and save it (npz + JSON header, no pickle)."""
-    params = (
-        {"k": k, "metric": metric, "weights": weights}
-        if model == "knn"
-        else {"learning_rate": lr, "reg": reg, **_fixed(model, loss, epochs, seed)}
-    )
+    fixed = _fixed(model, loss, epochs, seed, features, hidden, dropout)
+    chosen = {"k": k, "metric": metric, "weights": weights, "learning_rate": lr, "reg": reg}
+    defaults = experiments.default_grid(model)
+    params = {**fixed, **{name: chosen[name] or values[0] for name, values in defaults.items()}}
     start = time.perf_counter()
     fitted, train_set = experiments.train_model(
         _load(data, size, mode), model, params, train_size=train_size, seed=seed
@@ -278,6 +300,7 @@ def train(
         model_type=model,
         class_names=train_set.classes,
         image_shape=train_set.image_shape,
+        preprocessing=",".join(fixed.get("features", ["pixels"])),
     )
     out.print(
         f"trained {model} on {len(train_set):,} images in "
@@ -342,6 +365,9 @@ def report(
         str, typer.Option("-o", "--output", help="HTML file to write.")
     ] = "report.html",
     model: ModelOpt = "knn",
+    features: FeaturesOpt = None,
+    hidden: HiddenOpt = None,
+    dropout: DropoutOpt = None,
     k: KOpt = None,
     metric: MetricOpt = None,
     weights: WeightsOpt = None,
@@ -369,7 +395,7 @@ def report(
         val_size=_val_size(val_size),
         train_size=train_size,
         seed=seed,
-        fixed=_fixed(model, loss, epochs, seed),
+        fixed=_fixed(model, loss, epochs, seed, features, hidden, dropout),
     )
     _print_run(run)
     experiment_report(f"imgclf report: {data}", splits, [run], timings).write(output)

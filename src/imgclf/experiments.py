@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 
 from imgclf import metrics
 from imgclf._validation import check_choice, check_int
@@ -29,6 +30,7 @@ __all__ = [
     "ModelRun",
     "Selection",
     "choose_hyperparameters",
+    "default_grid",
     "evaluate",
     "fit_and_evaluate",
     "make_model",
@@ -39,7 +41,7 @@ __all__ = [
     "train_model",
 ]
 
-MODELS = ("knn", "linear")
+MODELS = ("knn", "linear", "net")
 
 
 @dataclass
@@ -77,6 +79,7 @@ class ModelRun:
     selection: Selection
     model: object
     evaluation: Evaluation | None
+    train: Dataset | None = None
     timings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -98,29 +101,71 @@ class ModelRun:
 # --- models ------------------------------------------------------------------------------
 
 
-def make_model(model: str, **params):
+_DEFAULT_GRIDS = {
+    "knn": {"k": [1], "metric": ["l2"], "weights": ["uniform"]},
+    "linear": {"learning_rate": [0.1], "reg": [1e-4]},
+    "net": {"learning_rate": [1e-3], "reg": [1e-4]},
+}
+
+
+def default_grid(model: str) -> dict:
+    """The hyperparameters a search over ``model`` varies, with one default value each."""
+    check_choice("model", model, MODELS)
+    return {name: list(values) for name, values in _DEFAULT_GRIDS[model].items()}
+
+
+def make_model(model: str, *, features=None, image_shape=None, **params):
     """An unfitted estimator for ``model`` with ``params``.
 
     ``"knn"`` is a :class:`~imgclf.neighbors.KNNClassifier`; ``"linear"`` the
     pipeline mean image -> :class:`~imgclf.linear.LinearClassifier` (standardised
-    pixels unless ``scale`` says otherwise).
+    inputs unless ``scale`` says otherwise); ``"net"`` standardise ->
+    :class:`~imgclf.nn.TwoLayerNet`. With ``features`` (names such as
+    ``["hog", "color"]``) each model sees those features of the images, whose
+    shape ``image_shape`` ``(H, W, C)`` the flattened rows are read with.
     """
     check_choice("model", model, MODELS)
+    extract = None if not features else _feature_step(features, image_shape)
+    if model == "net":
+        from imgclf.nn import net_pipeline
+
+        return net_pipeline(extract, **params)
     if model == "knn":
-        return KNNClassifier(**params)
+        estimator = KNNClassifier(**params)
+        return (
+            estimator if extract is None else Pipeline([("features", extract), ("clf", estimator)])
+        )
     from imgclf.linear import linear_pipeline
 
-    return linear_pipeline(**{"scale": "std", **params})
+    pipeline = linear_pipeline(**{"scale": "std", **params})
+    return pipeline if extract is None else Pipeline([("features", extract), *pipeline.steps])
 
 
-def _as_pipeline_grid(grid: dict) -> dict:
-    """Linear hyperparameters address the pipeline's classifier step."""
-    return {f"clf__{name}": values for name, values in grid.items()}
+def _feature_step(features, image_shape):
+    from imgclf.features import make_features
+
+    return make_features(features, image_shape=image_shape)
+
+
+def _as_pipeline_grid(estimator, grid: dict) -> dict:
+    """Hyperparameters address a pipeline's final (classifier) step."""
+    if not isinstance(estimator, Pipeline):
+        return grid
+    step = estimator.steps[-1][0]
+    return {f"{step}__{name}": values for name, values in grid.items()}
 
 
 def _without_step_prefix(result: SearchResult) -> SearchResult:
     result.configs = [{k.split("__", 1)[-1]: v for k, v in c.items()} for c in result.configs]
     return result
+
+
+def _with_image_shape(fixed: dict | None, train: Dataset) -> dict:
+    """Feature extractors read flattened rows as images of the training shape."""
+    fixed = dict(fixed or {})
+    if fixed.get("features") and "image_shape" not in fixed:
+        fixed["image_shape"] = train.image_shape
+    return fixed
 
 
 # --- 1. choose ---------------------------------------------------------------------------
@@ -140,11 +185,14 @@ def _search(model, train: Dataset, grid: dict, folds, val_size, seed: int, fixed
         fit_part, val_part = train_val_split(y, val_size, seed=seed)
         X, y, val = X[fit_part], y[fit_part], (X[val_part], y[val_part])
     if model == "knn":
+        if fixed.get("features"):  # features are fixed per image: extract once, sweep on them
+            extract = _feature_step(fixed["features"], fixed["image_shape"])
+            X, val = extract.fit_transform(X), val and (extract.transform(val[0]), val[1])
         metric, weights = grid.get("metric", ("l2",)), grid.get("weights", ("uniform",))
         return sweep_knn(X, y, grid["k"], metric, weights, folds, val=val, seed=seed)
     estimator = make_model(model, **fixed)
-    result = cross_validate(estimator, X, y, _as_pipeline_grid(grid), folds, val=val, seed=seed)
-    return _without_step_prefix(result)
+    grid = _as_pipeline_grid(estimator, grid)
+    return _without_step_prefix(cross_validate(estimator, X, y, grid, folds, val=val, seed=seed))
 
 
 def choose_hyperparameters(
@@ -158,6 +206,9 @@ def choose_hyperparameters(
     fixed: dict | None = None,
 ) -> Selection:
     """Search ``grid`` on validation data taken from ``train`` only.
+
+    ``fixed`` may name ``features`` (e.g. ``["hog", "color"]``); k-NN then
+    sweeps on features extracted once, the others search feature pipelines.
 
     Parameters
     ----------
@@ -175,7 +226,7 @@ def choose_hyperparameters(
         Parameters held fixed during the search (e.g. ``loss="svm"``, ``epochs``).
     """
     check_choice("model", model, MODELS)
-    fixed = dict(fixed or {})
+    fixed = _with_image_shape(fixed, train)
     search = _search(model, train, grid, folds, val_size, seed, fixed)
     protocol = (
         f"{folds}-fold cross-validation"
@@ -251,13 +302,13 @@ def run_model(
     )
     timings["search_s"] = time.perf_counter() - start
     if not final_test:
-        return ModelRun(selection, None, None, timings)
+        return ModelRun(selection, None, None, train, timings)
     if "test" not in splits:
         raise ValueError("a final test needs a test split, and this dataset has none")
     start = time.perf_counter()
     fitted, evaluation = fit_and_evaluate(selection, train, splits["test"])
     timings["fit_and_test_s"] = time.perf_counter() - start
-    return ModelRun(selection, fitted, evaluation, timings)
+    return ModelRun(selection, fitted, evaluation, train, timings)
 
 
 DEMO_GRIDS = {
@@ -297,6 +348,7 @@ def train_model(
     Returns the fitted estimator and the training Dataset it saw.
     """
     train = _training_subset(splits["train"], train_size, seed)
+    params = _with_image_shape(params, train)
     return make_model(model, **params).fit(train.X, train.labels), train
 
 

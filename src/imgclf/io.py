@@ -40,16 +40,19 @@ _HEADER = "__header__"
 
 def model_classes() -> dict[str, type]:
     """Estimator classes a model file may name (and nothing else)."""
+    from imgclf import features
     from imgclf.linear import LinearClassifier, MeanImage
     from imgclf.neighbors import KNNClassifier
+    from imgclf.nn import TwoLayerNet
 
-    classes = [KNNClassifier, LinearClassifier, MeanImage]
-    try:
-        from imgclf.nn import TwoLayerNet
-
-        classes.append(TwoLayerNet)
-    except ImportError:  # the network lands in its own issue
-        pass
+    extractors = [
+        features.FeatureSet,
+        features.HOG,
+        features.ColorHistogram,
+        features.Pixels,
+        features.Standardize,
+    ]
+    classes = [KNNClassifier, LinearClassifier, MeanImage, TwoLayerNet, *extractors]
     return {cls.__name__: cls for cls in classes}
 
 

@@ -177,32 +177,45 @@ def _test_section(report: Report, run, test) -> None:
 
 
 def _learned_section(report: Report, run, splits: dict) -> None:
+    """Nearest neighbours for k-NN; templates / first-layer weights and training curves
+    for the trained models (weights are shown as images only when they see pixels)."""
     from imgclf import plots
 
-    train, test = splits["train"], splits["test"]
+    train, test = run.train, splits["test"]
     if train.images is None:
         return
+    model, on_pixels = run.model, not run.selection.fixed.get("features")
     if run.selection.model == "knn":
-        rows = np.random.default_rng(0).choice(len(test), min(8, len(test)), replace=False)
-        k = min(10, len(train))
-        _, neighbors = run.model.kneighbors(test.X[rows], k)
-        report.figure(
-            plots.neighbours(
-                test.images[rows],
-                test.labels[rows],
-                train.images,
-                train.labels,
-                neighbors,
-                train.classes,
-            ),
-            f"Test images and their {k} nearest training images",
-        )
+        _neighbours_figure(report, model, train, test)
+    elif run.selection.model == "linear":
+        if on_pixels:
+            report.figure(
+                plots.templates(model, train.image_shape, train.classes),
+                "What the linear classifier learned: one template per class",
+            )
+        report.figure(plots.loss_curve(model), "Training loss")
     else:
-        report.figure(
-            plots.templates(run.model, train.image_shape, train.classes),
-            "What the linear classifier learned: one template per class",
-        )
-        report.figure(plots.loss_curve(run.model), "Training loss")
+        if on_pixels:
+            report.figure(
+                plots.first_layer(model, train.image_shape),
+                "First-layer weights of the network, as images",
+            )
+        report.figure(plots.training_curves(model), "Loss and accuracy per epoch")
+
+
+def _neighbours_figure(report: Report, model, train, test) -> None:
+    from imgclf import plots
+
+    rows = np.random.default_rng(0).choice(len(test), min(8, len(test)), replace=False)
+    k = min(10, len(train))
+    queries = test.X[rows]
+    if hasattr(model, "steps"):  # features first: neighbours are searched among features
+        queries, model = model[:-1].transform(queries), model.steps[-1][1]
+    _, neighbors = model.kneighbors(queries, k)
+    figure = plots.neighbours(
+        test.images[rows], test.labels[rows], train.images, train.labels, neighbors, train.classes
+    )
+    report.figure(figure, f"Test images and their {k} nearest training images")
 
 
 def _timing_section(report: Report, runs: list, timings: dict) -> None:
