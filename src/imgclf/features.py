@@ -45,9 +45,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import validate_data
 
 from imgclf._progress import progress
-from imgclf._validation import check_choice, check_int
+from imgclf._validation import check_choice, check_int, flat_images
 from imgclf.datasets import cache
-from imgclf.linear.preprocessing import MeanImage, _flat
+from imgclf.linear.preprocessing import MeanImage
 
 __all__ = [
     "BLOCK_NORMS",
@@ -170,12 +170,12 @@ class Pixels(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Record the number of values per image; returns self."""
-        validate_data(self, _flat(X), dtype=_KEPT_DTYPES)
+        validate_data(self, flat_images(X), dtype=_KEPT_DTYPES)
         return self
 
     def transform(self, X):
         """Rows ``(n, H*W*C)``, dtype of ``X`` (uint8, float32 or float64)."""
-        return validate_data(self, _flat(X), dtype=_KEPT_DTYPES, reset=False)
+        return validate_data(self, flat_images(X), dtype=_KEPT_DTYPES, reset=False)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -23,12 +23,18 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from imgclf._progress import progress
-from imgclf._validation import check_choice, check_int, check_positive
+from imgclf._validation import (
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_positive,
+    encoded_training_data,
+    flat_images,
+)
 from imgclf.layers import (
     affine_backward,
     affine_forward,
@@ -38,9 +44,9 @@ from imgclf.layers import (
     relu_forward,
     softmax_loss,
 )
-from imgclf.linear.classifier import _check_diverged, _check_non_negative
+from imgclf.linear.classifier import check_diverged
 from imgclf.linear.optimizers import OPTIMIZERS, make_optimizer
-from imgclf.linear.preprocessing import MeanImage, _flat
+from imgclf.linear.preprocessing import MeanImage
 
 __all__ = ["TwoLayerNet", "net_pipeline"]
 
@@ -161,14 +167,7 @@ class TwoLayerNet(ClassifierMixin, BaseEstimator):
         self
         """
         self._check_params()
-        X, y = validate_data(self, _flat(X), y, dtype=np.float32)
-        check_classification_targets(y)
-        self.classes_, y = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes; "
-                f"got 1 class ({self.classes_[0]!r})"
-            )
+        X, y = encoded_training_data(self, X, y, dtype=np.float32, min_classes=2)
         rng = np.random.default_rng(self.seed)
         train, val = _split(len(X), self.val_fraction, rng)
         # one BLAS thread: minibatch products (200 x 3072 x 500 at most) gain little from
@@ -182,7 +181,7 @@ class TwoLayerNet(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         check_int("hidden", self.hidden, low=1)
-        _check_non_negative("reg", self.reg)
+        check_non_negative("reg", self.reg)
         check_positive("learning_rate", self.learning_rate)
         check_int("epochs", self.epochs, low=1)
         check_int("batch_size", self.batch_size, low=1)
@@ -201,7 +200,7 @@ class TwoLayerNet(ClassifierMixin, BaseEstimator):
     def _scores(self, X) -> np.ndarray:
         """Class scores ``(n, n_classes)``, float64, computed a block of rows at a time."""
         check_is_fitted(self)
-        X = validate_data(self, _flat(X), dtype=_SCORED_DTYPES, reset=False)
+        X = validate_data(self, flat_images(X), dtype=_SCORED_DTYPES, reset=False)
         W1, b1, W2, b2 = (np.asarray(getattr(self, name), np.float64) for name in WEIGHTS)
         scores = np.empty((len(X), len(b2)))
         # converting block by block keeps the float64 copy small (not 8x a uint8 input)
@@ -271,7 +270,7 @@ class _Training:
                 train_acc.append(self.accuracy(probe))
                 val_acc += [self.accuracy(val)] if len(val) else []
             finite = all(np.isfinite(weight).all() for weight in self.weights.values())
-            _check_diverged(losses[-1] if finite else np.inf, epoch, net.learning_rate)
+            check_diverged(losses[-1] if finite else np.inf, epoch, net.learning_rate)
             learning_rate *= net.lr_decay
         net.loss_history_ = np.asarray(losses, dtype=np.float32)
         net.train_acc_history_ = np.asarray(train_acc)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from imgclf._progress import progress
-from imgclf._validation import check_choice, check_int, check_positive
+from imgclf._validation import (
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_positive,
+    encoded_training_data,
+    flat_images,
+)
 from imgclf.linear.losses import softmax_loss, svm_loss
 from imgclf.linear.optimizers import OPTIMIZERS, make_optimizer
-from imgclf.linear.preprocessing import _flat
 
 __all__ = ["LOSSES", "LinearClassifier"]
 
@@ -136,14 +139,7 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self._check_params()
-        X, y = validate_data(self, _flat(X), y, dtype=np.float32)
-        check_classification_targets(y)
-        self.classes_, y = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes; "
-                f"got 1 class ({self.classes_[0]!r})"
-            )
+        X, y = encoded_training_data(self, X, y, dtype=np.float32, min_classes=2)
         rng = np.random.default_rng(self.seed)
         train, val = self._split(len(X), rng)
         # minibatch products are small (200 x 3073 x 10): BLAS threads cost more to
@@ -157,7 +153,7 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         check_choice("loss", self.loss, LOSSES)
-        _check_non_negative("reg", self.reg)
+        check_non_negative("reg", self.reg)
         check_positive("learning_rate", self.learning_rate)
         check_int("epochs", self.epochs, low=1)
         check_int("batch_size", self.batch_size, low=1)
@@ -186,7 +182,7 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
     def _scores(self, X) -> np.ndarray:
         """Class scores ``(n, n_classes)``, float64, computed a block of rows at a time."""
         check_is_fitted(self)
-        X = validate_data(self, _flat(X), dtype=_SCORED_DTYPES, reset=False)
+        X = validate_data(self, flat_images(X), dtype=_SCORED_DTYPES, reset=False)
         coef = self.coef_.T.astype(np.float64)
         scores = np.empty((len(X), len(coef.T)))
         # converting block by block keeps the float64 copy small (not 8x a uint8 input)
@@ -259,7 +255,7 @@ class _Training:
             # overflow shows up as a non-finite loss, reported below as one clear error
             with np.errstate(over="ignore", invalid="ignore"):
                 losses.extend(self.epoch(train, learning_rate))
-            _check_diverged(losses[-1], epoch, clf.learning_rate)
+            check_diverged(losses[-1], epoch, clf.learning_rate)
             learning_rate *= clf.lr_decay
             if len(val) and tracker.out_of_patience(self.W, self.accuracy(val)):
                 break
@@ -314,13 +310,7 @@ def _softmax_only(clf: LinearClassifier) -> bool:
     return True
 
 
-def _check_non_negative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number; got {value!r}")
-    return float(value)
-
-
-def _check_diverged(loss: float, epoch: int, learning_rate: float) -> None:
+def check_diverged(loss: float, epoch: int, learning_rate: float) -> None:
     if not np.isfinite(loss):
         raise ValueError(
             f"training diverged (loss {loss}) in epoch {epoch + 1} with "

@@ -8,6 +8,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from imgclf._validation import flat_images
+
 __all__ = ["MeanImage"]
 
 # kept as they come (uint8 pixels stay uint8 until the subtraction); others become float32
@@ -51,7 +53,7 @@ class MeanImage(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Learn the mean image of ``X`` ``(n, d)`` or ``(n, H, W, C)``; returns self."""
         _check_scale(self.scale)
-        X = validate_data(self, _flat(X), dtype=_KEPT_DTYPES)
+        X = validate_data(self, flat_images(X), dtype=_KEPT_DTYPES)
         mean = _column_sum(X) / len(X)
         self.mean_ = mean.astype(np.float32)
         self.scale_ = self._learn_scale(X, mean)
@@ -68,7 +70,7 @@ class MeanImage(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Centred (and scaled) float32 rows, shape ``(n, n_features)``."""
         check_is_fitted(self)
-        X = validate_data(self, _flat(X), dtype=_KEPT_DTYPES, reset=False)
+        X = validate_data(self, flat_images(X), dtype=_KEPT_DTYPES, reset=False)
         out = np.subtract(X, self.mean_, dtype=np.float32)
         if self.scale is not None:
             out /= self.scale_
@@ -101,9 +103,3 @@ def _check_scale(scale) -> None:
         return
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0:
         raise ValueError(f"scale must be None, 'std' or a positive number; got {scale!r}")
-
-
-def _flat(X):
-    """Images ``(n, H, W, C)`` become rows; anything else passes to validation as is."""
-    X = X if hasattr(X, "ndim") else np.asarray(X)
-    return X.reshape(len(X), -1) if getattr(X, "ndim", 2) > 2 else X

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from imgclf._validation import check_choice, check_int
+from imgclf._validation import check_choice, check_int, encoded_training_data, flat_images
 from imgclf.neighbors import voting
 from imgclf.neighbors.faiss_backend import FaissIndex, faiss_available
 from imgclf.neighbors.search import METRICS, ExactIndex
@@ -72,14 +71,12 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Memorise ``X`` ``(n, d)`` or images ``(n, H, W, C)`` with labels ``y`` ``(n,)``."""
         self._check_params()
-        X, y = validate_data(self, _flat(X), y, dtype=None, ensure_min_samples=1)
-        check_classification_targets(y)
+        X, self._y = encoded_training_data(self, X, y, dtype=None)
         if self.k > len(X):
             noun = "sample" if len(X) == 1 else "samples"
             raise ValueError(
                 f"k must be <= the number of training samples ({len(X)} {noun}); got {self.k}"
             )
-        self.classes_, self._y = np.unique(y, return_inverse=True)
         self._fit_X = _as_search_dtype(X)
         self._rebuild()
         return self
@@ -105,7 +102,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         """Distances and training indices of the ``k`` nearest, each ``(m, k)``."""
         check_is_fitted(self)
         k = self.k if k is None else k
-        X = validate_data(self, _flat(X), dtype=None, reset=False)
+        X = validate_data(self, flat_images(X), dtype=None, reset=False)
         dist, index = self._index.search(_as_search_dtype(X), k)
         return (dist, index) if return_distance else index
 
@@ -128,12 +125,6 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
-
-
-def _flat(X):
-    """Images ``(n, H, W, C)`` become rows; anything else passes to validation as is."""
-    X = X if hasattr(X, "ndim") else np.asarray(X)
-    return X.reshape(len(X), -1) if getattr(X, "ndim", 2) > 2 else X
 
 
 def _as_search_dtype(X: np.ndarray) -> np.ndarray:
