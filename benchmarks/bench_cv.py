@@ -35,9 +35,9 @@ def grid_search(X, y, folds, metric):
         cv=folds,
     )
     grid.fit(X, y)
-    return dict(
-        zip(grid.cv_results_["param_n_neighbors"], grid.cv_results_["mean_test_score"], strict=True)
-    )
+    results = grid.cv_results_
+    ks, means = results["param_n_neighbors"], results["mean_test_score"]
+    return {int(k): float(mean) for k, mean in zip(ks, means, strict=True)}  # JSON-safe keys
 
 
 def compare(X, y, folds, metric, with_sklearn: bool) -> dict:
