@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgclf import layers
+
 __all__ = ["softmax_loss", "softmax_loss_naive", "svm_loss", "svm_loss_naive"]
 
 
@@ -83,18 +85,9 @@ def softmax_loss(W, X, y, reg, *, bias_row=False):
     loss : float
     grad : ndarray, shape (D, C), dtype of ``W``
     """
-    n = len(X)
-    rows = np.arange(n)
-    scores = X @ W
-    scores -= scores.max(axis=1, keepdims=True)
-    probs = np.exp(scores)
-    total = probs.sum(axis=1, keepdims=True)
-    data_loss = np.log(total[:, 0]).sum() - scores[rows, y].sum()
-    probs /= total
-    probs[rows, y] -= 1  # d loss / d scores = p - onehot(y)
-    grad = X.T @ probs
-    grad /= n
-    return _regularized(data_loss / n, grad, W, reg, bias_row)
+    # the layer computes the mean cross-entropy and d loss / d scores; chain through X @ W
+    data_loss, dscores = layers.softmax_loss(X @ W, y)
+    return _regularized(data_loss, X.T @ dscores, W, reg, bias_row)
 
 
 def _regularized(data_loss, grad, W, reg, bias_row):
