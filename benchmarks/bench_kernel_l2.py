@@ -20,8 +20,10 @@ tuning variables in the environment slow sgemm, so compare with
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -119,7 +121,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/kernel_l2.json"))
     args = parser.parse_args()
     if not args.warm_cache:  # before numba is imported: the first call really compiles
-        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cache-")
+        os.environ["NUMBA_CACHE_DIR"] = cache = tempfile.mkdtemp(prefix="numba-cache-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
     from imgclf.neighbors.kernels import l2
 
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
