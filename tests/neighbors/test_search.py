@@ -177,7 +177,8 @@ def smooth_images(rng, n):
 
 @pytest.mark.parametrize("metric", ["l1", "l2"])
 @pytest.mark.parametrize("k", [1, 10, 64])
-def test_pruned_single_queries_are_exact(metric, k):
+@pytest.mark.parametrize("n_jobs", [1, 3])
+def test_pruned_single_queries_are_exact(metric, k, n_jobs):
     from imgclf.neighbors.search import PRUNE_MIN_DATABASE
 
     rng = np.random.default_rng(k)
@@ -186,7 +187,7 @@ def test_pruned_single_queries_are_exact(metric, k):
     queries = np.vstack(
         [database[5], smooth_images(rng, 2), rng.integers(0, 256, size=(1, 3072), dtype=np.uint8)]
     )
-    index = ExactIndex(database, metric)
+    index = ExactIndex(database, metric, n_jobs=n_jobs)
     for query in queries:
         assert index._prunes(1, k)
         dist, idx = index.search(query[None], k)

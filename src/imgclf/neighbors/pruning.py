@@ -23,6 +23,8 @@ of rows survive for k = 10.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
@@ -79,10 +81,13 @@ class LowerBoundPruner:
     ----------
     database : ndarray of uint8, shape (n, d), d a multiple of :data:`GROUP`
     metric : {"l1", "l2"}
+    n_jobs : int
+        Threads for the bounds pass (one query is still spread over the cores).
     """
 
-    def __init__(self, database: np.ndarray, metric: str):
+    def __init__(self, database: np.ndarray, metric: str, n_jobs: int = 1):
         self.database = database
+        self.n_jobs = n_jobs
         self.squared = metric == "l2"
         self.summary = _group_sums(database, GROUP)
 
@@ -92,12 +97,22 @@ class LowerBoundPruner:
         Distances are L1, or *squared* L2, as int64; sorted, ties to the lower index.
         """
         query_sums = query.reshape(-1, GROUP).sum(axis=1, dtype=np.int64)
-        bounds = _lower_bounds(self.summary, query_sums, self.squared)
+        bounds = self._bounds(query_sums)
         threshold = self._threshold(query, bounds, k)
         survivors = np.flatnonzero(bounds <= threshold)
         dist = _exact(query, self.database, survivors, self.squared)
         best = np.lexsort((survivors, dist))[:k]
         return dist[best], survivors[best]
+
+    def _bounds(self, query_sums: np.ndarray) -> np.ndarray:
+        """Every row's lower bound; the rows are split over the threads (the kernel is nogil)."""
+        edges = np.linspace(0, len(self.summary), self.n_jobs + 1).astype(int)
+        parts = [self.summary[lo:hi] for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        if len(parts) == 1:
+            return _lower_bounds(parts[0], query_sums, self.squared)
+        with ThreadPoolExecutor(len(parts)) as pool:
+            done = pool.map(lambda part: _lower_bounds(part, query_sums, self.squared), parts)
+            return np.concatenate(list(done))
 
     def _threshold(self, query: np.ndarray, bounds: np.ndarray, k: int) -> int:
         """A bound no true top-k row exceeds: from the exact distances of a few promising rows."""

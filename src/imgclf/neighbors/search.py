@@ -182,7 +182,7 @@ class ExactIndex:
 
     def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._pruner is None:  # built on first use: batch-only users never pay for it
-            self._pruner = LowerBoundPruner(_padded(self.database), self.metric)
+            self._pruner = LowerBoundPruner(_padded(self.database), self.metric, self.n_jobs)
         results = [self._pruner.search(query, k) for query in queries]
         return np.stack([d for d, _ in results]), np.stack([i for _, i in results])
 
