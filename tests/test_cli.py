@@ -222,3 +222,9 @@ def test_net_with_features_trains_and_reloads(tmp_path, capsys, shared_cifar):
 
     loaded = io.load(model)
     assert loaded.model_type == "net" and loaded.header["preprocessing"] == "hog,color"
+
+
+def test_quiet_cv_still_prints_the_choice(capsys):
+    assert run("--quiet", "cv", "toy:xor", "--k", "1,5", "--folds", "3") == 0
+    text = capsys.readouterr().out
+    assert text.startswith("chosen: k=") and len(text.splitlines()) == 1  # no table, no chatter

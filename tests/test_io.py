@@ -167,3 +167,12 @@ def test_failed_save_leaves_no_file(tmp_path, digits):
     with pytest.raises(RuntimeError):
         io.save(Unfit(), path, model_type="knn")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_no_archive_is_never_unpickled(tmp_path):
+    import pickle
+
+    path = tmp_path / "evil.imgclf"
+    path.write_bytes(pickle.dumps({"not": "a model"}))
+    with pytest.raises(ModelFileError, match="not an .npz archive"):
+        io.load(path)

@@ -178,15 +178,16 @@ def _print_run(run: experiments.ModelRun) -> None:
         )
     out.print(table)
     best = ", ".join(f"{k}={v}" for k, v in search.best_params.items())
-    out.print(
-        f"chosen: [bold]{best}[/] (validation accuracy {search.best_score:.4f}); "
+    # the results themselves: printed even with --quiet
+    print(
+        f"chosen: {best} (validation accuracy {search.best_score:.4f}); "
         "the test split was not used to choose"
     )
     if run.evaluation is not None:
-        out.print(
+        print(
             f"final test: fitted on all {selection.n_train:,} training images, evaluated "
             f"once on {run.evaluation.n_test:,} test images: accuracy "
-            f"[bold]{run.evaluation.accuracy:.4f}[/]"
+            f"{run.evaluation.accuracy:.4f}"
         )
 
 

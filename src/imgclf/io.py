@@ -184,6 +184,9 @@ def save(
 
 
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    if path.is_file() and not zipfile.is_zipfile(path):
+        # checked first: np.load would take any other file for a pickle
+        raise ModelFileError(f"{path}: not an imgclf model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
