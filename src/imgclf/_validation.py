@@ -19,6 +19,7 @@ __all__ = [
     "check_non_negative",
     "check_positive",
     "encoded_training_data",
+    "final_estimator",
     "flat_images",
 ]
 
@@ -94,3 +95,8 @@ def encoded_training_data(estimator, X, y, *, dtype, min_classes: int = 1):
             f"classes; got {n_classes} {noun} ({estimator.classes_[0]!r})"
         )
     return X, y_index
+
+
+def final_estimator(model):
+    """The classifier itself, or the last step of a Pipeline."""
+    return model.steps[-1][1] if hasattr(model, "steps") else model

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from imgclf import metrics
-from imgclf._validation import check_choice, check_int
+from imgclf._validation import check_choice, check_int, final_estimator
 from imgclf.datasets import Dataset
 from imgclf.model_selection import SearchResult, cross_validate, sweep_knn, train_val_split
 from imgclf.neighbors import KNNClassifier
@@ -387,7 +387,7 @@ def predict_files(saved, paths, *, top: int = 5) -> list[dict]:
 
 def _top_classes(scores: np.ndarray, saved, top: int) -> list[dict]:
     check_int("top", top, low=1)
-    labels = _final_step(saved.model).classes_
+    labels = final_estimator(saved.model).classes_
     names = saved.class_names or [str(c) for c in labels]
     order = np.argsort(-scores, kind="stable")[:top]
     return [
@@ -397,7 +397,3 @@ def _top_classes(scores: np.ndarray, saved, top: int) -> list[dict]:
         }
         for i in order
     ]
-
-
-def _final_step(model):
-    return model.steps[-1][1] if hasattr(model, "steps") else model

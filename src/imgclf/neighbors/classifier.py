@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from imgclf._validation import check_choice, check_int, encoded_training_data, flat_images
 from imgclf.neighbors import voting
 from imgclf.neighbors.faiss_backend import FaissIndex, faiss_available
-from imgclf.neighbors.search import METRICS, ExactIndex
+from imgclf.neighbors.search import METRICS, ExactIndex, as_features
 
 __all__ = ["BACKENDS", "KNNClassifier"]
 
@@ -77,7 +77,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"k must be <= the number of training samples ({len(X)} {noun}); got {self.k}"
             )
-        self._fit_X = _as_search_dtype(X)
+        self._fit_X = as_features(X, "X")  # uint8 stays uint8; other types float32
         self._rebuild()
         return self
 
@@ -103,7 +103,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         k = self.k if k is None else k
         X = validate_data(self, flat_images(X), dtype=None, reset=False)
-        dist, index = self._index.search(_as_search_dtype(X), k)
+        dist, index = self._index.search(X, k)
         return (dist, index) if return_distance else index
 
     def _tally(self, X) -> tuple[np.ndarray, np.ndarray]:
@@ -125,8 +125,3 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
-
-
-def _as_search_dtype(X: np.ndarray) -> np.ndarray:
-    """uint8 stays uint8 (the fastest kernels want it); everything else becomes float32."""
-    return X if X.dtype == np.uint8 else np.asarray(X, dtype=np.float32)

@@ -49,6 +49,8 @@ def as_features(X, name: str = "X") -> np.ndarray:
         raise ValueError(
             f"{name} must be 2D (n_samples, n_features) or images (n, H, W, C); got shape {X.shape}"
         )
+    if X.dtype.kind == "O":  # Python numbers in an object array; NumPy says what won't convert
+        X = X.astype(np.float32)
     if X.dtype.kind not in "uifb":
         raise ValueError(f"{name} must be numeric; got dtype {X.dtype}")
     X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))

@@ -16,6 +16,7 @@ from matplotlib import colormaps
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 
+from imgclf._validation import final_estimator
 from imgclf.plots._figure import new_figure, save
 
 __all__ = ["decision_regions", "loss_curve", "lr_reg_grid", "templates"]
@@ -23,13 +24,8 @@ __all__ = ["decision_regions", "loss_curve", "lr_reg_grid", "templates"]
 Path = str | os.PathLike | None
 
 
-def _final_step(clf):
-    """The classifier itself, or the last step of a Pipeline."""
-    return clf.steps[-1][1] if hasattr(clf, "steps") else clf
-
-
 def _class_names(clf, classes) -> list[str]:
-    names = _final_step(clf).classes_ if classes is None else classes
+    names = final_estimator(clf).classes_ if classes is None else classes
     return [str(c) for c in names]
 
 
@@ -63,7 +59,7 @@ def templates(clf, image_shape, classes=None, path: Path = None):
     -------
     matplotlib.figure.Figure
     """
-    weights = np.asarray(_final_step(clf).coef_, dtype=np.float64)
+    weights = np.asarray(final_estimator(clf).coef_, dtype=np.float64)
     images = weights.reshape(len(weights), *image_shape)
     low, high = images.min(), images.max()
     images = (255 * (images - low) / (high - low or 1)).astype(np.uint8)
@@ -113,7 +109,7 @@ def loss_curve(clf_or_history, path: Path = None):
     -------
     matplotlib.figure.Figure
     """
-    model = _final_step(clf_or_history)
+    model = final_estimator(clf_or_history)
     losses = np.asarray(getattr(model, "loss_history_", clf_or_history), dtype=np.float64)
     val = np.asarray(getattr(model, "val_score_history_", []))
     figure = new_figure(6.4 * (1 + (len(val) > 0)) * 0.8, 4.0)
@@ -234,7 +230,7 @@ def decision_regions(clf, X2d, y, path: Path = None, classes=None, resolution: i
     matplotlib.figure.Figure
     """
     X2d, y = np.asarray(X2d, dtype=np.float64), np.asarray(y)
-    known = _final_step(clf).classes_
+    known = final_estimator(clf).classes_
     names, colours = _class_names(clf, classes), _colours(len(known))
     mesh = _grid(X2d, resolution)
     grid = np.column_stack([mesh[0].ravel(), mesh[1].ravel()])
@@ -249,7 +245,7 @@ def decision_regions(clf, X2d, y, path: Path = None, classes=None, resolution: i
         style = dict(color=colour, edgecolors="k", linewidths=0.4, s=18)
         ax.scatter(X2d[mine, 0], X2d[mine, 1], label=name, **style)
     ax.legend(handles=ax.get_legend_handles_labels()[0] + lines, fontsize=8, loc="best")
-    title = f"Decision regions of {type(_final_step(clf)).__name__}"
+    title = f"Decision regions of {type(final_estimator(clf)).__name__}"
     accuracy = np.mean(clf.predict(X2d) == y)
     ax.set(title=f"{title} (training accuracy {accuracy:.2f})", xlabel="x1", ylabel="x2")
     return save(figure, path)
@@ -282,7 +278,7 @@ def _hyperplanes(ax, clf, grid, mesh, colours, names) -> list:
 
 def _linear_scores(clf, grid) -> np.ndarray | None:
     """``coef_ @ features + intercept_`` per class, features after the pipeline's transforms."""
-    model = _final_step(clf)
+    model = final_estimator(clf)
     if not (hasattr(model, "coef_") and hasattr(model, "intercept_")):
         return None
     features = grid

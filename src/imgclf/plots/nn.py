@@ -14,8 +14,9 @@ import os
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from imgclf._validation import final_estimator
 from imgclf.plots._figure import new_figure, save
-from imgclf.plots.linear import _draw_losses, _final_step, _show_tile
+from imgclf.plots.linear import _draw_losses, _show_tile
 
 __all__ = ["first_layer", "training_curves"]
 
@@ -41,7 +42,7 @@ def training_curves(net, path: Path = None):
         training curve far above the validation one means overfitting
         (raise ``reg`` or ``dropout``); both low means underfitting.
     """
-    model = _final_step(net)
+    model = final_estimator(net)
     figure = new_figure(10.5, 4.0)
     loss_ax, acc_ax = figure.subplots(1, 2)
     _draw_losses(loss_ax, np.asarray(model.loss_history_, dtype=np.float64))
@@ -90,7 +91,7 @@ def first_layer(net, image_shape, path: Path = None, max_units: int = 100):
     ValueError
         If ``W1_`` has not ``H * W * C`` rows (e.g. a network on HOG features).
     """
-    weights = np.asarray(_final_step(net).W1_, dtype=np.float64)
+    weights = np.asarray(final_estimator(net).W1_, dtype=np.float64)
     if weights.shape[0] != math.prod(image_shape):
         raise ValueError(
             f"the first layer takes {weights.shape[0]} inputs, not images of "
