@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from imgclf.cli import main
@@ -99,6 +100,33 @@ def test_cv_without_final_test_never_touches_test(monkeypatch, capsys):
     assert "held-out validation set (200) on 800 training images" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("model_args", [["--k", "1,3"], ["--model", "linear", "--epochs", "5"]])
+def test_cv_repeated_held_out_scores_every_split(tmp_path, capsys, model_args):
+    from imgclf.datasets import load_digits
+    from imgclf.experiments import make_model
+    from imgclf.model_selection import repeated_train_val_split
+
+    out = tmp_path / "cv.json"
+    argv = ["cv", "digits", *model_args, "--val-size", "200", "--repeats", "3", "--seed", "2"]
+    assert run(*argv, "--json", str(out)) == 0
+    assert "held-out validation set (200), 3 seeded splits averaged" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    train = load_digits()["train"]
+    splits = repeated_train_val_split(train.labels, 200, repeats=3, seed=2)
+    for record in result["results"]:
+        params = {k: v for k, v in record.items() if k not in ("mean", "std", "folds")}
+        model_name = "linear" if "learning_rate" in params else "knn"
+        fixed = {"epochs": 5, "seed": 2} if model_name == "linear" else {}
+        expected = [
+            make_model(model_name, **fixed, **params)
+            .fit(train.X[fit], train.labels[fit])
+            .score(train.X[val], train.labels[val])
+            for fit, val in splits
+        ]
+        np.testing.assert_allclose(record["folds"], expected)
+        assert record["mean"] == pytest.approx(np.mean(expected))
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -106,6 +134,8 @@ def test_cv_without_final_test_never_touches_test(monkeypatch, capsys):
         (["cv", "digits", "--k", "5000"], "k=5000 is larger than the smallest training fold"),
         (["cv", "digits", "--metric", "cosine"], "metric must be one of"),
         (["cv", "digits", "--model", "tree"], "model must be one of"),
+        (["cv", "digits", "--repeats", "3"], "repeats=3 repeats a held-out split"),
+        (["cv", "digits", "--val-size", "100", "--repeats", "0"], "repeats must be >= 1"),
     ],
 )
 def test_cv_errors(argv, message, capsys):

@@ -14,6 +14,7 @@ from imgclf.model_selection import (
     cross_validate,
     kfold,
     sweep_knn,
+    repeated_train_val_split,
     train_val_split,
     train_val_test_split,
 )
@@ -49,6 +50,20 @@ def test_train_val_test_split_covers_everything_once(digits):
     np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(y)))
 
 
+def test_repeated_split_starts_with_the_single_split_and_draws_new_ones(digits):
+    _, y = digits
+    splits = repeated_train_val_split(y, 100, repeats=4, seed=7)
+    assert len(splits) == 4
+    for i, (train, val) in enumerate(splits):
+        expected = train_val_split(y, 100, seed=7 + i)
+        np.testing.assert_array_equal(train, expected[0])
+        np.testing.assert_array_equal(val, expected[1])
+        assert len(val) == 100 and len(np.intersect1d(train, val)) == 0
+        assert len(train) + len(val) == len(y)
+    distinct = {tuple(val) for _, val in splits}
+    assert len(distinct) == 4
+
+
 def test_kfold_validates_every_sample_once(digits):
     _, y = digits
     folds = kfold(y, 5, seed=0)
@@ -63,6 +78,8 @@ def test_kfold_validates_every_sample_once(digits):
         (lambda y: kfold(np.r_[y[y != 7], 7], 5), "class 7 has only 1 member"),
         (lambda y: kfold(y, 1), "folds must be >= 2"),
         (lambda y: train_val_split(y, 1.5), "val_size must be a fraction"),
+        (lambda y: repeated_train_val_split(y, 0.2, repeats=0), "repeats must be >= 1"),
+        (lambda y: repeated_train_val_split(y, 0, repeats=2), "val_size must be a fraction"),
     ],
 )
 def test_split_errors_name_the_value(digits, call, message):

@@ -68,6 +68,9 @@ ValSizeOpt = Annotated[
     float | None,
     typer.Option(help="Hold out this many training images (or this fraction) instead of folds."),
 ]
+RepeatsOpt = Annotated[
+    int, typer.Option(help="With --val-size: average over this many seeded held-out splits.")
+]
 TrainSizeOpt = Annotated[int | None, typer.Option(help="Use a subset of the training split.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of subsets, splits, folds and training.")]
 
@@ -235,6 +238,7 @@ def cv(
     epochs: EpochsOpt = None,
     folds: FoldsOpt = 5,
     val_size: ValSizeOpt = None,
+    repeats: RepeatsOpt = 1,
     train_size: TrainSizeOpt = None,
     seed: SeedOpt = 0,
     plot: Annotated[str | None, typer.Option(help="Write the accuracy curve (PNG).")] = None,
@@ -252,6 +256,7 @@ def cv(
         _grid(model, k, metric, weights, lr, reg),
         folds=folds,
         val_size=_val_size(val_size),
+        repeats=repeats,
         train_size=train_size,
         seed=seed,
         final_test=final_test,
@@ -378,6 +383,7 @@ def report(
     epochs: EpochsOpt = None,
     folds: FoldsOpt = 5,
     val_size: ValSizeOpt = None,
+    repeats: RepeatsOpt = 1,
     train_size: TrainSizeOpt = None,
     seed: SeedOpt = 0,
     size: SizeOpt = None,
@@ -394,6 +400,7 @@ def report(
         grid,
         folds=folds,
         val_size=_val_size(val_size),
+        repeats=repeats,
         train_size=train_size,
         seed=seed,
         fixed=_fixed(model, loss, epochs, seed, features, hidden, dropout),

@@ -20,7 +20,13 @@ from sklearn.pipeline import Pipeline
 from imgclf import metrics
 from imgclf._validation import check_choice, check_int, final_estimator
 from imgclf.datasets import Dataset
-from imgclf.model_selection import SearchResult, cross_validate, sweep_knn, train_val_split
+from imgclf.model_selection import (
+    SearchResult,
+    cross_validate,
+    repeated_train_val_split,
+    sweep_knn,
+    train_val_split,
+)
 from imgclf.neighbors import KNNClassifier
 
 __all__ = [
@@ -179,11 +185,18 @@ def _training_subset(train: Dataset, train_size: int | None, seed: int) -> Datas
     return train.subset(keep)
 
 
-def _search(model, train: Dataset, grid: dict, folds, val_size, seed: int, fixed: dict):
-    X, y, val = train.X, train.labels, None
-    if val_size is not None:
-        fit_part, val_part = train_val_split(y, val_size, seed=seed)
-        X, y, val = X[fit_part], y[fit_part], (X[val_part], y[val_part])
+def _validation(X, y, folds, val_size, repeats: int, seed: int):
+    """``(X, y, folds, val)`` for the search: k-fold, one held-out set, or repeated ones."""
+    if val_size is None:
+        return X, y, folds, None
+    if repeats > 1:
+        return X, y, repeated_train_val_split(y, val_size, repeats, seed=seed), None
+    fit_part, val_part = train_val_split(y, val_size, seed=seed)
+    return X[fit_part], y[fit_part], folds, (X[val_part], y[val_part])
+
+
+def _search(model, train: Dataset, grid: dict, splitting: dict, seed: int, fixed: dict):
+    X, y, folds, val = _validation(train.X, train.labels, seed=seed, **splitting)
     if model == "knn":
         if fixed.get("features"):  # features are fixed per image: extract once, sweep on them
             extract = _feature_step(fixed["features"], fixed["image_shape"])
@@ -202,6 +215,7 @@ def choose_hyperparameters(
     *,
     folds: int = 5,
     val_size: int | float | None = None,
+    repeats: int = 1,
     seed: int = 0,
     fixed: dict | None = None,
 ) -> Selection:
@@ -221,19 +235,29 @@ def choose_hyperparameters(
         k-fold cross-validation, unless ``val_size`` is given.
     val_size : int or float, optional
         Hold out this much of ``train`` as one validation set instead.
+    repeats : int, default=1
+        With ``val_size``: average over this many seeded held-out splits
+        (:func:`~imgclf.model_selection.repeated_train_val_split`).
     seed : int
     fixed : dict, optional
         Parameters held fixed during the search (e.g. ``loss="svm"``, ``epochs``).
     """
     check_choice("model", model, MODELS)
     fixed = _with_image_shape(fixed, train)
-    search = _search(model, train, grid, folds, val_size, seed, fixed)
-    protocol = (
-        f"{folds}-fold cross-validation"
-        if val_size is None
-        else f"held-out validation set ({val_size})"
-    )
-    return Selection(model, search, len(train), protocol, fixed)
+    repeats = check_int("repeats", repeats, low=1)
+    if repeats > 1 and val_size is None:
+        raise ValueError(f"repeats={repeats} repeats a held-out split; give val_size too")
+    splitting = {"folds": folds, "val_size": val_size, "repeats": repeats}
+    search = _search(model, train, grid, splitting, seed, fixed)
+    return Selection(model, search, len(train), _protocol(folds, val_size, repeats), fixed)
+
+
+def _protocol(folds: int, val_size, repeats: int) -> str:
+    if val_size is None:
+        return f"{folds}-fold cross-validation"
+    if repeats == 1:
+        return f"held-out validation set ({val_size})"
+    return f"held-out validation set ({val_size}), {repeats} seeded splits averaged"
 
 
 # --- 2. evaluate once --------------------------------------------------------------------
@@ -283,6 +307,7 @@ def run_model(
     *,
     folds: int = 5,
     val_size=None,
+    repeats: int = 1,
     train_size: int | None = None,
     seed: int = 0,
     final_test: bool = True,
@@ -298,7 +323,14 @@ def run_model(
     start = time.perf_counter()
     train = _training_subset(splits["train"], train_size, seed)
     selection = choose_hyperparameters(
-        train, model, grid, folds=folds, val_size=val_size, seed=seed, fixed=fixed
+        train,
+        model,
+        grid,
+        folds=folds,
+        val_size=val_size,
+        repeats=repeats,
+        seed=seed,
+        fixed=fixed,
     )
     timings["search_s"] = time.perf_counter() - start
     if not final_test:

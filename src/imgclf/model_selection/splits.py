@@ -15,7 +15,13 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from imgclf._validation import check_int
 
-__all__ = ["folds_of", "kfold", "train_val_split", "train_val_test_split"]
+__all__ = [
+    "folds_of",
+    "kfold",
+    "repeated_train_val_split",
+    "train_val_split",
+    "train_val_test_split",
+]
 
 Fold = tuple[np.ndarray, np.ndarray]
 
@@ -53,6 +59,47 @@ def train_val_split(y, val_size: float | int, *, seed: int = 0, stratify: bool =
             f"cannot split {len(y)} samples with val_size={val_size!r}: {exc}"
         ) from None
     return np.sort(train), np.sort(val)
+
+
+def repeated_train_val_split(
+    y, val_size: float | int, repeats: int = 5, *, seed: int = 0, stratify: bool = True
+) -> list[Fold]:
+    """``repeats`` independent seeded splits ``(train, val)`` (repeated hold-out).
+
+    One validation set of 1,000 images measures accuracy to about +-1.5 points
+    (the standard error of a proportion near 0.4), and the best of many
+    configurations on it is biased upwards by its luck. Averaging over several
+    splits of the same sizes shrinks both, without changing what is trained on.
+    Split ``i`` is ``train_val_split(y, val_size, seed=seed + i)``, so the first
+    is the single split a plain hold-out would use.
+
+    Parameters
+    ----------
+    y : array-like, shape (n,)
+    val_size : float or int
+        As in :func:`train_val_split`.
+    repeats : int, default=5
+    seed : int
+    stratify : bool
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        Index pairs, usable as ``folds`` anywhere in :mod:`imgclf.model_selection`.
+
+    Examples
+    --------
+    >>> y = [0, 0, 0, 0, 1, 1, 1, 1]
+    >>> splits = repeated_train_val_split(y, 2, repeats=3)
+    >>> [len(val) for _, val in splits]
+    [2, 2, 2]
+    >>> bool((splits[0][1] == train_val_split(y, 2)[1]).all())
+    True
+    """
+    repeats = check_int("repeats", repeats, low=1)
+    return [
+        train_val_split(y, val_size, seed=seed + i, stratify=stratify) for i in range(repeats)
+    ]
 
 
 def train_val_test_split(
