@@ -13,8 +13,8 @@ from imgclf.datasets import load_digits
 from imgclf.model_selection import (
     cross_validate,
     kfold,
-    sweep_knn,
     repeated_train_val_split,
+    sweep_knn,
     train_val_split,
     train_val_test_split,
 )

@@ -97,9 +97,7 @@ def repeated_train_val_split(
     True
     """
     repeats = check_int("repeats", repeats, low=1)
-    return [
-        train_val_split(y, val_size, seed=seed + i, stratify=stratify) for i in range(repeats)
-    ]
+    return [train_val_split(y, val_size, seed=seed + i, stratify=stratify) for i in range(repeats)]
 
 
 def train_val_test_split(
