@@ -399,7 +399,7 @@ def predict_files(saved, paths, *, top: int = 5) -> list[dict]:
     ``top`` classes with their scores (vote shares or softmax probabilities,
     else decision values).
     """
-    from imgclf.datasets.folder import read_image
+    from imgclf.datasets.folder import image_size, read_image
 
     if saved.image_shape is None:
         raise ValueError("this model was not trained on images; it cannot classify image files")
@@ -407,9 +407,8 @@ def predict_files(saved, paths, *, top: int = 5) -> list[dict]:
     mode = "L" if channels == 1 else "RGB"
     results = []
     for path in paths:
-        original = read_image(path, mode=mode)
-        resized = None if original.shape[:2] == (height, width) else f"{height}x{width}"
-        image = original if resized is None else read_image(path, mode=mode, size=(height, width))
+        resized = None if image_size(path) == (height, width) else f"{height}x{width}"
+        image = read_image(path, mode=mode, size=(height, width))
         scores = _class_scores(saved.model, image.reshape(1, -1))[0]
         results.append(
             {"file": str(path), "resized": resized, "top": _top_classes(scores, saved, top)}

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from imgclf.datasets import cache, load, load_folder
+from imgclf.datasets.folder import image_size, read_image
 from imgclf.errors import DatasetError
 
 
@@ -99,6 +100,25 @@ def test_decompression_bomb_is_refused(flat_folder, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # 6x5 = 30 pixels is now a "bomb"
     with pytest.raises(DatasetError, match="decompression|exceeds|pixels"):
         load_folder(flat_folder, workers=1, use_cache=False)
+
+
+def test_image_size_reads_the_header_without_decoding(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "wide.png", solid(7, shape=(6, 9, 3)))
+    assert image_size(path) == (6, 9) == read_image(path).shape[:2]
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels decoded"))
+    assert image_size(path) == (6, 9)
+
+
+@pytest.mark.parametrize("read", [image_size, read_image], ids=["image_size", "read_image"])
+def test_single_image_readers_name_a_corrupt_or_bomb_file(tmp_path, monkeypatch, read):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    with pytest.raises(DatasetError, match="broken.jpg"):
+        read(bad)
+    big = write_image(tmp_path / "big.png", solid(1))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 30 pixels is over twice the limit
+    with pytest.raises(DatasetError, match="big.png"):
+        read(big)
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ from imgclf.datasets import cache
 from imgclf.datasets._dataset import Dataset
 from imgclf.errors import DatasetError
 
-__all__ = ["load_folder", "looks_like_folder", "read_image"]
+__all__ = ["image_size", "load_folder", "looks_like_folder", "read_image"]
 
 SPLITS = ("train", "test")
 _MODES = ("RGB", "L")
@@ -140,6 +140,16 @@ def _open(path: str) -> Image.Image:
         return Image.open(path)
 
 
+# what Pillow raises (or, for bombs, warns) on a file it cannot read
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
 def _decode(path: str, mode: str, size: tuple[int, int] | None) -> np.ndarray:
     """One image as uint8 ``(H, W, C)``; Pillow's errors become a DatasetError."""
     try:
@@ -151,13 +161,7 @@ def _decode(path: str, mode: str, size: tuple[int, int] | None) -> np.ndarray:
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+    except _DECODE_ERRORS as exc:
         raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
@@ -180,6 +184,17 @@ def read_image(
     size = _check_options(mode, size, "raise")
     with _refusing_bombs():
         return _decode(str(path), mode, size)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(H, W)`` of an image file, read from its header: no pixel is decoded."""
+    with _refusing_bombs():
+        try:
+            with _open(str(path)) as image:
+                width, height = image.size
+        except _DECODE_ERRORS as exc:
+            raise DatasetError(f"{path}: cannot read image ({exc})") from exc
+    return height, width
 
 
 def _decode_chunk(paths: list[str], mode: str, size, on_error: str):
