@@ -21,20 +21,10 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
-from imgclf._progress import progress
-from imgclf._validation import (
-    check_choice,
-    check_int,
-    check_non_negative,
-    check_positive,
-    encoded_training_data,
-    flat_images,
-)
+from imgclf._minibatch import MinibatchClassifier, MinibatchTraining
+from imgclf._validation import check_int
 from imgclf.layers import (
     affine_backward,
     affine_forward,
@@ -44,19 +34,16 @@ from imgclf.layers import (
     relu_forward,
     softmax_loss,
 )
-from imgclf.linear.classifier import check_diverged
-from imgclf.linear.optimizers import OPTIMIZERS, make_optimizer
+from imgclf.linear.optimizers import make_optimizer
 from imgclf.linear.preprocessing import MeanImage
 
 __all__ = ["TwoLayerNet", "net_pipeline"]
 
 WEIGHTS = ("W1_", "b1_", "W2_", "b2_")  # every learned array, in forward order
 TRAIN_ACC_SAMPLES = 1000  # per-epoch training accuracy is measured on this many samples
-SCORE_BLOCK = 4096  # rows converted to float64 at a time when scoring
-_SCORED_DTYPES = [np.float64, np.float32, np.uint8]  # kept as given; others become float64
 
 
-class TwoLayerNet(ClassifierMixin, BaseEstimator):
+class TwoLayerNet(MinibatchClassifier):
     """Two-layer fully connected network: ``softmax(relu(x W1 + b1) W2 + b2)``.
 
     Weights start from He initialization (normal with variance ``2 / fan_in``,
@@ -153,102 +140,29 @@ class TwoLayerNet(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.val_fraction = val_fraction
 
-    def fit(self, X, y):
-        """Learn the weights from ``X`` ``(n, d)`` or ``(n, H, W, C)`` and labels ``y``.
-
-        Parameters
-        ----------
-        X : array-like, shape (n, d) or (n, H, W, C)
-        y : array-like, shape (n,)
-            Labels of any type.
-
-        Returns
-        -------
-        self
-        """
-        self._check_params()
-        X, y = encoded_training_data(self, X, y, dtype=np.float32, min_classes=2)
-        rng = np.random.default_rng(self.seed)
-        train, val = _split(len(X), self.val_fraction, rng)
-        # one BLAS thread: minibatch products (200 x 3072 x 500 at most) gain little from
-        # threads on an idle machine and lose much on a busy one, where waiting threads spin
-        # (measured on 2 cores: pixels 1.4x slower idle, 2x faster busy; HOG features 8x faster)
-        with threadpool_limits(limits=1, user_api="blas"):
-            weights = _Training(self, X, y, rng).run(train, val)
-        for name, value in weights.items():
-            setattr(self, name, value)
-        return self
-
-    def _check_params(self) -> None:
+    def _check_model_params(self) -> None:
         check_int("hidden", self.hidden, low=1)
-        check_non_negative("reg", self.reg)
-        check_positive("learning_rate", self.learning_rate)
-        check_int("epochs", self.epochs, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if check_positive("lr_decay", self.lr_decay) > 1:
-            raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}")
         _check_dropout(self.dropout)
-        if self.seed is not None:
-            check_int("seed", self.seed, low=0)
-        if (
-            self.val_fraction is not None
-            and not 0 < check_positive("val_fraction", self.val_fraction) < 1
-        ):
-            raise ValueError(f"val_fraction must be in (0, 1) or None; got {self.val_fraction!r}")
 
-    def _scores(self, X) -> np.ndarray:
-        """Class scores ``(n, n_classes)``, float64, computed a block of rows at a time."""
-        check_is_fitted(self)
-        X = validate_data(self, flat_images(X), dtype=_SCORED_DTYPES, reset=False)
-        W1, b1, W2, b2 = (np.asarray(getattr(self, name), np.float64) for name in WEIGHTS)
-        scores = np.empty((len(X), len(b2)))
-        # converting block by block keeps the float64 copy small (not 8x a uint8 input)
-        for start in range(0, len(X), SCORE_BLOCK):
-            block = slice(start, start + SCORE_BLOCK)
-            hidden = np.maximum(X[block].astype(np.float64) @ W1 + b1, 0)
-            np.matmul(hidden, W2, out=scores[block])
-        return scores + b2
+    def _train(self, X, y, rng, train, val) -> dict:
+        """The weights ``W1_, b1_, W2_, b2_`` and the histories; see :class:`_Training`."""
+        return _Training(self, X, y, rng).run_net(train, val)
 
-    def decision_function(self, X):
-        """Class scores: ``(n, n_classes)``, or ``(n,)`` for two classes.
+    def _float64_weights(self) -> list[np.ndarray]:
+        return [np.asarray(getattr(self, name), np.float64) for name in WEIGHTS]
 
-        Parameters
-        ----------
-        X : array-like, shape (n, d) or (n, H, W, C)
-
-        Returns
-        -------
-        ndarray of float64, shape (n, n_classes) or (n,)
-            With two classes, ``score(classes_[1]) - score(classes_[0])``:
-            positive means ``classes_[1]``, as scikit-learn expects.
-        """
-        scores = self._scores(X)
-        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
-
-    def predict(self, X):
-        """The highest-scoring class of each sample, shape ``(n,)``."""
-        winners = np.argmax(self._scores(X), axis=1)  # checks fitted before classes_ is read
-        return self.classes_[winners]
-
-    def predict_proba(self, X):
-        """Softmax of the scores, ``(n, n_classes)`` in ``classes_`` order; rows sum to 1."""
-        scores = self._scores(X)
-        scores -= scores.max(axis=1, keepdims=True)
-        probs = np.exp(scores)
-        return probs / probs.sum(axis=1, keepdims=True)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
+    @staticmethod
+    def _block_scores(X, W1, b1, W2, b2) -> np.ndarray:
+        return np.maximum(X @ W1 + b1, 0) @ W2 + b2
 
 
-class _Training:
+class _Training(MinibatchTraining):
     """One fit's minibatch loop over the weights ``W1_, b1_, W2_, b2_``."""
 
+    label = "network epochs"
+
     def __init__(self, net: TwoLayerNet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator):
-        self.net, self.X, self.y, self.rng = net, X, y, rng
+        super().__init__(net, X, y, rng)
         n_features, n_classes = X.shape[1], int(y.max()) + 1
         self.weights = {
             "W1_": _he(rng, n_features, net.hidden),
@@ -257,46 +171,35 @@ class _Training:
             "b2_": np.zeros(n_classes, np.float32),
         }
         self.optimizers = {name: make_optimizer(net.optimizer) for name in WEIGHTS}
-        self.batch = np.empty((min(net.batch_size, len(X)), n_features), np.float32)
 
-    def run(self, train: np.ndarray, val: np.ndarray) -> dict[str, np.ndarray]:
-        net, losses, train_acc, val_acc = self.net, [], [], []
+    def run_net(self, train: np.ndarray, val: np.ndarray) -> dict[str, np.ndarray]:
+        """Train for every epoch; the weights and the histories, by attribute name."""
+        train_acc, val_acc = [], []
         probe = self.rng.choice(train, min(len(train), TRAIN_ACC_SAMPLES), replace=False)
-        learning_rate = net.learning_rate
-        for epoch in progress(range(net.epochs), net.epochs, "network epochs"):
-            # overflow shows up as a non-finite loss, reported below as one clear error
-            with np.errstate(over="ignore", invalid="ignore"):
-                losses.extend(self.epoch(train, learning_rate))
-                train_acc.append(self.accuracy(probe))
-                val_acc += [self.accuracy(val)] if len(val) else []
-            finite = all(np.isfinite(weight).all() for weight in self.weights.values())
-            check_diverged(losses[-1] if finite else np.inf, epoch, net.learning_rate)
-            learning_rate *= net.lr_decay
-        net.loss_history_ = np.asarray(losses, dtype=np.float32)
-        net.train_acc_history_ = np.asarray(train_acc)
-        net.val_acc_history_ = np.asarray(val_acc)
-        net.n_iter_ = net.epochs
-        return self.weights
 
-    def epoch(self, train: np.ndarray, learning_rate: float) -> list[float]:
-        """One shuffled pass over ``train``; the loss of every step."""
-        order = self.rng.permutation(train)
-        losses, size = [], len(self.batch)
-        for start in range(0, len(order), size):
-            rows = order[start : start + size]
-            batch = self.batch[: len(rows)]
-            np.take(self.X, rows, axis=0, out=batch)
-            loss, grads = self.gradients(batch, self.y[rows])
-            for name, grad in grads.items():
-                self.weights[name] = self.optimizers[name].step(
-                    self.weights[name], grad, learning_rate
-                )
-            losses.append(loss)
-        return losses
+        def end_of_epoch(epoch: int) -> bool:
+            train_acc.append(self.accuracy(probe))
+            val_acc.extend([self.accuracy(val)] if len(val) else [])
+            return False
+
+        losses = self.run(train, val, end_of_epoch)
+        return {
+            **self.weights,
+            "loss_history_": np.asarray(losses, dtype=np.float32),
+            "train_acc_history_": np.asarray(train_acc),
+            "val_acc_history_": np.asarray(val_acc),
+            "n_iter_": self.epochs_run,
+        }
+
+    def step(self, batch: np.ndarray, y: np.ndarray, learning_rate: float) -> float:
+        loss, grads = self.gradients(batch, y)
+        for name, grad in grads.items():
+            self.weights[name] = self.optimizers[name].step(self.weights[name], grad, learning_rate)
+        return loss
 
     def gradients(self, X: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and gradient of every weight array on one minibatch."""
-        w, net = self.weights, self.net
+        w, net = self.weights, self.estimator
         hidden, affine1 = affine_forward(X, w["W1_"], w["b1_"])
         hidden, relu = relu_forward(hidden)
         hidden, drop = dropout_forward(hidden, net.dropout, self.rng)
@@ -310,11 +213,9 @@ class _Training:
             loss += net.reg * float(np.vdot(weight, weight))
         return loss, {"W1_": dW1, "b1_": db1, "W2_": dW2, "b2_": db2}
 
-    def accuracy(self, rows: np.ndarray) -> float:
+    def scores(self, X: np.ndarray) -> np.ndarray:
         w = self.weights
-        hidden = np.maximum(self.X[rows] @ w["W1_"] + w["b1_"], 0)
-        scores = hidden @ w["W2_"] + w["b2_"]
-        return float(np.mean(np.argmax(scores, axis=1) == self.y[rows]))
+        return np.maximum(X @ w["W1_"] + w["b1_"], 0) @ w["W2_"] + w["b2_"]
 
 
 def _check_dropout(dropout) -> None:
@@ -327,15 +228,6 @@ def _he(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
     weights = rng.standard_normal((fan_in, fan_out), dtype=np.float32)
     weights *= np.float32(np.sqrt(2.0 / fan_in))
     return weights
-
-
-def _split(n: int, fraction: float | None, rng: np.random.Generator):
-    """Training and validation indices (no validation set unless asked for)."""
-    n_val = min(n - 1, max(1, round(fraction * n))) if fraction else 0
-    if fraction and n_val < 1:
-        raise ValueError(f"val_fraction={fraction} needs at least 2 samples; got {n}")
-    order = rng.permutation(n)
-    return np.sort(order[n_val:]), order[:n_val]
 
 
 def net_pipeline(features=None, **params) -> Pipeline:

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
-from imgclf._progress import progress
-from imgclf._validation import (
-    check_choice,
-    check_int,
-    check_non_negative,
-    check_positive,
-    encoded_training_data,
-    flat_images,
-)
+from imgclf._minibatch import MinibatchClassifier, MinibatchTraining
+from imgclf._validation import check_choice, check_int
 from imgclf.linear.losses import softmax_loss, svm_loss
-from imgclf.linear.optimizers import OPTIMIZERS, make_optimizer
+from imgclf.linear.optimizers import make_optimizer
 
 __all__ = ["LOSSES", "LinearClassifier"]
 
 LOSSES = {"softmax": softmax_loss, "svm": svm_loss}
 INIT_SCALE = 1e-3  # small random weights: every class starts with nearly equal scores
-SCORE_BLOCK = 4096  # rows converted to float64 at a time when scoring
-_SCORED_DTYPES = [np.float64, np.float32, np.uint8]  # kept as given; others become float64
 
 
-class LinearClassifier(ClassifierMixin, BaseEstimator):
+class LinearClassifier(MinibatchClassifier):
     """Multiclass linear classifier (softmax or SVM) trained by minibatch SGD.
 
     Each class ``c`` has a template ``coef_[c]`` and a bias ``intercept_[c]``;
@@ -125,92 +113,25 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
 
-    def fit(self, X, y):
-        """Learn ``coef_`` and ``intercept_`` from ``X`` ``(n, d)`` or ``(n, H, W, C)``.
-
-        Parameters
-        ----------
-        X : array-like, shape (n, d) or (n, H, W, C)
-        y : array-like, shape (n,)
-            Labels of any type.
-
-        Returns
-        -------
-        self
-        """
-        self._check_params()
-        X, y = encoded_training_data(self, X, y, dtype=np.float32, min_classes=2)
-        rng = np.random.default_rng(self.seed)
-        train, val = self._split(len(X), rng)
-        # minibatch products are small (200 x 3073 x 10): BLAS threads cost more to
-        # synchronise than they save, and on a busy machine they spin against other
-        # processes (measured: 1.3x slower on an idle 2-core machine, 10x faster on a busy one)
-        with threadpool_limits(limits=1, user_api="blas"):
-            W = _Training(self, X, y, rng).run(train, val)
-        self.coef_ = np.ascontiguousarray(W[:-1].T)
-        self.intercept_ = W[-1].copy()
-        return self
-
-    def _check_params(self) -> None:
+    def _check_model_params(self) -> None:
         check_choice("loss", self.loss, LOSSES)
-        check_non_negative("reg", self.reg)
-        check_positive("learning_rate", self.learning_rate)
-        check_int("epochs", self.epochs, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if check_positive("lr_decay", self.lr_decay) > 1:
-            raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}")
-        if self.seed is not None:
-            check_int("seed", self.seed, low=0)
-        if (
-            self.val_fraction is not None
-            and not 0 < check_positive("val_fraction", self.val_fraction) < 1
-        ):
-            raise ValueError(f"val_fraction must be in (0, 1) or None; got {self.val_fraction!r}")
         check_choice("early_stopping", self.early_stopping, (False, True))
         check_int("patience", self.patience, low=1)
 
-    def _split(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Training and validation indices (no validation set unless asked for)."""
-        fraction = self.val_fraction or (0.1 if self.early_stopping else 0.0)
-        n_val = min(n - 1, max(1, round(fraction * n))) if fraction else 0
-        if fraction and n_val < 1:
-            raise ValueError(f"val_fraction={fraction} needs at least 2 samples; got {n}")
-        order = rng.permutation(n)
-        return np.sort(order[n_val:]), order[:n_val]
+    def _val_fraction(self) -> float | None:
+        return self.val_fraction or (0.1 if self.early_stopping else None)
 
-    def _scores(self, X) -> np.ndarray:
-        """Class scores ``(n, n_classes)``, float64, computed a block of rows at a time."""
-        check_is_fitted(self)
-        X = validate_data(self, flat_images(X), dtype=_SCORED_DTYPES, reset=False)
-        coef = self.coef_.T.astype(np.float64)
-        scores = np.empty((len(X), len(coef.T)))
-        # converting block by block keeps the float64 copy small (not 8x a uint8 input)
-        for start in range(0, len(X), SCORE_BLOCK):
-            block = slice(start, start + SCORE_BLOCK)
-            np.matmul(X[block].astype(np.float64), coef, out=scores[block])
-        return scores + self.intercept_
+    def _train(self, X, y, rng, train, val) -> dict:
+        """``coef_``, ``intercept_`` and the histories; see :class:`_Training`."""
+        W, history = _Training(self, X, y, rng).run_linear(train, val)
+        return {"coef_": np.ascontiguousarray(W[:-1].T), "intercept_": W[-1].copy(), **history}
 
-    def decision_function(self, X):
-        """Class scores: ``(n, n_classes)``, or ``(n,)`` for two classes.
+    def _float64_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.coef_.T.astype(np.float64), self.intercept_
 
-        Parameters
-        ----------
-        X : array-like, shape (n, d) or (n, H, W, C)
-
-        Returns
-        -------
-        ndarray of float64, shape (n, n_classes) or (n,)
-            With two classes, ``score(classes_[1]) - score(classes_[0])``:
-            positive means ``classes_[1]``, as scikit-learn expects.
-        """
-        scores = self._scores(X)
-        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
-
-    def predict(self, X):
-        """The highest-scoring class of each sample, shape ``(n,)``."""
-        winners = np.argmax(self._scores(X), axis=1)  # checks fitted before classes_ is read
-        return self.classes_[winners]
+    @staticmethod
+    def _block_scores(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+        return X @ coef + intercept
 
     @available_if(lambda self: _softmax_only(self))
     def predict_proba(self, X):
@@ -219,67 +140,50 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
         Only for ``loss="softmax"``: SVM scores are not probabilities, so an SVM
         has no ``predict_proba`` attribute at all (``hasattr`` is False).
         """
-        scores = self._scores(X)
-        scores -= scores.max(axis=1, keepdims=True)
-        probs = np.exp(scores)
-        return probs / probs.sum(axis=1, keepdims=True)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
+        return super().predict_proba(X)
 
 
-class _Training:
-    """One fit's minibatch loop: weights with the bias as their last row."""
+class _Training(MinibatchTraining):
+    """One fit's minibatch loop: weights ``W`` ``(d + 1, C)`` with the bias as last row."""
 
-    def __init__(
-        self, clf: LinearClassifier, X: np.ndarray, y: np.ndarray, rng: np.random.Generator
-    ):
-        self.clf, self.X, self.y, self.rng = clf, X, y, rng
+    def __init__(self, clf: LinearClassifier, X: np.ndarray, y: np.ndarray, rng):
+        super().__init__(clf, X, y, rng)
+        self.label = f"{clf.loss} epochs"
         self.loss_fn = LOSSES[clf.loss]
         self.optimizer = make_optimizer(clf.optimizer)
-        n_classes = int(y.max()) + 1
-        W = INIT_SCALE * rng.standard_normal((X.shape[1] + 1, n_classes))
-        self.W = W.astype(np.float32)
-        self.W[-1] = 0
-        # one buffer for every minibatch; its last column stays 1 (the bias trick)
-        self.batch = np.ones((min(clf.batch_size, len(X)), X.shape[1] + 1), np.float32)
+        W = INIT_SCALE * rng.standard_normal((X.shape[1] + 1, int(y.max()) + 1))
+        self.weights["W"] = W.astype(np.float32)
+        self.weights["W"][-1] = 0
+        # the minibatch buffer's last column stays 1: the bias trick
+        self.batch = np.ones((len(self.batch), X.shape[1] + 1), np.float32)
 
-    def run(self, train: np.ndarray, val: np.ndarray) -> np.ndarray:
-        """Train for the epochs asked (or until early stopping); the final weights."""
-        clf, losses = self.clf, []
+    def run_linear(self, train: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Train for the epochs asked (or until early stopping); weights and histories."""
+        clf = self.estimator
         tracker = _BestEpoch(clf.patience if clf.early_stopping else None)
-        learning_rate = clf.learning_rate
-        for epoch in progress(range(clf.epochs), clf.epochs, f"{clf.loss} epochs"):
-            # overflow shows up as a non-finite loss, reported below as one clear error
-            with np.errstate(over="ignore", invalid="ignore"):
-                losses.extend(self.epoch(train, learning_rate))
-            check_diverged(losses[-1], epoch, clf.learning_rate)
-            learning_rate *= clf.lr_decay
-            if len(val) and tracker.out_of_patience(self.W, self.accuracy(val)):
-                break
-        clf.loss_history_ = np.asarray(losses, dtype=np.float32)
-        clf.val_score_history_ = np.asarray(tracker.scores)
-        clf.n_iter_ = epoch + 1
-        return tracker.best_W if clf.early_stopping else self.W
 
-    def epoch(self, train: np.ndarray, learning_rate: float) -> list[float]:
-        """One shuffled pass over ``train``; the loss of every step."""
-        order = self.rng.permutation(train)
-        losses, size, reg = [], len(self.batch), self.clf.reg
-        for start in range(0, len(order), size):
-            rows = order[start : start + size]
-            batch = self.batch[: len(rows)]
-            np.take(self.X, rows, axis=0, out=batch[:, :-1], mode="clip")
-            loss, grad = self.loss_fn(self.W, batch, self.y[rows], reg, bias_row=True)
-            self.W = self.optimizer.step(self.W, grad, learning_rate)
-            losses.append(loss)
-        return losses
+        def end_of_epoch(epoch: int) -> bool:
+            return bool(len(val)) and tracker.out_of_patience(self.W, self.accuracy(val))
 
-    def accuracy(self, rows: np.ndarray) -> float:
-        scores = self.X[rows] @ self.W[:-1] + self.W[-1]
-        return float(np.mean(np.argmax(scores, axis=1) == self.y[rows]))
+        losses = self.run(train, val, end_of_epoch)
+        history = {
+            "loss_history_": np.asarray(losses, dtype=np.float32),
+            "val_score_history_": np.asarray(tracker.scores),
+            "n_iter_": self.epochs_run,
+        }
+        return (tracker.best_W if clf.early_stopping else self.W), history
+
+    @property
+    def W(self) -> np.ndarray:
+        return self.weights["W"]
+
+    def step(self, batch: np.ndarray, y: np.ndarray, learning_rate: float) -> float:
+        loss, grad = self.loss_fn(self.W, batch, y, self.estimator.reg, bias_row=True)
+        self.weights["W"] = self.optimizer.step(self.W, grad, learning_rate)
+        return loss
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.W[:-1] + self.W[-1]
 
 
 class _BestEpoch:
@@ -308,12 +212,3 @@ def _softmax_only(clf: LinearClassifier) -> bool:
             f"this classifier has loss={clf.loss!r}"
         )
     return True
-
-
-def check_diverged(loss: float, epoch: int, learning_rate: float) -> None:
-    if not np.isfinite(loss):
-        raise ValueError(
-            f"training diverged (loss {loss}) in epoch {epoch + 1} with "
-            f"learning_rate={learning_rate!r}; use a smaller learning_rate, "
-            f"or standardize the data (MeanImage(scale='std'))"
-        )
