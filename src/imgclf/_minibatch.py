@@ -168,8 +168,12 @@ class MinibatchTraining:
         self.epochs_run = 0
         self.batch = np.empty((min(estimator.batch_size, len(X)), X.shape[1]), np.float32)
 
-    def run(self, train: np.ndarray, val: np.ndarray, end_of_epoch) -> list[float]:
-        """Train until ``epochs`` or until ``end_of_epoch(epoch)`` is True; every step's loss."""
+    def run(self, train: np.ndarray, end_of_epoch) -> list[float]:
+        """Train on the rows ``train`` for ``epochs``; every step's loss.
+
+        ``end_of_epoch()`` is called after each epoch (to record accuracies);
+        training stops early when it returns True.
+        """
         est, losses = self.estimator, []
         learning_rate = est.learning_rate
         for epoch in progress(range(est.epochs), est.epochs, self.label):
@@ -181,7 +185,7 @@ class MinibatchTraining:
             learning_rate *= est.lr_decay
             self.epochs_run = epoch + 1
             with np.errstate(over="ignore", invalid="ignore"):
-                if end_of_epoch(epoch):
+                if end_of_epoch():
                     break
         return losses
 

@@ -177,12 +177,12 @@ class _Training(MinibatchTraining):
         train_acc, val_acc = [], []
         probe = self.rng.choice(train, min(len(train), TRAIN_ACC_SAMPLES), replace=False)
 
-        def end_of_epoch(epoch: int) -> bool:
+        def end_of_epoch() -> bool:
             train_acc.append(self.accuracy(probe))
             val_acc.extend([self.accuracy(val)] if len(val) else [])
             return False
 
-        losses = self.run(train, val, end_of_epoch)
+        losses = self.run(train, end_of_epoch)
         return {
             **self.weights,
             "loss_history_": np.asarray(losses, dtype=np.float32),

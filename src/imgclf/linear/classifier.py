@@ -162,10 +162,10 @@ class _Training(MinibatchTraining):
         clf = self.estimator
         tracker = _BestEpoch(clf.patience if clf.early_stopping else None)
 
-        def end_of_epoch(epoch: int) -> bool:
+        def end_of_epoch() -> bool:
             return bool(len(val)) and tracker.out_of_patience(self.W, self.accuracy(val))
 
-        losses = self.run(train, val, end_of_epoch)
+        losses = self.run(train, end_of_epoch)
         history = {
             "loss_history_": np.asarray(losses, dtype=np.float32),
             "val_score_history_": np.asarray(tracker.scores),
