@@ -228,7 +228,7 @@ def choose_hyperparameters(
     ----------
     train : Dataset
         The training split (or a subset of it).
-    model : {"knn", "linear"}
+    model : {"knn", "linear", "net"}
     grid : dict of str to list
         k-NN: ``k``, ``metric``, ``weights``; linear: e.g. ``learning_rate``, ``reg``.
     folds : int
