@@ -170,6 +170,28 @@ def test_train_evaluate_predict_round_trip(tmp_path, capsys, model_args):
     assert first["top"][0]["class"] in "0123456789"
 
 
+def test_predict_decodes_a_same_size_jpeg_as_the_loader_does(tmp_path):
+    """Asking Pillow for a size enables JPEG draft mode, whose greyscale differs slightly."""
+    from PIL import Image
+
+    from imgclf.datasets.folder import read_image
+    from imgclf.experiments import predict_files
+    from imgclf.io import SavedModel
+    from imgclf.neighbors import KNNClassifier
+
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)).save(path)
+    as_loaded = read_image(path, mode="L")
+    drafted = read_image(path, mode="L", size=(32, 32))
+    assert not np.array_equal(as_loaded, drafted)  # else this test proves nothing
+    knn = KNNClassifier(k=1).fit(np.stack([as_loaded, drafted]).reshape(2, -1), [0, 1])
+    saved = SavedModel(
+        knn, {"model_type": "knn", "class_names": ["loaded", "drafted"], "image_shape": [32, 32, 1]}
+    )
+    (result,) = predict_files(saved, [path], top=1)
+    assert result["resized"] is None and result["top"][0]["class"] == "loaded"
+
+
 def test_predict_errors_are_clean(tmp_path, capsys):
     model = tmp_path / "m.imgclf"
     run("train", "digits", "-o", str(model))

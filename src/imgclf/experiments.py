@@ -407,8 +407,10 @@ def predict_files(saved, paths, *, top: int = 5) -> list[dict]:
     mode = "L" if channels == 1 else "RGB"
     results = []
     for path in paths:
-        resized = None if image_size(path) == (height, width) else f"{height}x{width}"
-        image = read_image(path, mode=mode, size=(height, width))
+        same_size = image_size(path) == (height, width)
+        # decode as training did: a size would also let Pillow's JPEG draft mode change pixels
+        image = read_image(path, mode=mode, size=None if same_size else (height, width))
+        resized = None if same_size else f"{height}x{width}"
         scores = _class_scores(saved.model, image.reshape(1, -1))[0]
         results.append(
             {"file": str(path), "resized": resized, "top": _top_classes(scores, saved, top)}
