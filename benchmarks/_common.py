@@ -58,7 +58,11 @@ def environment() -> dict:
 
 
 def write_json(name: str, result: dict) -> Path:
+    """Write ``benchmarks/results/<name>`` whole or not at all (an earlier result survives)."""
+    from imgclf._atomic import atomic_path
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name
-    path.write_text(json.dumps(result, indent=2, default=float))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=float))
     return path

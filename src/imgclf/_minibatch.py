@@ -176,15 +176,14 @@ class MinibatchTraining:
         """
         est, losses = self.estimator, []
         learning_rate = est.learning_rate
-        for epoch in progress(range(est.epochs), est.epochs, self.label):
-            # overflow shows up as a non-finite loss or weight, reported as one clear error
-            with np.errstate(over="ignore", invalid="ignore"):
+        # overflow shows up as a non-finite loss or weight, reported as one clear error
+        with np.errstate(over="ignore", invalid="ignore"):
+            for epoch in progress(range(est.epochs), est.epochs, self.label):
                 losses.extend(self.epoch(train, learning_rate))
-            finite = all(np.isfinite(weight).all() for weight in self.weights.values())
-            check_diverged(losses[-1] if finite else np.inf, epoch, est.learning_rate)
-            learning_rate *= est.lr_decay
-            self.epochs_run = epoch + 1
-            with np.errstate(over="ignore", invalid="ignore"):
+                finite = all(np.isfinite(weight).all() for weight in self.weights.values())
+                check_diverged(losses[-1] if finite else np.inf, epoch, est.learning_rate)
+                learning_rate *= est.lr_decay
+                self.epochs_run = epoch + 1
                 if end_of_epoch():
                     break
         return losses
