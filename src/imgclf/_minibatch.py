@@ -32,7 +32,7 @@ from imgclf._validation import (
     encoded_training_data,
     flat_images,
 )
-from imgclf.linear.optimizers import OPTIMIZERS
+from imgclf.optimizers import OPTIMIZERS
 
 __all__ = ["MinibatchClassifier", "MinibatchTraining", "check_diverged", "split_off_validation"]
 

@@ -47,7 +47,7 @@ from sklearn.utils.validation import validate_data
 from imgclf._progress import progress
 from imgclf._validation import check_choice, check_int, flat_images
 from imgclf.datasets import cache
-from imgclf.linear.preprocessing import MeanImage
+from imgclf.preprocessing import MeanImage
 
 __all__ = [
     "BLOCK_NORMS",

@@ -2,7 +2,7 @@
 
 The network is a composition of the pure layer functions of
 :mod:`imgclf.layers`, trained in float32 with the update rules of
-:mod:`imgclf.linear.optimizers`. :func:`net_pipeline` puts features (optional)
+:mod:`imgclf.optimizers`. :func:`net_pipeline` puts features (optional)
 and standardization in front of it, as :func:`imgclf.linear.linear_pipeline`
 does for linear classifiers.
 
@@ -34,8 +34,8 @@ from imgclf.layers import (
     relu_forward,
     softmax_loss,
 )
-from imgclf.linear.optimizers import make_optimizer
-from imgclf.linear.preprocessing import MeanImage
+from imgclf.optimizers import make_optimizer
+from imgclf.preprocessing import MeanImage
 
 __all__ = ["TwoLayerNet", "net_pipeline"]
 
@@ -67,7 +67,7 @@ class TwoLayerNet(MinibatchClassifier):
     batch_size : int, default=200
         Samples per gradient step (the last step of an epoch may have fewer).
     optimizer : {"sgd", "momentum", "adam"}, default="adam"
-        Update rule (see :mod:`imgclf.linear.optimizers`), one state per weight array.
+        Update rule (see :mod:`imgclf.optimizers`), one state per weight array.
     lr_decay : float, default=0.95
         The learning rate is multiplied by this after every epoch, in (0, 1].
     dropout : float, default=0.0

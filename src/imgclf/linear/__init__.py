@@ -1,21 +1,23 @@
-"""Linear classifiers ``f(x) = W x + b``: losses, optimizers, the estimator, preprocessing.
+"""Linear classifiers ``f(x) = W x + b``: losses, the estimator, pipelines.
 
 ======================  ======================================================
 :mod:`.losses`          ``svm_loss``, ``softmax_loss``: pure ``(loss, grad)``
-:mod:`.optimizers`      SGD, momentum and Adam update rules
 :mod:`.classifier`      :class:`LinearClassifier` (a scikit-learn estimator)
-:mod:`.preprocessing`   :class:`MeanImage`: flatten, subtract the mean image
 :mod:`.pipeline`        :func:`linear_pipeline`, :func:`lr_reg_search`
 ======================  ======================================================
+
+The update rules (:mod:`imgclf.optimizers`) and :class:`MeanImage`
+(:mod:`imgclf.preprocessing`) are shared with the two-layer network, so they
+live one layer below; they are re-exported here for convenience.
 """
 
 from __future__ import annotations
 
 from imgclf.linear.classifier import LOSSES, LinearClassifier
 from imgclf.linear.losses import softmax_loss, softmax_loss_naive, svm_loss, svm_loss_naive
-from imgclf.linear.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
+from imgclf.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
 from imgclf.linear.pipeline import linear_pipeline, lr_reg_search
-from imgclf.linear.preprocessing import MeanImage
+from imgclf.preprocessing import MeanImage
 
 __all__ = [
     "LOSSES",

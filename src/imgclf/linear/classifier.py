@@ -8,7 +8,7 @@ from sklearn.utils.metaestimators import available_if
 from imgclf._minibatch import MinibatchClassifier, MinibatchTraining
 from imgclf._validation import check_choice, check_int
 from imgclf.linear.losses import softmax_loss, svm_loss
-from imgclf.linear.optimizers import make_optimizer
+from imgclf.optimizers import make_optimizer
 
 __all__ = ["LOSSES", "LinearClassifier"]
 
@@ -40,7 +40,7 @@ class LinearClassifier(MinibatchClassifier):
     batch_size : int, default=200
         Samples per gradient step (the last step of an epoch may have fewer).
     optimizer : {"sgd", "momentum", "adam"}, default="sgd"
-        Update rule (see :mod:`imgclf.linear.optimizers`).
+        Update rule (see :mod:`imgclf.optimizers`).
     lr_decay : float, default=0.95
         The learning rate is multiplied by this after every epoch, in (0, 1].
     seed : int or None, default=0

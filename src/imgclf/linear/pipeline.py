@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from imgclf.linear.classifier import LinearClassifier
-from imgclf.linear.preprocessing import MeanImage
+from imgclf.preprocessing import MeanImage
 
 __all__ = ["linear_pipeline", "lr_reg_search"]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from imgclf.linear import OPTIMIZERS, make_optimizer
+from imgclf.optimizers import OPTIMIZERS, make_optimizer
 
 # f(w) = 0.5 w' A w with an anisotropic A: the minimum is w = 0
 A = np.diag([1.0, 10.0]).astype(np.float32)
