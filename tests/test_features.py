@@ -263,7 +263,7 @@ def test_standardize_is_mean_image_with_std_scale():
     )
     assert Standardize().get_params() == {}
     assert MeanImage is features.MeanImage and MeanImage.__module__ == (
-        "imgclf.linear.preprocessing"
+        "imgclf.preprocessing"
     )
 
 
