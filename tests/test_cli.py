@@ -74,7 +74,7 @@ def test_cv_prints_table_choice_and_final_test(tmp_path, capsys):
         "3",
         "--plot",
         str(plot),
-        "--json",
+        "-o",
         str(out),
         "--final-test",
     )
@@ -108,7 +108,7 @@ def test_cv_repeated_held_out_scores_every_split(tmp_path, capsys, model_args):
 
     out = tmp_path / "cv.json"
     argv = ["cv", "digits", *model_args, "--val-size", "200", "--repeats", "3", "--seed", "2"]
-    assert run(*argv, "--json", str(out)) == 0
+    assert run(*argv, "-o", str(out)) == 0
     assert "held-out validation set (200), 3 seeded splits averaged" in capsys.readouterr().out
     result = json.loads(out.read_text())
     train = load_digits()["train"]
@@ -175,9 +175,9 @@ def test_predict_decodes_a_same_size_jpeg_as_the_loader_does(tmp_path):
     from PIL import Image
 
     from imgclf.datasets.folder import read_image
-    from imgclf.experiments import predict_files
     from imgclf.io import SavedModel
     from imgclf.neighbors import KNNClassifier
+    from imgclf.predict import predict_file
 
     path = tmp_path / "photo.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)).save(path)
@@ -188,7 +188,7 @@ def test_predict_decodes_a_same_size_jpeg_as_the_loader_does(tmp_path):
     saved = SavedModel(
         knn, {"model_type": "knn", "class_names": ["loaded", "drafted"], "image_shape": [32, 32, 1]}
     )
-    (result,) = predict_files(saved, [path], top=1)
+    result = predict_file(saved, path, top=1)
     assert result["resized"] is None and result["top"][0]["class"] == "loaded"
 
 
@@ -224,9 +224,10 @@ def test_report_command_writes_html(tmp_path, capsys):
     assert "final test" in capsys.readouterr().out
 
 
-def test_quiet_suppresses_chatter(tmp_path, capsys):
+def test_quiet_prints_only_the_result(tmp_path, capsys):
     assert run("--quiet", "train", "digits", "-o", str(tmp_path / "m.imgclf")) == 0
-    assert capsys.readouterr().out == ""
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("trained knn on 1,437 images") and "k=1, metric='l2'" in line
 
 
 def test_net_with_features_trains_and_reloads(tmp_path, capsys, shared_cifar):
@@ -264,7 +265,7 @@ def test_net_with_features_trains_and_reloads(tmp_path, capsys, shared_cifar):
             "1,5",
             "--folds",
             "3",
-            "--json",
+            "-o",
             str(saved_json),
         )
         == 0

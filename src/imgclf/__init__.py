@@ -3,12 +3,16 @@
 Load an image set (:mod:`imgclf.datasets`), train a classifier, choose its
 hyperparameters on validation data, evaluate once on the test set, and look
 at what it learned.
+
+``import imgclf`` is cheap: the public names below are imported on first use
+(PEP 562), so the command line answers ``--help`` before NumPy, scikit-learn
+or matplotlib are loaded.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from imgclf.datasets import Dataset, load
-from imgclf.errors import ImgclfError, NotFittedError
+import importlib
+from importlib.metadata import PackageNotFoundError, version
 
 try:
     __version__ = version("imgclf")
@@ -16,3 +20,23 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = ["Dataset", "ImgclfError", "NotFittedError", "__version__", "load"]
+
+# public name -> the module that defines it
+_LAZY = {
+    "Dataset": "imgclf.datasets",
+    "load": "imgclf.datasets",
+    "ImgclfError": "imgclf.errors",
+    "NotFittedError": "imgclf.errors",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'imgclf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -13,10 +13,9 @@ Every error a user can cause derives from :class:`ImgclfError`, so a caller
 
 Messages name the file or argument, the value found and what was expected.
 Estimators raise scikit-learn's ``NotFittedError`` (re-exported here) when
-used before ``fit``, so that scikit-learn tooling recognises it.
+used before ``fit``, so that scikit-learn tooling recognises it. It is
+imported on first use, so that importing this module stays cheap.
 """
-
-from sklearn.exceptions import NotFittedError
 
 __all__ = [
     "DatasetError",
@@ -24,7 +23,7 @@ __all__ = [
     "FormatError",
     "ImgclfError",
     "ModelFileError",
-    "NotFittedError",
+    "NotFittedError",  # noqa: F822 (scikit-learn's, imported on first use: __getattr__)
     "UnsafePickleError",
 ]
 
@@ -51,3 +50,11 @@ class DownloadError(ImgclfError, OSError):
 
 class ModelFileError(ImgclfError, ValueError):
     """A model file is truncated, tampered with, or of an unknown format version."""
+
+
+def __getattr__(name: str):
+    if name == "NotFittedError":  # scikit-learn's own, loaded only when asked for
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module 'imgclf.errors' has no attribute {name!r}")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from imgclf import metrics
+from imgclf import defaults, metrics
+from imgclf._sampling import split_indices
 from imgclf._validation import check_choice, check_int, final_estimator
 from imgclf.datasets import Dataset
 from imgclf.model_selection import (
@@ -28,6 +29,7 @@ from imgclf.model_selection import (
     train_val_split,
 )
 from imgclf.neighbors import KNNClassifier
+from imgclf.predict import rank_top
 
 __all__ = [
     "DEMO_GRIDS",
@@ -36,11 +38,14 @@ __all__ = [
     "ModelRun",
     "Selection",
     "choose_hyperparameters",
+    "carve_test_split",
+    "check_compatible",
     "default_grid",
+    "default_params",
     "evaluate",
     "fit_and_evaluate",
+    "hyperparameters",
     "make_model",
-    "predict_files",
     "run_demo",
     "run_model",
     "test_split",
@@ -107,17 +112,19 @@ class ModelRun:
 # --- models ------------------------------------------------------------------------------
 
 
-_DEFAULT_GRIDS = {
-    "knn": {"k": [1], "metric": ["l2"], "weights": ["uniform"]},
-    "linear": {"learning_rate": [0.1], "reg": [1e-4]},
-    "net": {"learning_rate": [1e-3], "reg": [1e-4]},
-}
-
-
 def default_grid(model: str) -> dict:
-    """The hyperparameters a search over ``model`` varies, with one default value each."""
+    """The grid a search over ``model`` tries when none is given.
+
+    See :data:`imgclf.defaults.SEARCH_GRIDS`.
+    """
     check_choice("model", model, MODELS)
-    return {name: list(values) for name, values in _DEFAULT_GRIDS[model].items()}
+    return {name: list(values) for name, values in defaults.SEARCH_GRIDS[model].items()}
+
+
+def default_params(model: str) -> dict:
+    """The hyperparameters ``model`` is trained with when none is given."""
+    check_choice("model", model, MODELS)
+    return defaults.for_model(model)
 
 
 def make_model(model: str, *, features=None, image_shape=None, **params):
@@ -263,24 +270,20 @@ def _protocol(folds: int, val_size, repeats: int) -> str:
 # --- 2. evaluate once --------------------------------------------------------------------
 
 
-def _class_scores(model, X) -> np.ndarray | None:
-    for method in ("predict_proba", "decision_function"):
-        if hasattr(model, method):
-            return getattr(model, method)(X)
-    return None
-
-
 def evaluate(model, test: Dataset) -> Evaluation:
     """Accuracy, top-5 accuracy, per-class accuracy and confusion on ``test``.
 
     Labels are class indices; the model must have been fitted on indices too.
+    One pass over the test set serves every figure: the classes are ranked
+    once (for k-NN, one neighbour search) and the prediction is the first.
     """
-    predictions = model.predict(test.X)
     n_classes = len(test.classes)
-    scores = _class_scores(model, test.X)
+    ranking, _ = rank_top(model, test.X, top=min(5, n_classes))
+    labels = final_estimator(model).classes_
+    predictions = labels[ranking[:, 0]]
     top5 = None
-    if scores is not None and scores.shape[1] == n_classes and n_classes > 5:
-        top5 = metrics.top_k_accuracy(test.labels, scores, k=5)
+    if n_classes > 5 and ranking.shape[1] == 5:
+        top5 = float(np.mean((labels[ranking] == test.labels[:, None]).any(axis=1)))
     return Evaluation(
         accuracy=metrics.accuracy(test.labels, predictions),
         top5_accuracy=top5,
@@ -387,46 +390,68 @@ def train_model(
 def test_split(splits: dict[str, Dataset]) -> Dataset:
     """The ``"test"`` split, or a clear error when the dataset has none."""
     if "test" not in splits:
-        raise ValueError(f"this dataset has no test split (splits: {sorted(splits)})")
+        raise ValueError(
+            f"this dataset has no test split (splits: {', '.join(sorted(splits))}); "
+            "carve one off the training images with --test-size N or FRACTION"
+        )
     return splits["test"]
 
 
-def predict_files(saved, paths, *, top: int = 5) -> list[dict]:
-    """Classify image files with a loaded model (:class:`imgclf.io.SavedModel`).
+def carve_test_split(
+    splits: dict[str, Dataset], test_size: int | float, *, seed: int = 0
+) -> dict[str, Dataset]:
+    """``{"train", "test"}`` with a seeded, stratified test split taken from ``"train"``.
 
-    Each image is decoded in the model's colour mode and resized to its input
-    size when it differs (reported in ``"resized"``). Returns, per file, the
-    ``top`` classes with their scores (vote shares or softmax probabilities,
-    else decision values).
+    For image folders without a test split. ``test_size`` is a count or a
+    fraction of the training images; the test images are removed from
+    ``"train"``, so nothing is trained on what is tested.
     """
-    from imgclf.datasets.folder import image_size, read_image
-
-    if saved.image_shape is None:
-        raise ValueError("this model was not trained on images; it cannot classify image files")
-    height, width, channels = saved.image_shape
-    mode = "L" if channels == 1 else "RGB"
-    results = []
-    for path in paths:
-        same_size = image_size(path) == (height, width)
-        # decode as training did: a size would also let Pillow's JPEG draft mode change pixels
-        image = read_image(path, mode=mode, size=None if same_size else (height, width))
-        resized = None if same_size else f"{height}x{width}"
-        scores = _class_scores(saved.model, image.reshape(1, -1))[0]
-        results.append(
-            {"file": str(path), "resized": resized, "top": _top_classes(scores, saved, top)}
+    if "test" in splits:
+        raise ValueError(
+            "this dataset already has a test split; test_size carves one only where there is none"
         )
-    return results
+    train = splits["train"]
+    try:
+        rest, chosen = split_indices(train.labels, test_size, seed=seed)
+    except ValueError as exc:
+        raise ValueError(f"test_size={test_size!r}: {exc}") from None
+    return {**splits, "train": train.subset(rest), "test": train.subset(chosen)}
 
 
-def _top_classes(scores: np.ndarray, saved, top: int) -> list[dict]:
-    check_int("top", top, low=1)
-    labels = final_estimator(saved.model).classes_
-    names = saved.class_names or [str(c) for c in labels]
-    order = np.argsort(-scores, kind="stable")[:top]
-    return [
-        {
-            "class": names[int(labels[i])] if saved.class_names else names[i],
-            "score": float(scores[i]),
-        }
-        for i in order
-    ]
+def check_compatible(saved, test: Dataset) -> None:
+    """A clear error when ``test`` holds other inputs than the saved model was trained on.
+
+    Says it in words ("the model expects 8x8x1 images (digits); cifar:test has
+    32x32x3 images"), not as a count of features.
+    """
+    expected, found = _inputs_of(saved.image_shape), _inputs_of(test.image_shape, test.X.shape[1])
+    if expected is None or expected == found:
+        return
+    source = saved.header.get("dataset")
+    raise ValueError(
+        f"the model expects {expected}{f' ({source})' if source else ''}; "
+        f"{test.name or 'this dataset'} has {found}"
+    )
+
+
+def _inputs_of(image_shape, n_features: int | None = None) -> str | None:
+    if image_shape is not None:
+        return "x".join(str(int(s)) for s in image_shape) + " images"
+    return None if n_features is None else f"{n_features}D points"
+
+
+def hyperparameters(model) -> dict:
+    """The classifier's hyperparameters (a Pipeline's last step), for printing and reports."""
+    params = final_estimator(model).get_params(deep=False)
+    return {name: value for name, value in params.items() if name not in _NOT_HYPERPARAMETERS}
+
+
+# settings of how a model runs, not of what it learns
+_NOT_HYPERPARAMETERS = (
+    "backend",
+    "working_memory",
+    "n_jobs",
+    "val_fraction",
+    "early_stopping",
+    "patience",
+)

@@ -6,7 +6,7 @@ holds a JSON header::
     {"format": "imgclf-model", "format_version": 1, "imgclf_version": "...",
      "model_type": "knn" | "linear" | ..., "steps": [{"name", "class", "params",
      "state"}, ...], "classes": [...], "class_names": [...], "image_shape": [H, W, C],
-     "preprocessing": "...", "checksum": "sha256 of the header and every array"}
+     "preprocessing": "...", "dataset": "...", "checksum": "sha256 of the header and every array"}
 
 and whose other members are the fitted arrays, named ``<step>/<attribute>``.
 Loading reads arrays with ``allow_pickle=False`` and instantiates only the
@@ -134,6 +134,7 @@ def save(
     class_names=None,
     image_shape=None,
     preprocessing: str | None = None,
+    dataset: str | None = None,
 ) -> Path:
     """Write a fitted ``model`` (an estimator or a Pipeline of them) to ``path``, atomically.
 
@@ -149,6 +150,8 @@ def save(
         The input image shape, so new images can be resized to it.
     preprocessing : str, optional
         A human-readable note (e.g. the feature pipeline).
+    dataset : str, optional
+        What the model was trained on (a dataset spec), for messages.
     """
     steps, arrays = [], {}
     for name, estimator in _steps_of(model):
@@ -172,6 +175,7 @@ def save(
         "class_names": None if class_names is None else [str(c) for c in class_names],
         "image_shape": None if image_shape is None else [int(s) for s in image_shape],
         "preprocessing": preprocessing,
+        "dataset": dataset,
     }
     header["checksum"] = _checksum(header, arrays)
     blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)

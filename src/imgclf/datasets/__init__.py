@@ -46,6 +46,7 @@ _PATH_LOADERS: dict[str, Callable[..., dict[str, Dataset]]] = {
     "folder": load_folder,
 }
 _FOLDER_OPTIONS = ("size", "mode", "on_error", "use_cache", "workers")
+_IMAGE_OPTIONS = ("size", "mode", "on_error")  # what changes the pixels a folder gives
 
 
 def load(spec: str, *, seed: int = 0, **folder_options) -> dict[str, Dataset]:
@@ -74,11 +75,12 @@ def load(spec: str, *, seed: int = 0, **folder_options) -> dict[str, Dataset]:
     unknown = set(folder_options) - set(_FOLDER_OPTIONS)
     if unknown:
         raise TypeError(f"unknown option(s) {sorted(unknown)}; accepted: {_FOLDER_OPTIONS}")
-    if spec == "digits":
-        return load_digits()
+    if not spec.strip():
+        raise DatasetError("the dataset spec is empty; " + _SPECS)
     scheme, _, rest = spec.partition(":")
-    if scheme == "toy":
-        return load_toy(rest, seed=seed)
+    if spec == "digits" or scheme == "toy":
+        _check_no_folder_options(spec, folder_options)
+        return load_digits() if spec == "digits" else load_toy(rest, seed=seed)
     if scheme in _PATH_LOADERS and rest:
         return _load_path(scheme, Path(rest), folder_options)
     return _load_path(_detect(Path(spec)), Path(spec), folder_options)
@@ -87,20 +89,31 @@ def load(spec: str, *, seed: int = 0, **folder_options) -> dict[str, Dataset]:
 def _load_path(kind: str, path: Path, folder_options: dict) -> dict[str, Dataset]:
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
-    if kind != "folder" and any(v is not None for v in folder_options.values()):
-        given = sorted(k for k, v in folder_options.items() if v is not None)
-        raise DatasetError(f"{path}: options {given} apply to image folders only, not {kind}")
+    if kind != "folder":
+        _check_no_folder_options(f"{path} ({kind})", folder_options)
     options = {k: v for k, v in folder_options.items() if v is not None}
     return _PATH_LOADERS[kind](path, **options)
+
+
+_SPECS = (
+    f"use digits, toy:{{{','.join(TOY_SETS)}}}, cifar10:PATH, cifar100:PATH, mnist:PATH or a PATH"
+)
+
+
+def _check_no_folder_options(source: str, folder_options: dict) -> None:
+    """Resizing and colour modes apply to image folders; saying so beats ignoring them."""
+    given = sorted(k for k, v in folder_options.items() if v is not None and k in _IMAGE_OPTIONS)
+    if given:
+        raise DatasetError(
+            f"{source}: option(s) {', '.join(given)} apply to image folders only; "
+            f"this dataset's images are used as they are"
+        )
 
 
 def _detect(path: Path) -> str:
     """The format of ``path``: ``cifar10``, ``cifar100``, ``mnist`` or ``folder``."""
     if not path.exists():
-        raise DatasetError(
-            f"{path}: no such file or folder, and not a dataset spec; use digits, "
-            f"toy:{{{','.join(TOY_SETS)}}}, cifar10:PATH, cifar100:PATH, mnist:PATH or a PATH"
-        )
+        raise DatasetError(f"{path}: no such file or folder, and not a dataset spec; {_SPECS}")
     kind = detect_cifar(path) or ("mnist" if detect_mnist(path) else None)
     if kind:
         return kind

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from imgclf.errors import DatasetError
 __all__ = ["Dataset"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
     """A labelled set of images.
 
@@ -107,9 +108,27 @@ class Dataset:
         """``(H, W, C)`` of every image; None for a point set."""
         return None if self.images is None else tuple(self.images.shape[1:])
 
-    def subset(self, indices) -> Dataset:
-        """The images at ``indices`` (an index array or boolean mask), same classes."""
-        indices = np.asarray(indices)
+    def subset(self, selection, *, seed: int = 0) -> Dataset:
+        """A smaller Dataset with the same classes.
+
+        Parameters
+        ----------
+        selection : int, float, index array or boolean mask
+            An int ``n`` (or a fraction in (0, 1)) takes a seeded, stratified
+            sample: every class keeps its share, so a subset of a dataset
+            stored class by class still holds every class. An array selects
+            those samples, in its order.
+        seed : int, default=0
+            Seed of the sample (for an int or a fraction only).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ds = Dataset(np.zeros((6, 1, 1, 1), np.uint8), np.array([0, 0, 0, 1, 1, 1]), ("a", "b"))
+        >>> ds.subset(4).class_counts()
+        {'a': 2, 'b': 2}
+        """
+        indices = self._sample(selection, seed) if _is_size(selection) else np.asarray(selection)
         coarse = None if self.coarse_labels is None else self.coarse_labels[indices]
         return Dataset(
             None if self.images is None else self.images[indices],
@@ -121,6 +140,28 @@ class Dataset:
             None if self.points is None else self.points[indices],
             dict(self.meta),
         )
+
+    def _sample(self, size: int | float, seed: int) -> np.ndarray:
+        from imgclf._sampling import split_indices
+
+        if isinstance(size, numbers.Integral) and size >= len(self):
+            return np.arange(len(self))  # all of it: nothing to sample
+        if not size > 0:
+            raise DatasetError(f"{self._label}: a subset needs a positive size; got {size!r}")
+        try:
+            return split_indices(self.labels, size, seed=seed)[1]
+        except ValueError as exc:
+            raise DatasetError(f"{self._label}: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name or 'unnamed'!r}: {self._size_text()})"
+
+    def _size_text(self) -> str:
+        if self.images is None:
+            kind = f"{len(self):,} points in {self.X.shape[1]}D"
+        else:
+            kind = f"{len(self):,} images {'x'.join(map(str, self.image_shape))}"
+        return f"{kind}, {len(self.classes)} classes"
 
     def summary(self) -> dict:
         """A JSON-able description: size, image shape, classes and images per class."""
@@ -136,3 +177,8 @@ class Dataset:
         """Number of images per class name, in class order (zeros included)."""
         counts = Counter(self.labels.tolist())
         return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+
+
+def _is_size(selection) -> bool:
+    """An int or a float asks for a sample of that size; anything else selects."""
+    return isinstance(selection, numbers.Real) and not isinstance(selection, bool)

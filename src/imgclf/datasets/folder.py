@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -235,9 +236,14 @@ def _decode_all(files: list[str], mode: str, size, on_error: str, workers: int |
     if workers <= 1:
         results = map(_decode_chunk, chunks, *args)
         return _gather(progress(results, len(chunks), "Decoding images"))
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=_ignore_interrupts) as pool:
         results = pool.map(_decode_chunk, chunks, *args)
         return _gather(progress(results, len(chunks), "Decoding images"))
+
+
+def _ignore_interrupts() -> None:
+    """Decoding workers leave Ctrl-C to the parent, which stops them (no traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _gather(results):
@@ -333,10 +339,12 @@ def load_folder(
 
 def _warn_skipped(splits: dict[str, Dataset]) -> None:
     skipped = [msg for ds in splits.values() for msg in ds.meta["skipped"]]
-    if skipped:
-        shown = "\n  ".join(skipped[:10]) + ("\n  ..." if len(skipped) > 10 else "")
+    if skipped:  # one line, so that the command line can print it as one
+        shown = "; ".join(skipped[:5]) + (
+            f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        )
         warnings.warn(
-            f"skipped {len(skipped)} image(s) that failed to decode:\n  {shown}", stacklevel=3
+            f"skipped {len(skipped)} image(s) that failed to decode: {shown}", stacklevel=3
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import clone
@@ -12,7 +13,7 @@ from imgclf._progress import progress
 from imgclf.model_selection.result import SearchResult
 from imgclf.model_selection.splits import Fold, folds_of
 
-__all__ = ["cross_validate", "expand_grid", "resolve_folds"]
+__all__ = ["cross_validate", "expand_grid", "resolve_folds", "warn_if_one_class"]
 
 
 def expand_grid(param_grid) -> list[dict]:
@@ -29,6 +30,7 @@ def expand_grid(param_grid) -> list[dict]:
 
 def resolve_folds(X, y, folds, val, seed) -> tuple[np.ndarray, np.ndarray, list[Fold]]:
     """Data and folds: k-fold of ``(X, y)``, or ``(X, y)`` train + a fixed ``val`` set."""
+    warn_if_one_class(y)
     if val is None:
         return X, y, folds_of(folds, X, y, seed=seed)
     X_val, y_val = val
@@ -36,6 +38,23 @@ def resolve_folds(X, y, folds, val, seed) -> tuple[np.ndarray, np.ndarray, list[
     X_all = np.concatenate([np.asarray(X), np.asarray(X_val)])
     y_all = np.concatenate([np.asarray(y), np.asarray(y_val)])
     return X_all, y_all, [(np.arange(n), np.arange(n, n + m))]
+
+
+def warn_if_one_class(y) -> None:
+    """Warn that validation on data of a single class measures nothing.
+
+    A dataset stored class by class (CIFAR-10's folders) gives a first-``n``
+    slice of one class; every classifier then scores 1.0 and any choice looks
+    perfect. ``Dataset.subset(n, seed=...)`` takes a stratified sample instead.
+    """
+    classes = np.unique(np.asarray(y))
+    if len(classes) == 1:
+        warnings.warn(
+            f"the training data holds a single class ({classes[0]!r}): every validation "
+            "score will be 1.0 and the choice means nothing; take a stratified sample "
+            "(Dataset.subset(n, seed=...)) rather than the first n images",
+            stacklevel=3,
+        )
 
 
 def cross_validate(

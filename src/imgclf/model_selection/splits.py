@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold
 
+from imgclf._sampling import split_indices
 from imgclf._validation import check_int
 
 __all__ = [
@@ -48,17 +49,9 @@ def train_val_split(y, val_size: float | int, *, seed: int = 0, stratify: bool =
     y = np.asarray(y)
     _check_size("val_size", val_size, len(y))
     try:
-        train, val = train_test_split(
-            np.arange(len(y)),
-            test_size=val_size,
-            random_state=seed,
-            stratify=y if stratify else None,
-        )
-    except ValueError as exc:  # e.g. a class with a single member cannot be stratified
-        raise ValueError(
-            f"cannot split {len(y)} samples with val_size={val_size!r}: {exc}"
-        ) from None
-    return np.sort(train), np.sort(val)
+        return split_indices(y, val_size, seed=seed, stratify=stratify)
+    except ValueError as exc:
+        raise ValueError(f"cannot split with val_size={val_size!r}: {exc}") from None
 
 
 def repeated_train_val_split(

@@ -1,0 +1,432 @@
+"""The typer app: one function per command, each parsing, calling the library, printing.
+
+The library is imported inside the commands, so ``imgclf --help`` and a usage
+error answer before NumPy, scikit-learn or matplotlib are loaded.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from imgclf import defaults
+from imgclf.cli import _options as opt
+from imgclf.cli._output import (
+    format_params,
+    note,
+    out,
+    print_evaluation,
+    print_json,
+    print_predictions,
+    print_run,
+    print_summary,
+    result,
+)
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    help="Data-driven image classification: load, train, validate, evaluate, look.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_state = {"debug": False}
+
+OutputOpt = Annotated[str | None, typer.Option("-o", "--output", help="File to write.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from imgclf import __version__
+
+        print(f"imgclf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    quiet: Annotated[bool, typer.Option(help="Print results only.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+    out.quiet = quiet
+
+
+# --- helpers: data in, files out -----------------------------------------------------------
+
+
+def _load(data: str, options: opt.DataOptions, *, seed: int = 0) -> dict:
+    """The dataset's splits; with ``--test-size``, a test split carved off the training one."""
+    from imgclf import datasets, experiments
+
+    splits = datasets.load(data, **options.folder_options())
+    if options.test_size is not None:
+        splits = experiments.carve_test_split(splits, options.test_size, seed=seed)
+        note(
+            f"held out {len(splits['test']):,} of the training images as the test split "
+            f"(--test-size, seed {seed}); training uses the other {len(splits['train']):,}"
+        )
+    return splits
+
+
+def _write_json(path: str, payload: dict) -> None:
+    import json
+
+    from imgclf._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=float))
+    out.print(f"wrote {path}")
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@app.command("datasets")
+def datasets_command(
+    data: opt.DataArg,
+    as_json: opt.JsonFlag = False,
+    size: opt.SizeOpt = None,
+    mode: opt.ModeOpt = None,
+    on_error: opt.OnErrorOpt = None,
+    test_size: opt.TestSizeOpt = None,
+) -> None:
+    """Print each split's size, image shape, classes and images per class."""
+    splits = _load(data, opt.DataOptions(size, mode, on_error, test_size))
+    if as_json:
+        print_json({split: ds.summary() for split, ds in splits.items()})
+    else:
+        print_summary(splits)
+
+
+@app.command()
+def cv(
+    data: opt.DataArg,
+    model: opt.ModelArg = "knn",
+    features: opt.FeaturesOpt = None,
+    k: opt.KsOpt = None,
+    metric: opt.MetricsOpt = None,
+    weights: opt.WeightingsOpt = None,
+    loss: opt.LossOpt = defaults.LINEAR["loss"],
+    lr: opt.LrsOpt = None,
+    reg: opt.RegsOpt = None,
+    epochs: opt.EpochsOpt = None,
+    hidden: opt.HiddenOpt = None,
+    dropout: opt.DropoutOpt = None,
+    folds: opt.FoldsOpt = 5,
+    val_size: opt.ValSizeOpt = None,
+    repeats: opt.RepeatsOpt = 1,
+    train_size: opt.TrainSizeOpt = None,
+    seed: opt.SeedOpt = 0,
+    final_test: Annotated[
+        bool, typer.Option(help="Fit the choice on all training data, then evaluate once on test.")
+    ] = False,
+    plot: Annotated[str | None, typer.Option(help="Write the accuracy picture (PNG).")] = None,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write the results as JSON.")
+    ] = None,
+    as_json: opt.JsonFlag = False,
+    size: opt.SizeOpt = None,
+    mode: opt.ModeOpt = None,
+    on_error: opt.OnErrorOpt = None,
+    test_size: opt.TestSizeOpt = None,
+) -> None:
+    """Choose hyperparameters on validation data (the test split is not touched)."""
+    from imgclf import experiments, plots
+
+    run = experiments.run_model(
+        _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed),
+        model,
+        opt.search_grid(model, k, metric, weights, lr, reg),
+        folds=folds,
+        val_size=opt.size_or_fraction(val_size, "--val-size"),
+        repeats=repeats,
+        train_size=train_size,
+        seed=seed,
+        final_test=final_test,
+        fixed=opt.model_settings(model, loss, epochs, seed, features, hidden, dropout),
+    )
+    if as_json:
+        print_json(run.to_dict())
+    else:
+        print_run(run)
+    if plot:
+        plots.cv_curve(run.selection.search, plot, x="k" if model == "knn" else "learning_rate")
+        out.print(f"wrote {plot}")
+    if output:
+        _write_json(output, run.to_dict())
+
+
+@app.command()
+def train(
+    data: opt.DataArg,
+    output: Annotated[str, typer.Option("-o", "--output", help="Model file to write.")],
+    model: opt.ModelArg = "knn",
+    features: opt.FeaturesOpt = None,
+    k: opt.KOpt = defaults.KNN["k"],
+    metric: opt.MetricOpt = defaults.KNN["metric"],
+    weights: opt.WeightsOpt = defaults.KNN["weights"],
+    loss: opt.LossOpt = defaults.LINEAR["loss"],
+    lr: opt.LrOpt = None,
+    reg: opt.RegOpt = None,
+    epochs: opt.EpochsOpt = None,
+    hidden: opt.HiddenOpt = None,
+    dropout: opt.DropoutOpt = None,
+    train_size: opt.TrainSizeOpt = None,
+    seed: opt.SeedOpt = 0,
+    size: opt.SizeOpt = None,
+    mode: opt.ModeOpt = None,
+    on_error: opt.OnErrorOpt = None,
+    test_size: opt.TestSizeOpt = None,
+) -> None:
+    """Fit a model on the training split and save it (npz + JSON header, no pickle)."""
+    from imgclf import experiments, io
+
+    fixed = opt.model_settings(model, loss, epochs, seed, features, hidden, dropout)
+    chosen = {"k": k, "metric": metric, "weights": weights} if model == "knn" else {}
+    chosen |= {name: v for name, v in (("learning_rate", lr), ("reg", reg)) if v is not None}
+    start = time.perf_counter()
+    splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
+    fitted, train_set = experiments.train_model(
+        splits, model, {**fixed, **chosen}, train_size=train_size, seed=seed
+    )
+    io.save(
+        fitted,
+        output,
+        model_type=model,
+        class_names=train_set.classes,
+        image_shape=train_set.image_shape,
+        preprocessing=",".join(fixed.get("features", ["pixels"])),
+        dataset=data,
+    )
+    result(
+        f"trained {model} on {len(train_set):,} images in {time.perf_counter() - start:.1f} s "
+        f"with {format_params(experiments.hyperparameters(fitted))}; wrote {output}"
+    )
+
+
+@app.command()
+def evaluate(
+    model_path: Annotated[str, typer.Argument(metavar="MODEL", help="A saved model file.")],
+    data: opt.DataArg,
+    as_json: opt.JsonFlag = False,
+    size: opt.SizeOpt = None,
+    mode: opt.ModeOpt = None,
+    on_error: opt.OnErrorOpt = None,
+    test_size: opt.TestSizeOpt = None,
+    seed: opt.SeedOpt = 0,
+) -> None:
+    """Evaluate a saved model once on a dataset's test split."""
+    from imgclf import experiments, io
+
+    saved = io.load(model_path)
+    splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
+    test = experiments.test_split(splits)
+    experiments.check_compatible(saved, test)
+    ev = experiments.evaluate(saved.model, test)
+    params = experiments.hyperparameters(saved.model)
+    if as_json:
+        print_json(_evaluation_record(saved, params, ev, test.classes))
+        return
+    out.print(f"{saved.model_type} model with {format_params(params)}")
+    print_evaluation(ev, test.classes)
+
+
+def _evaluation_record(saved, params: dict, ev, classes) -> dict:
+    return {
+        "model_type": saved.model_type,
+        "hyperparameters": params,
+        "accuracy": ev.accuracy,
+        "top5_accuracy": ev.top5_accuracy,
+        "n_test": ev.n_test,
+        "classes": list(classes),
+        "per_class_accuracy": dict(zip(classes, ev.per_class_accuracy.tolist(), strict=True)),
+        "confusion_matrix": ev.confusion.tolist(),
+    }
+
+
+@app.command()
+def predict(
+    model_path: Annotated[str, typer.Argument(metavar="MODEL", help="A saved model file.")],
+    images: Annotated[
+        list[str],
+        typer.Argument(help="Image files or folders of images (any format Pillow reads)."),
+    ],
+    top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 5,
+    as_json: opt.JsonFlag = False,
+) -> None:
+    """Classify images with a saved model; a file that fails is reported and skipped."""
+    from imgclf import io
+    from imgclf.predict import image_files, predict_file
+
+    saved = io.load(model_path)
+    predictions, failed = [], 0
+    for path in image_files(images):
+        try:
+            predictions.append(predict_file(saved, path, top=top))
+        except (ValueError, OSError) as exc:  # ImgclfErrors are ValueErrors or OSErrors
+            failed += 1
+            print(
+                f"Error: {exc}" if str(path) in str(exc) else f"Error: {path}: {exc}",
+                file=sys.stderr,
+            )
+            predictions.append({"file": str(path), "error": str(exc)})
+    if as_json:
+        print_json(predictions)
+    else:
+        print_predictions([p for p in predictions if "error" not in p])
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    data: opt.DataArg,
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="HTML file to write.")
+    ] = "report.html",
+    model: opt.ModelArg = "knn",
+    features: opt.FeaturesOpt = None,
+    k: opt.KsOpt = None,
+    metric: opt.MetricsOpt = None,
+    weights: opt.WeightingsOpt = None,
+    loss: opt.LossOpt = defaults.LINEAR["loss"],
+    lr: opt.LrsOpt = None,
+    reg: opt.RegsOpt = None,
+    epochs: opt.EpochsOpt = None,
+    hidden: opt.HiddenOpt = None,
+    dropout: opt.DropoutOpt = None,
+    folds: opt.FoldsOpt = 5,
+    val_size: opt.ValSizeOpt = None,
+    repeats: opt.RepeatsOpt = 1,
+    train_size: opt.TrainSizeOpt = None,
+    seed: opt.SeedOpt = 0,
+    size: opt.SizeOpt = None,
+    mode: opt.ModeOpt = None,
+    on_error: opt.OnErrorOpt = None,
+    test_size: opt.TestSizeOpt = None,
+) -> None:
+    """Search, fit, test once and write a self-contained HTML report."""
+    from imgclf import experiments
+    from imgclf.report import experiment_report
+
+    start = time.perf_counter()
+    splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
+    timings = {"load data": time.perf_counter() - start}
+    run = experiments.run_model(
+        splits,
+        model,
+        opt.search_grid(model, k, metric, weights, lr, reg),
+        folds=folds,
+        val_size=opt.size_or_fraction(val_size, "--val-size"),
+        repeats=repeats,
+        train_size=train_size,
+        seed=seed,
+        fixed=opt.model_settings(model, loss, epochs, seed, features, hidden, dropout),
+    )
+    print_run(run)
+    experiment_report(f"imgclf report: {data}", splits, [run], timings).write(output)
+    out.print(f"wrote {output}")
+
+
+@app.command()
+def demo(
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="HTML report to write.")
+    ] = "report.html",
+) -> None:
+    """The main job on the built-in digits: choose, train and test k-NN and a linear model."""
+    from rich.table import Table
+
+    from imgclf import datasets, experiments
+    from imgclf.report import experiment_report
+
+    start = time.perf_counter()
+    splits = datasets.load("digits")
+    runs = experiments.run_demo(splits)
+    for run in runs:
+        print_run(run)
+    summary = Table(
+        "model",
+        "chosen",
+        "validation",
+        "test",
+        box=None,
+        padding=(0, 2),
+        title="imgclf demo: digits",
+    )
+    for run in runs:
+        search = run.selection.search
+        summary.add_row(
+            run.selection.model,
+            format_params(search.best_params),
+            f"{search.best_score:.4f}",
+            f"{run.evaluation.accuracy:.4f}",
+        )
+    out.print(summary)
+    experiment_report(
+        "imgclf demo: digits", splits, runs, {"total before report": time.perf_counter() - start}
+    ).write(output)
+    out.print(f"wrote {output} in {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+def download(
+    name: Annotated[str, typer.Argument(help="cifar10, cifar100, mnist or fashion-mnist.")],
+    to: Annotated[
+        str | None,
+        typer.Option(help="Folder to put the files in. [default: the cache's downloads/NAME]"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Fetch again even if a verified copy is here.")
+    ] = False,
+) -> None:
+    """Download a dataset's official files, verify their checksums, resume if interrupted."""
+    from imgclf.datasets.download import download as fetch
+
+    path = fetch(name, to, force=force)
+    result(f"{name}: {path}")
+    out.print(f"use it as: imgclf datasets {path}")
+
+
+# --- running the app -----------------------------------------------------------------------
+
+
+def run(argv: list[str] | None) -> int:
+    """Run the app; the exit status (errors printed as ``Error: ...``)."""
+    from imgclf.errors import ImgclfError
+
+    try:
+        code = app(args=argv, prog_name="imgclf", standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        code = _fail("aborted", 1)
+    except Exception as exc:
+        code = _handle(exc, ImgclfError)
+    return code if isinstance(code, int) else 0
+
+
+def _handle(exc: Exception, user_errors: type) -> int:
+    """Usage errors: typer's message, status 2. User errors: one line, status 1. Bugs: raised."""
+    if isinstance(exc, typer.TyperException):
+        exc.show()
+        return exc.exit_code
+    if isinstance(exc, user_errors | ValueError | OSError | ImportError):
+        return _fail(exc, 1)
+    raise exc
+
+
+def _fail(exc: BaseException | str, code: int) -> int:
+    if _state["debug"] and isinstance(exc, BaseException):
+        raise exc
+    print(f"Error: {exc}", file=sys.stderr)
+    return code

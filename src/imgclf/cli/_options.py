@@ -1,0 +1,246 @@
+"""The options the commands share, and the parsers that turn their text into values.
+
+Defaults come from :mod:`imgclf.defaults`, the table the estimators read too,
+so ``--help`` shows what a command really uses. Parsers do no more than turn
+text into values; what the values mean is checked by the library.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from imgclf import defaults
+
+__all__ = [
+    "DataArg",
+    "DataOptions",
+    "JsonFlag",
+    "ModelArg",
+    "model_settings",
+    "numbers",
+    "parse_size",
+    "search_grid",
+    "size_or_fraction",
+    "words",
+]
+
+_LINEAR, _NET, _KNN, _GRIDS = defaults.LINEAR, defaults.NET, defaults.KNN, defaults.SEARCH_GRIDS
+
+
+def _both(name: str) -> str:
+    """``"1e-3 (linear), 1e-3 (net)"``: a default that differs by model."""
+    return f"{_LINEAR[name]:g} (linear), {_NET[name]:g} (net)"
+
+
+def _grid_text(model: str, name: str) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in _GRIDS[model][name])
+
+
+# --- data ----------------------------------------------------------------------------------
+
+DataArg = Annotated[
+    str,
+    typer.Argument(
+        help="Dataset spec: digits, toy:NAME, cifar10:PATH, cifar100:PATH, mnist:PATH or a PATH."
+    ),
+]
+SizeOpt = Annotated[
+    str | None, typer.Option(help="Resize folder images to HxW, e.g. 64x64. \\[default: as stored]")
+]
+ModeOpt = Annotated[
+    str | None, typer.Option(help="Folder images as RGB or L (greyscale). \\[default: RGB]")
+]
+OnErrorOpt = Annotated[
+    str | None,
+    typer.Option("--on-error", help="Undecodable folder images: raise or skip. \\[default: raise]"),
+]
+TestSizeOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="A dataset without a test split: hold out this many training images "
+        "(or this fraction) as a seeded, stratified test split."
+    ),
+]
+
+
+class DataOptions:
+    """What every command that loads a dataset accepts, gathered for the loader."""
+
+    def __init__(self, size=None, mode=None, on_error=None, test_size=None):
+        self.size, self.mode, self.on_error = parse_size(size), mode, on_error
+        self.test_size = size_or_fraction(test_size, "--test-size")
+
+    def folder_options(self) -> dict:
+        return {"size": self.size, "mode": self.mode, "on_error": self.on_error}
+
+
+# --- models and their hyperparameters ------------------------------------------------------
+
+ModelArg = Annotated[str, typer.Option(help="knn, linear or net (two-layer network).")]
+FeaturesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Image features instead of pixels: hog, color, pixels or a list, e.g. hog,color. "
+        "\\[default: pixels]"
+    ),
+]
+HiddenOpt = Annotated[
+    int | None, typer.Option(help=f"Hidden units (net). \\[default: {_NET['hidden']}]")
+]
+DropoutOpt = Annotated[
+    float | None,
+    typer.Option(help=f"Dropout probability (net). \\[default: {_NET['dropout']:g}]"),
+]
+LossOpt = Annotated[str, typer.Option(help="Linear loss: softmax or svm.")]
+EpochsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=f"Training epochs (linear, net). \\[default: {_LINEAR['epochs']} (linear), "
+        f"{_NET['epochs']} (net)]"
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of subsets, splits, folds and training.")]
+TrainSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Use a seeded, stratified subset of this many training images. \\[default: all]"
+    ),
+]
+
+# one value each (train)
+KOpt = Annotated[int, typer.Option(help="Neighbours that vote (knn).")]
+MetricOpt = Annotated[str, typer.Option(help="Distance (knn): l1 or l2.")]
+WeightsOpt = Annotated[str, typer.Option(help="Votes (knn): uniform or distance (1/d).")]
+LrOpt = Annotated[
+    float | None, typer.Option(help=f"Learning rate. \\[default: {_both('learning_rate')}]")
+]
+RegOpt = Annotated[
+    float | None, typer.Option(help=f"Regularization strength. \\[default: {_both('reg')}]")
+]
+
+# lists of values to search (cv, report)
+KsOpt = Annotated[
+    str | None,
+    typer.Option("--k", help=f"k values to try (knn). \\[default: {_grid_text('knn', 'k')}]"),
+]
+MetricsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metric", help=f"Distances to try (knn). \\[default: {_grid_text('knn', 'metric')}]"
+    ),
+]
+WeightingsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        help="Vote weightings to try (knn): uniform, distance or both. \\[default: uniform]",
+    ),
+]
+LrsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lr",
+        help=f"Learning rates to try. \\[default: {_grid_text('linear', 'learning_rate')} "
+        f"(linear), {_grid_text('net', 'learning_rate')} (net)]",
+    ),
+]
+RegsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reg",
+        help=f"Regularization strengths to try. \\[default: {_grid_text('linear', 'reg')} "
+        f"(linear), {_grid_text('net', 'reg')} (net)]",
+    ),
+]
+FoldsOpt = Annotated[int, typer.Option(help="k-fold cross-validation folds.")]
+ValSizeOpt = Annotated[
+    float | None,
+    typer.Option(help="Hold out this many training images (or this fraction) instead of folds."),
+]
+RepeatsOpt = Annotated[
+    int, typer.Option(help="With --val-size: average over this many seeded held-out splits.")
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")]
+
+
+# --- parsers -------------------------------------------------------------------------------
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"64x48"`` -> ``(64, 48)``."""
+    if text is None:
+        return None
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected HxW such as 64x64, got {text!r}", param_hint="--size"
+        ) from None
+    return height, width
+
+
+def numbers(text: str | None, option: str, kind=float) -> list | None:
+    """``"1,3,5"`` -> ``[1, 3, 5]``; an option given without any value is an error."""
+    if text is None:
+        return None
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise typer.BadParameter(
+            f"expected {kind.__name__} values separated by commas, got {text!r}", param_hint=option
+        )
+    return values
+
+
+def words(text: str | None, option: str = "") -> list[str] | None:
+    """``"l1, l2"`` -> ``["l1", "l2"]``."""
+    if text is None:
+        return None
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not values:
+        raise typer.BadParameter(
+            f"expected names separated by commas, got {text!r}", param_hint=option
+        )
+    return values
+
+
+def size_or_fraction(value: float | None, option: str) -> int | float | None:
+    """A count (``1000``) stays an int; a fraction (``0.2``) stays a float."""
+    if value is None:
+        return None
+    if not value > 0:
+        raise typer.BadParameter(
+            f"expected a count or a fraction > 0, got {value:g}", param_hint=option
+        )
+    return int(value) if value >= 1 else value
+
+
+def search_grid(model: str, k=None, metric=None, weights=None, lr=None, reg=None) -> dict:
+    """The grid to search: the values given, the default grid for the rest."""
+    from imgclf.experiments import default_grid
+
+    given = {
+        "k": numbers(k, "--k", int),
+        "metric": words(metric, "--metric"),
+        "weights": words(weights, "--weights"),
+        "learning_rate": numbers(lr, "--lr"),
+        "reg": numbers(reg, "--reg"),
+    }
+    grid = default_grid(model)
+    return {name: values if given[name] is None else given[name] for name, values in grid.items()}
+
+
+def model_settings(
+    model: str, loss: str, epochs, seed: int, features=None, hidden=None, dropout=None
+) -> dict:
+    """Parameters held fixed while a search varies the grid (absent: the model's default)."""
+    given = {"features": words(features, "--features")}
+    if model == "linear":
+        given |= {"loss": loss, "seed": seed, "epochs": epochs}
+    elif model == "net":
+        given |= {"seed": seed, "epochs": epochs, "hidden": hidden, "dropout": dropout}
+    return {name: value for name, value in given.items() if value is not None}
