@@ -99,14 +99,30 @@ def _cell(value) -> str:
 
 # --- the experiment report ---------------------------------------------------------------
 
+MODEL_NAMES = {"knn": "k-NN", "linear": "Linear classifier", "net": "Two-layer network"}
+
+# Run-time keys (from run_model and the k-NN sweep) in words.
+STAGE_NAMES = {
+    "search_s": "hyperparameter search",
+    "fit_and_test_s": "fit and test",
+    "vote_s": "voting",
+    "cross_validate_s": "fitting and scoring every configuration",
+}
+
+# The share of the training images held out when the net is refitted to draw learning curves.
+CURVE_VAL_FRACTION = 0.1
+
 
 def experiment_report(title: str, splits: dict, runs: list, timings: dict) -> Report:
     """The report of :func:`imgclf.experiments.run_model` runs on one dataset.
 
-    Sections: dataset summary with samples; for each model its hyperparameter
-    search (table and curve), its single test evaluation (accuracy, top-5,
-    per-class accuracy, confusion matrix) and what it learned (nearest
-    neighbours or class templates); the run time of each stage.
+    Sections: dataset summary with samples (or the 2D points); for each model
+    its hyperparameter search (table, and accuracy against k for k-NN or a
+    learning rate x regularization heat map for the trained models), its
+    single test evaluation (accuracy, top-5, per-class accuracy, confusion
+    matrix) and what it learned (nearest neighbours or decision regions,
+    class templates or first-layer weights, training curves); the run time of
+    each stage.
     """
     report = Report(title)
     _dataset_section(report, splits)
@@ -119,6 +135,12 @@ def experiment_report(title: str, splits: dict, runs: list, timings: dict) -> Re
     return report
 
 
+def _model_name(run) -> str:
+    name = MODEL_NAMES.get(run.selection.model, run.selection.model)
+    loss = run.selection.fixed.get("loss") if run.selection.model == "linear" else None
+    return f"{name} ({loss})" if loss else name
+
+
 def _dataset_section(report: Report, splits: dict) -> None:
     from imgclf import plots
 
@@ -127,8 +149,10 @@ def _dataset_section(report: Report, splits: dict) -> None:
         [name, len(ds), " x ".join(map(str, ds.image_shape or ds.X.shape[1:])), len(ds.classes)]
         for name, ds in splits.items()
     ]
-    report.table(["split", "images", "shape", "classes"], rows)
     train = splits["train"]
+    report.table(
+        ["split", "images" if train.images is not None else "points", "shape", "classes"], rows
+    )
     if train.images is not None:
         report.figure(
             plots.samples(train.images, train.labels, train.classes),
@@ -136,37 +160,72 @@ def _dataset_section(report: Report, splits: dict) -> None:
         )
     else:
         report.figure(
-            plots.knn_regions(train.points, train.labels, train.classes),
-            "The training points and k-NN decision regions for k = 1 and 3",
+            plots.scatter_points(train.points, train.labels, train.classes),
+            "The training points, coloured by class",
         )
 
 
 def _search_section(report: Report, run) -> None:
-    from imgclf import plots
+    from imgclf.plots._figure import param_label
 
     selection, search = run.selection, run.selection.search
-    report.heading(f"{selection.model}: hyperparameter search")
+    report.heading(f"{_model_name(run)}: hyperparameter search")
+    protocol = selection.protocol[:1].upper() + selection.protocol[1:]
     report.text(
-        f"{selection.protocol} on {selection.n_train:,} training images; the test "
+        f"{protocol} on {selection.n_train:,} training examples; the test "
         "split was not used to choose."
     )
     names = list(search.configs[0])
-    rows = [
-        [*map(str, c.values()), m, s]
-        for c, m, s in zip(search.configs, search.mean, search.std, strict=True)
-    ]
-    report.table([*names, "mean accuracy", "std"], rows)
-    x = "k" if "k" in names else names[0]
-    report.figure(plots.cv_curve(search, x=x), f"Validation accuracy against {x}")
-    chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
+    if search.scores.shape[1] > 1:
+        scores = ["mean validation accuracy", "std over folds"]
+        rows = [
+            [*map(str, c.values()), m, s]
+            for c, m, s in zip(search.configs, search.mean, search.std, strict=True)
+        ]
+    else:  # one validation set: a std of 0 would say nothing
+        scores = ["validation accuracy"]
+        rows = [
+            [*map(str, c.values()), m] for c, m in zip(search.configs, search.mean, strict=True)
+        ]
+    report.table([*map(param_label, names), *scores], rows)
+    picture = _search_figure(search)
+    if picture is not None:
+        report.figure(*picture)
+    chosen = ", ".join(f"{param_label(k, short=True)} = {v}" for k, v in search.best_params.items())
     report.text(f"Chosen: {chosen} (validation accuracy {search.best_score:.4f}).")
+
+
+def _search_figure(search) -> tuple | None:
+    """The picture of a search and its caption: accuracy against k, or a heat map of
+    learning rate x regularization; None when nothing varies that can be drawn."""
+    from imgclf import plots
+
+    names = list(search.configs[0])
+    varying = [n for n in names if len({repr(c[n]) for c in search.configs}) > 1]
+    if "k" in names:
+        return (
+            plots.cv_curve(search, x="k"),
+            "Validation accuracy against k, each tried k a tick on the axis (line: mean "
+            "accuracy; dots and bars, with several folds: each fold and ±1 standard "
+            "deviation; star: the chosen configuration)",
+        )
+    if {"learning_rate", "reg"} <= set(names):
+        return (
+            plots.search_heatmap(search, x="learning_rate", y="reg"),
+            "Validation accuracy of every learning rate and regularization strength "
+            "tried (the chosen pair framed in red)",
+        )
+    numeric = [n for n in varying if all(isinstance(c[n], int | float) for c in search.configs)]
+    if numeric:
+        return plots.cv_curve(search, x=numeric[0]), f"Validation accuracy against {numeric[0]}"
+    return None
 
 
 def _test_section(report: Report, run, test) -> None:
     from imgclf import plots
 
     ev = run.evaluation
-    report.heading(f"{run.selection.model}: final test (evaluated once)")
+    report.heading(f"{_model_name(run)}: final test (evaluated once)")
     top5 = "n/a" if ev.top5_accuracy is None else f"{ev.top5_accuracy:.4f}"
     report.table(["test images", "accuracy", "top-5 accuracy"], [[ev.n_test, ev.accuracy, top5]])
     report.table(
@@ -177,30 +236,96 @@ def _test_section(report: Report, run, test) -> None:
 
 
 def _learned_section(report: Report, run, splits: dict) -> None:
-    """Nearest neighbours for k-NN; templates / first-layer weights and training curves
-    for the trained models (weights are shown as images only when they see pixels)."""
+    """What the fitted model learned, in the pictures that suit the model and the data."""
+    learned = "how it decides" if run.selection.model == "knn" else "what it learned"
+    report.heading(f"{_model_name(run)}: {learned}")
+    if run.train.images is None:
+        _regions_figure(report, run)
+    model_kind = run.selection.model
+    if model_kind == "knn":
+        if run.train.images is not None:
+            _neighbours_figure(report, run.model, run.train, splits["test"])
+    elif model_kind == "linear":
+        _linear_figures(report, run)
+    else:
+        _net_figures(report, run)
+
+
+def _regions_figure(report: Report, run) -> None:
+    """2D points: where each class is predicted (k-NN for k = 1 and the chosen k;
+    the trained models with their class lines when they have them)."""
     from imgclf import plots
 
-    train, test = run.train, splits["test"]
-    if train.images is None:
-        return
-    model, on_pixels = run.model, not run.selection.fixed.get("features")
+    train, chosen = run.train, run.selection.best_params
     if run.selection.model == "knn":
-        _neighbours_figure(report, model, train, test)
-    elif run.selection.model == "linear":
-        if on_pixels:
-            report.figure(
-                plots.templates(model, train.image_shape, train.classes),
-                "What the linear classifier learned: one template per class",
-            )
-        report.figure(plots.loss_curve(model), "Training loss")
-    else:
-        if on_pixels:
-            report.figure(
-                plots.first_layer(model, train.image_shape),
-                "First-layer weights of the network, as images",
-            )
-        report.figure(plots.training_curves(model), "Loss and accuracy per epoch")
+        ks = sorted({1, int(chosen.get("k", 1))})
+        metric, weights = chosen.get("metric", "l2"), chosen.get("weights", "uniform")
+        figure = plots.knn_regions(
+            train.points, train.labels, train.classes, ks=ks, metric=metric, weights=weights
+        )
+        which = " and ".join(f"k = {k}" for k in ks)
+        report.figure(
+            figure,
+            f"Which class k-NN predicts at each point of the plane, for {which} "
+            f"({metric.upper()} distance, {weights} votes; the chosen k is {chosen.get('k')}), "
+            "with the training points",
+        )
+        return
+    lines = run.selection.model == "linear"
+    report.figure(
+        plots.decision_regions(run.model, train.points, train.labels, classes=train.classes),
+        "Which class the model predicts at each point of the plane, with the training points"
+        + ("; dashed: each class's line where its score w·x + b is zero" if lines else ""),
+    )
+
+
+def _linear_figures(report: Report, run) -> None:
+    from imgclf import plots
+
+    train = run.train
+    if train.images is not None and not run.selection.fixed.get("features"):
+        report.figure(
+            plots.templates(run.model, train.image_shape, train.classes),
+            "What the linear classifier learned: one template per class (its weights "
+            "shown as an image; bright where a high pixel value raises the class score)",
+        )
+    report.figure(plots.loss_curve(run.model), "Training loss of the tested model, step by step")
+
+
+def _net_figures(report: Report, run) -> None:
+    from imgclf import plots
+
+    train = run.train
+    if train.images is not None and not run.selection.fixed.get("features"):
+        report.figure(
+            plots.first_layer(run.model, train.image_shape),
+            "First-layer weights of the network, one tile per hidden unit",
+        )
+    net, caption = _net_with_curves(run)
+    report.figure(plots.training_curves(net), caption)
+
+
+def _net_with_curves(run) -> tuple:
+    """A network with a validation curve to draw, and the caption that says where it came from.
+
+    The tested network learned from every training image, so it has no
+    validation curve; the chosen configuration is fitted once more, holding
+    out a share of the training images, only to draw one.
+    """
+    from imgclf import experiments
+    from imgclf._validation import final_estimator
+
+    if len(getattr(final_estimator(run.model), "val_acc_history_", [])):
+        return run.model, "Loss, training and validation accuracy of the tested network"
+    params = {**run.selection.best_params, "val_fraction": CURVE_VAL_FRACTION}
+    net = experiments.make_model("net", **params).fit(run.train.X, run.train.labels)
+    share = f"{CURVE_VAL_FRACTION:.0%}"
+    return net, (
+        "Loss per step and accuracy after each epoch. The tested network learned from all "
+        f"training images, so these curves come from a second fit of the chosen configuration "
+        f"that held out {share} of them as validation images, so its numbers can differ "
+        "a little from the tested network's."
+    )
 
 
 def _neighbours_figure(report: Report, model, train, test) -> None:
@@ -220,10 +345,19 @@ def _neighbours_figure(report: Report, model, train, test) -> None:
 
 def _timing_section(report: Report, runs: list, timings: dict) -> None:
     report.heading("Run time")
-    rows = [[stage, seconds] for stage, seconds in timings.items()]
+    rows = [[_stage(stage), seconds] for stage, seconds in timings.items()]
     for run in runs:
+        name = _model_name(run)
+        rows += [[f"{name}: {_stage(key)}", seconds] for key, seconds in run.timings.items()]
+        # the k-NN sweep times its parts; they are inside the search above, not extra
+        parts = {**STAGE_NAMES, "search_s": "nearest-neighbour search"}
         rows += [
-            [f"{run.selection.model}: {stage}", seconds]
-            for stage, seconds in {**run.selection.search.timings, **run.timings}.items()
+            [f"{name}: {parts.get(key, _stage(key))} (part of the hyperparameter search)", seconds]
+            for key, seconds in run.selection.search.timings.items()
         ]
     report.table(["stage", "seconds"], rows)
+
+
+def _stage(key: str) -> str:
+    """A timing key in words: known keys by name, else without ``_s`` and underscores."""
+    return STAGE_NAMES.get(key, key.removesuffix("_s").replace("_", " "))

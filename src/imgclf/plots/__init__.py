@@ -3,17 +3,22 @@
 Each function returns the Figure and writes a PNG when given a path.
 
 ``images``   samples, neighbours, confusion, distances
-``regions``  knn_regions: k-NN decision regions on 2D points, ties white
-``cv``       cv_curve: accuracy against k, one dot per fold, mean ± std, best marked
+``regions``  knn_regions: k-NN decision regions on 2D points, ties white;
+             scatter_points: 2D points coloured by class
+``cv``       cv_curve: accuracy against k, one dot per fold, mean ± std, best marked;
+             search_heatmap: accuracy of each pair of two hyperparameters, best framed
+
+Text from data goes through ``_figure.literal`` (``$`` escaped), so a class
+name is drawn as written and never parsed as mathtext.
 ``linear``   templates, loss_curve, lr_reg_grid, decision_regions (hyperplanes)
 ``nn``       training_curves (loss, train/val accuracy per epoch), first_layer (weights as tiles)
 """
 
-from imgclf.plots.cv import cv_curve
+from imgclf.plots.cv import cv_curve, search_heatmap
 from imgclf.plots.images import confusion, distances, neighbours, samples
 from imgclf.plots.linear import decision_regions, loss_curve, lr_reg_grid, templates
 from imgclf.plots.nn import first_layer, training_curves
-from imgclf.plots.regions import knn_regions
+from imgclf.plots.regions import knn_regions, scatter_points
 
 __all__ = [
     "confusion",
@@ -26,6 +31,8 @@ __all__ = [
     "lr_reg_grid",
     "neighbours",
     "samples",
+    "scatter_points",
+    "search_heatmap",
     "templates",
     "training_curves",
 ]

@@ -2,6 +2,8 @@
 
 Building ``Figure`` objects directly (never ``pyplot``) means plotting works
 on a headless machine, in threads and in tests, and never opens a window.
+Text that comes from data (class names, parameter values) goes through
+:func:`literal` first, so that matplotlib draws it as written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,47 @@ from matplotlib.figure import Figure
 
 from imgclf._atomic import atomic_path
 
-__all__ = ["new_figure", "save"]
+__all__ = ["BESIDE", "PARAM_LABELS", "literal", "new_figure", "param_label", "save"]
+
+# Legend placement right of the axes, top-aligned: it can never cover what is plotted.
+BESIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
+
+# Hyperparameter names as a reader says them, for axes, legends and tables.
+PARAM_LABELS = {
+    "k": "k (neighbours that vote)",
+    "metric": "distance",
+    "weights": "vote weights",
+    "learning_rate": "learning rate",
+    "reg": "regularization strength",
+    "hidden": "hidden units",
+    "dropout": "dropout",
+    "epochs": "epochs",
+    "loss": "loss",
+    "batch_size": "batch size",
+}
+
+
+def literal(text) -> str:
+    r"""``text`` as a string matplotlib draws verbatim: every ``$`` escaped.
+
+    An unescaped pair of dollar signs starts mathtext, and a class named
+    ``$\undefinedcmd{x}$`` would make drawing fail.
+
+    Examples
+    --------
+    >>> literal("cost in $") == "cost in \\$"
+    True
+    """
+    return str(text).replace("$", r"\$")
+
+
+def param_label(name: str, short: bool = False) -> str:
+    """The words for hyperparameter ``name`` (unknown names: underscores become spaces).
+
+    ``short`` drops the explanation in brackets: "k" rather than "k (neighbours that vote)".
+    """
+    words = PARAM_LABELS.get(name, name.replace("_", " "))
+    return words.split(" (")[0] if short else words
 
 
 def new_figure(width: float = 6.4, height: float = 4.8) -> Figure:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgclf.plots._figure import new_figure, save
+from imgclf.plots._figure import literal, new_figure, save
 
 __all__ = ["confusion", "distances", "neighbours", "samples"]
 
@@ -48,8 +48,8 @@ def samples(
                 _show(ax, images[chosen[col]])
             else:
                 ax.axis("off")
-        grid[row, 0].set_ylabel(name, rotation=0, ha="right", va="center")
-    figure.suptitle(title)
+        grid[row, 0].set_ylabel(literal(name), rotation=0, ha="right", va="center")
+    figure.suptitle(literal(title))
     return save(figure, path)
 
 
@@ -80,7 +80,8 @@ def neighbours(
     grid = figure.subplots(m, k + 1, squeeze=False)
     for row in range(m):
         _show(grid[row, 0], query_images[row])
-        grid[row, 0].set_ylabel(classes[query_labels[row]], rotation=0, ha="right", va="center")
+        name = literal(classes[query_labels[row]])
+        grid[row, 0].set_ylabel(name, rotation=0, ha="right", va="center")
         for col, train_row in enumerate(neighbor_index[row], start=1):
             _show(grid[row, col], train_images[train_row])
             same = train_labels[train_row] == query_labels[row]
@@ -88,7 +89,7 @@ def neighbours(
     grid[0, 0].set_title("test")
     for col in range(1, k + 1):
         grid[0, col].set_title(f"#{col}", fontsize="small")
-    figure.suptitle(f"{title} (green: same class, red: other class)")
+    figure.suptitle(f"{literal(title)} (green frame: same class, red frame: another class)")
     return save(figure, path)
 
 
@@ -105,8 +106,9 @@ def confusion(matrix: np.ndarray, classes, path=None, *, title: str = "Confusion
     ax = figure.add_subplot()
     shown = ax.imshow(matrix, cmap="Blues")
     figure.colorbar(shown, ax=ax, label="test images")
-    ax.set_xticks(range(n), classes, rotation=45, ha="right")
-    ax.set_yticks(range(n), classes)
+    names = [literal(name) for name in classes]
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
     if n <= 20:
         limit = matrix.max() / 2
         for (i, j), count in np.ndenumerate(matrix):
@@ -116,10 +118,10 @@ def confusion(matrix: np.ndarray, classes, path=None, *, title: str = "Confusion
                 str(count),
                 ha="center",
                 va="center",
-                fontsize="x-small",
+                fontsize="medium" if n <= 10 else "x-small",
                 color="white" if count > limit else "black",
             )
-    ax.set(title=title, xlabel="predicted class", ylabel="true class")
+    ax.set(title=literal(title), xlabel="predicted class", ylabel="true class")
     return save(figure, path)
 
 

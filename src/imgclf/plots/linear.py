@@ -17,7 +17,8 @@ from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 
 from imgclf._validation import final_estimator
-from imgclf.plots._figure import new_figure, save
+from imgclf.plots._figure import BESIDE, literal, new_figure, save
+from imgclf.plots._heatmap import grid_matrix, heatmap_panel
 
 __all__ = ["decision_regions", "loss_curve", "lr_reg_grid", "templates"]
 
@@ -30,6 +31,12 @@ def _class_names(clf, classes) -> list[str]:
 
 
 def _colours(n: int) -> list:
+    """Class colours: k-NN's region palette when it is long enough (one look across a
+    report), else tab10 / tab20."""
+    from imgclf.plots.regions import PALETTE
+
+    if n <= len(PALETTE):
+        return PALETTE[:n]
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -71,9 +78,9 @@ def templates(clf, image_shape, classes=None, path: Path = None):
         _show_tile(ax, image, name)
     for ax in axes.flat[len(images) :]:
         ax.set_axis_off()
-    figure.suptitle("Class templates: rows of coef_ rescaled to 0-255")
-    figure.supxlabel("image width (pixels)")
-    figure.supylabel("image height (pixels)")
+    figure.suptitle(
+        "What each class's template looks like (its weights, all rescaled together to 0-255)"
+    )
     return save(figure, path)
 
 
@@ -86,7 +93,7 @@ def _show_tile(ax, image: np.ndarray, name: str) -> None:
         vmax=255,
         interpolation="nearest",
     )
-    ax.set_title(name, fontsize=9)
+    ax.set_title(literal(name), fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -117,9 +124,9 @@ def loss_curve(clf_or_history, path: Path = None):
     _draw_losses(axes[0], losses)
     if len(val):
         axes[1].plot(np.arange(1, len(val) + 1), val, marker="o")
-        axes[1].set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
+        axes[1].set(title="Validation accuracy after each epoch", xlabel="epoch", ylabel="accuracy")
     name = getattr(model, "loss", None)
-    figure.suptitle(f"Training loss ({name})" if name else "Training loss")
+    figure.suptitle(f"Training loss ({name} loss)" if name else "Training loss")
     return save(figure, path)
 
 
@@ -144,28 +151,41 @@ def lr_reg_grid(results: dict, path: Path = None):
     ----------
     results : dict of (float, float) to (float, float)
         ``(learning_rate, reg) -> (train_accuracy, val_accuracy)``, as
-        returned by :func:`imgclf.linear.lr_reg_search` (NaN: diverged, drawn
-        as a grey cross). Both axes are logarithmic, so values must be > 0.
+        returned by :func:`imgclf.linear.lr_reg_search` (NaN: diverged).
     path : path, optional
 
     Returns
     -------
     matplotlib.figure.Figure
-        Two panels sharing one colour scale; the best validation point is ringed.
+        Two heat maps sharing one colour scale, a cell per pair tried, ticks
+        at the values tried; the best validation cell is framed in red.
     """
     lrs, regs, scores = _grid_arrays(results)
     norm = Normalize(*_range(scores[np.isfinite(scores)]))
-    figure = new_figure(10.5, 4.4)
+    columns, rows = sorted(set(lrs)), sorted(set(regs))
+    figure = new_figure(
+        2 * max(3.2, 1.1 * len(columns) + 1.6) + 1.2, max(3.4, 0.7 * len(rows) + 2.4)
+    )
     axes = figure.subplots(1, 2, sharex=True, sharey=True)
+    val = scores[:, 1]
+    best = int(np.nanargmax(val)) if np.isfinite(val).any() else None
     for column, (ax, title) in enumerate(zip(axes, ("Training", "Validation"), strict=True)):
-        points = _grid_panel(ax, lrs, regs, scores[:, column], norm)
-        ax.set_title(f"{title} accuracy")
-    _ring_best(axes[1], lrs, regs, scores[:, 1])
-    figure.colorbar(points, ax=axes, label="accuracy", pad=0.02, fraction=0.05)
-    if not np.isfinite(scores).all():
-        failed = Line2D([], [], marker="x", color="grey", linestyle="", label="diverged")
-        figure.legend(handles=[failed], loc="outside lower center")
-    figure.suptitle("Learning rate x regularization search")
+        _, _, matrix, tried = grid_matrix(lrs, regs, scores[:, column])
+        cell = (
+            None
+            if best is None or column == 0
+            else (rows.index(regs[best]), columns.index(lrs[best]))
+        )
+        image = heatmap_panel(ax, columns, rows, matrix, tried, norm, best=cell)
+        ax.set(title=f"{title} accuracy", xlabel="learning rate")
+    axes[0].set_ylabel("regularization strength")
+    if best is not None:
+        axes[1].set_title(
+            f"Validation accuracy\n(best {val[best]:.3f}: learning rate "
+            f"{lrs[best]:g}, reg {regs[best]:g}, framed in red)"
+        )
+    figure.colorbar(image, ax=axes, label="accuracy", pad=0.02, fraction=0.05)
+    figure.suptitle("Accuracy for each learning rate and regularization strength")
     return save(figure, path)
 
 
@@ -176,31 +196,8 @@ def _grid_arrays(results: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lrs, regs, np.array([results[key] for key in keys], dtype=float).reshape(-1, 2)
 
 
-def _grid_panel(ax, lrs, regs, accuracy, norm):
-    """One panel: a coloured square per configuration, a grey cross where it diverged."""
-    style = dict(cmap="viridis", norm=norm, s=220, marker="s", edgecolors="k")
-    points = ax.scatter(lrs, regs, c=accuracy, plotnonfinite=False, **style)
-    failed = ~np.isfinite(accuracy)
-    if failed.any():
-        ax.scatter(lrs[failed], regs[failed], marker="x", color="grey", s=80)
-    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="regularization strength")
-    ax.margins(0.12)  # room around the squares at the grid's edges
-    return points
-
-
 def _range(values: np.ndarray) -> tuple[float, float]:
     return (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
-
-
-def _ring_best(ax, lrs, regs, val) -> None:
-    if np.isfinite(val).any():
-        best = int(np.nanargmax(val))
-        ax.scatter(lrs[best], regs[best], s=600, facecolors="none", edgecolors="red", linewidths=2)
-        ax.set_title(
-            f"{ax.get_title()}\n(best {val[best]:.3f}: learning rate "
-            f"{lrs[best]:g}, reg {regs[best]:g})",
-            color="black",
-        )
 
 
 # --- 2D decision regions -----------------------------------------------------------------
@@ -235,7 +232,7 @@ def decision_regions(clf, X2d, y, path: Path = None, classes=None, resolution: i
     mesh = _grid(X2d, resolution)
     grid = np.column_stack([mesh[0].ravel(), mesh[1].ravel()])
     region = np.searchsorted(known, clf.predict(grid)).reshape(mesh[0].shape)
-    figure = new_figure(6.4, 5.6)
+    figure = new_figure(8.0, 5.6)
     ax = figure.subplots()
     levels = np.arange(len(known) + 1) - 0.5  # one band per class index
     ax.contourf(*mesh, region, levels=levels, colors=colours, alpha=0.25)
@@ -243,11 +240,18 @@ def decision_regions(clf, X2d, y, path: Path = None, classes=None, resolution: i
     for index, (colour, name) in enumerate(zip(colours, names, strict=True)):
         mine = y == known[index]
         style = dict(color=colour, edgecolors="k", linewidths=0.4, s=18)
-        ax.scatter(X2d[mine, 0], X2d[mine, 1], label=name, **style)
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + lines, fontsize=8, loc="best")
-    title = f"Decision regions of {type(final_estimator(clf)).__name__}"
+        ax.scatter(X2d[mine, 0], X2d[mine, 1], label=literal(name), **style)
+    # beside the axes: a legend inside could hide points or a boundary
+    handles = ax.get_legend_handles_labels()[0] + lines
+    ax.legend(handles=handles, fontsize=8, **BESIDE)
     accuracy = np.mean(clf.predict(X2d) == y)
-    ax.set(title=f"{title} (training accuracy {accuracy:.2f})", xlabel="x1", ylabel="x2")
+    lines_too = ", and each class's line w·x + b = 0 (dashed)" if lines else ""
+    ax.set(
+        title=f"Which class is predicted where{lines_too}\n"
+        f"(accuracy on these points: {accuracy:.2f})",
+        xlabel="x₁",
+        ylabel="x₂",
+    )
     return save(figure, path)
 
 
@@ -269,9 +273,9 @@ def _hyperplanes(ax, clf, grid, mesh, colours, names) -> list:
         if level.min() < 0 < level.max():  # the line crosses the picture
             ax.contour(*mesh, level, levels=[0], colors=[colours[c]], linewidths=2, linestyles="--")
             # a binary scikit-learn model has one row: the boundary between the two classes
-            label = names[c] if scores.shape[1] > 1 else "boundary"
+            label = literal(names[c]) if scores.shape[1] > 1 else "boundary"
             handles.append(
-                Line2D([], [], color=colours[c], linestyle="--", label=f"{label}: w.x + b = 0")
+                Line2D([], [], color=colours[c], linestyle="--", label=f"{label}: w·x + b = 0")
             )
     return handles
 

@@ -47,7 +47,7 @@ def training_curves(net, path: Path = None):
     loss_ax, acc_ax = figure.subplots(1, 2)
     _draw_losses(loss_ax, np.asarray(model.loss_history_, dtype=np.float64))
     _draw_accuracies(acc_ax, model)
-    figure.suptitle(f"Training of {type(model).__name__} (hidden={model.W1_.shape[1]})")
+    figure.suptitle(f"How the network learned, epoch by epoch ({model.W1_.shape[1]} hidden units)")
     return save(figure, path)
 
 
@@ -58,7 +58,7 @@ def _draw_accuracies(ax, model) -> None:
         history = np.asarray(getattr(model, name, []), dtype=np.float64)
         if len(history):
             ax.plot(np.arange(1, len(history) + 1), history, marker=marker, label=label)
-    ax.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+    ax.set(title="Accuracy after each epoch", xlabel="epoch", ylabel="accuracy")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
 
@@ -101,8 +101,8 @@ def first_layer(net, image_shape, path: Path = None, max_units: int = 100):
     tiles = _rescaled(weights[:, :max_units].T.reshape(-1, *image_shape))
     figure = _tile_grid(tiles, [f"unit {unit}" for unit in range(len(tiles))])
     figure.suptitle(
-        f"First-layer weights: {len(tiles)} of {weights.shape[1]} hidden units, "
-        f"each rescaled to 0-255"
+        f"What the hidden units look for: the input weights of {len(tiles)} of "
+        f"{weights.shape[1]} units, each rescaled to 0-255"
     )
     return save(figure, path)
 
