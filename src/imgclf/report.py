@@ -136,8 +136,13 @@ def experiment_report(title: str, splits: dict, runs: list, timings: dict) -> Re
 
 
 def _model_name(run) -> str:
+    from imgclf._validation import final_estimator
+
     name = MODEL_NAMES.get(run.selection.model, run.selection.model)
-    loss = run.selection.fixed.get("loss") if run.selection.model == "linear" else None
+    if run.selection.model != "linear":
+        return name
+    fitted = None if run.model is None else getattr(final_estimator(run.model), "loss", None)
+    loss = run.selection.fixed.get("loss", fitted)
     return f"{name} ({loss})" if loss else name
 
 
