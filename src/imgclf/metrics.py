@@ -1,5 +1,8 @@
 """How good is a classifier: accuracy, top-k accuracy, per-class accuracy, confusion.
 
+Top-k accuracy is scored from class scores (:func:`top_k_accuracy`) or from a
+ranking of classes the model made itself (:func:`top_k_accuracy_from_ranking`).
+
 Labels are class indices ``0..C-1`` (or any labels, given ``labels=``), and
 every function equals scikit-learn's counterpart where one exists (tested).
 """
@@ -10,7 +13,13 @@ import numpy as np
 
 from imgclf._validation import check_int
 
-__all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "top_k_accuracy"]
+__all__ = [
+    "accuracy",
+    "confusion_matrix",
+    "per_class_accuracy",
+    "top_k_accuracy",
+    "top_k_accuracy_from_ranking",
+]
 
 
 def _paired(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +70,39 @@ def top_k_accuracy(y_true, scores, k: int = 5) -> float:
             f"got shape {scores.shape}"
         )
     k = check_int("k", k, low=1, high=scores.shape[1])
-    ranked = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float(np.mean((ranked == y_true[:, None]).any(axis=1)))
+    ranking = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return top_k_accuracy_from_ranking(y_true, ranking, k)
+
+
+def top_k_accuracy_from_ranking(y_true, ranking, k: int = 5) -> float:
+    """Share of rows whose true class is among the first ``k`` of its ``ranking``.
+
+    For models whose scores cannot rank every class, such as k-NN vote shares
+    (zero for each class without a voter): rank the classes first, e.g. with
+    :meth:`imgclf.neighbors.KNNClassifier.rank_classes`.
+
+    Parameters
+    ----------
+    y_true : array-like, shape (n,)
+        True labels.
+    ranking : array-like, shape (n, top)
+        Labels of the same kind as ``y_true``, best first (map class indices
+        from ``rank_classes`` to labels with ``classes_[ranking]``).
+    k : int, 1 <= k <= top
+
+    >>> top_k_accuracy_from_ranking([2, 0], [[1, 2, 0], [1, 2, 0]], k=2)
+    0.5
+    """
+    y_true, ranking = np.asarray(y_true), np.asarray(ranking)
+    if y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y_true must be 1D and non-empty; got shape {y_true.shape}")
+    if ranking.ndim != 2 or len(ranking) != len(y_true):
+        raise ValueError(
+            f"ranking must be (n, top) with n = len(y_true) = {len(y_true)}; "
+            f"got shape {ranking.shape}"
+        )
+    k = check_int("k", k, low=1, high=ranking.shape[1])
+    return float(np.mean((ranking[:, :k] == y_true[:, None]).any(axis=1)))
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 Pure functions on ``(n, k)`` arrays, shared by :class:`KNNClassifier` and the
 fast cross-validation sweep, which scores many k from one neighbour list.
+:func:`first_ranks` and :func:`class_ranking` order every class for top-k
+answers (see :func:`class_ranking` for the rule).
 
 Vote weights follow scikit-learn exactly (so predictions match it bit for
 bit): ``"uniform"`` gives each neighbour 1; ``"distance"`` gives 1/d, except
@@ -16,7 +18,9 @@ import numpy as np
 __all__ = [
     "TIE_BREAKS",
     "WEIGHTS",
+    "class_ranking",
     "cumulative_votes",
+    "first_ranks",
     "neighbor_weights",
     "vote_shares",
     "votes",
@@ -81,3 +85,73 @@ def winners(tally: np.ndarray, labels: np.ndarray, tie_break: str) -> np.ndarray
     is_tied_neighbor = np.take_along_axis(tied, labels, axis=1)
     first = is_tied_neighbor.argmax(axis=1)
     return labels[np.arange(len(labels)), first]
+
+
+def first_ranks(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Position of each class's first (nearest) neighbour in each row of ``labels``.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (n, depth)
+        Class indices of neighbours, nearest first (as the search returns them).
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of int64, shape (n, n_classes)
+        The column of the class's first appearance, or ``depth`` where it is absent.
+        Ordering classes by it is ordering them by the distance to their nearest
+        member, equal distances going to the lower training index (the search's rule).
+
+    >>> first_ranks(np.array([[2, 0, 2]]), 4).tolist()
+    [[1, 3, 0, 3]]
+    """
+    n, depth = labels.shape
+    ranks = np.full((n, n_classes), depth, dtype=np.int64)
+    rows = np.broadcast_to(np.arange(n)[:, None], labels.shape)
+    columns = np.broadcast_to(np.arange(depth, dtype=np.int64), labels.shape)
+    np.minimum.at(ranks, (rows, labels), columns)
+    return ranks
+
+
+def class_ranking(tally: np.ndarray, ranks: np.ndarray, top: int, tie_break: str) -> np.ndarray:
+    """The ``top`` best classes of each row, best first.
+
+    Classes are ordered by votes (most first). Equal votes are ordered by
+    ``tie_break``, as :func:`winners` breaks them, so column 0 is the winner:
+
+    - ``"nearest"``: by ``ranks``, i.e. the class whose nearest member is closer
+      comes first (equal distances: the lower training index).
+    - ``"smallest"``: classes with equal *positive* votes by class index; classes
+      without votes (none, or only zero-weight voters) have nothing to tie on
+      and are ordered by ``ranks`` as for ``"nearest"``.
+
+    Remaining ties (classes absent from the neighbour lists) go to the lower
+    class index.
+
+    Parameters
+    ----------
+    tally : ndarray, shape (n, n_classes)
+        Votes, from :func:`votes`.
+    ranks : ndarray of int, shape (n, n_classes)
+        Nearness order of each class's nearest member, from :func:`first_ranks`.
+    top : int, 1 <= top <= n_classes
+    tie_break : {"smallest", "nearest"}
+
+    Returns
+    -------
+    ndarray of int64, shape (n, top)
+        Class indices.
+
+    >>> tally = np.array([[1.0, 0.0, 1.0, 0.0]])
+    >>> ranks = np.array([[1, 3, 0, 2]])  # neighbours: class 2, then 0, then 3
+    >>> class_ranking(tally, ranks, 4, "smallest").tolist()
+    [[0, 2, 3, 1]]
+    >>> class_ranking(tally, ranks, 4, "nearest").tolist()
+    [[2, 0, 3, 1]]
+    """
+    classes = np.broadcast_to(np.arange(tally.shape[1]), tally.shape)
+    # one secondary key per vote level: zero votes never share a level with positive ones
+    near = ranks if tie_break == "nearest" else np.where(tally > 0, classes, ranks)
+    order = np.lexsort((classes, near, -tally), axis=-1)
+    return order[:, :top].astype(np.int64)
