@@ -54,6 +54,22 @@ def test_top_1_is_argmax_accuracy(predictions):
     assert metrics.top_k_accuracy(y_true, scores, 1) == metrics.accuracy(y_true, scores.argmax(1))
 
 
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_top_k_from_a_ranking_equals_top_k_from_scores(predictions, k):
+    y_true, _, scores = predictions
+    ranking = np.argsort(-scores, axis=1, kind="stable")[:, :5]  # as top_k_accuracy ranks
+    assert metrics.top_k_accuracy_from_ranking(y_true, ranking, k) == metrics.top_k_accuracy(
+        y_true, scores, k
+    )
+
+
+def test_top_k_from_a_ranking_of_labels():
+    ranking = [["cat", "dog"], ["dog", "emu"], ["emu", "cat"]]
+    y_true = ["dog", "dog", "dog"]
+    assert metrics.top_k_accuracy_from_ranking(y_true, ranking, k=1) == pytest.approx(1 / 3)
+    assert metrics.top_k_accuracy_from_ranking(y_true, ranking, k=2) == pytest.approx(2 / 3)
+
+
 def test_absent_class_gives_nan_and_explicit_size():
     assert np.isnan(metrics.per_class_accuracy([0, 0], [0, 1], n_classes=3)[2])
     assert metrics.confusion_matrix([0], [0], n_classes=3).shape == (3, 3)
@@ -66,6 +82,10 @@ def test_absent_class_gives_nan_and_explicit_size():
         (lambda: metrics.accuracy([], []), "empty"),
         (lambda: metrics.top_k_accuracy([0], [[0.2, 0.8]], k=3), "k must be <= 2"),
         (lambda: metrics.top_k_accuracy([0, 1], [[0.2, 0.8]], k=1), "scores must be"),
+        (lambda: metrics.top_k_accuracy_from_ranking([0], [[1, 0]], k=3), "k must be <= 2"),
+        (lambda: metrics.top_k_accuracy_from_ranking([0, 1], [[1, 0]], k=1), "ranking must be"),
+        (lambda: metrics.top_k_accuracy_from_ranking([0], [1], k=1), "ranking must be"),
+        (lambda: metrics.top_k_accuracy_from_ranking([], [], k=1), "y_true must be 1D"),
     ],
 )
 def test_bad_input(call, message):

@@ -17,8 +17,11 @@ BACKENDS = ("auto", "imgclf", "faiss")
 # rank_classes searches max(k, RANK_DEPTH_PER_CLASS * top) neighbours at first. On
 # CIFAR-10 (50,000 training images) 100 neighbours hold 5 distinct classes for 98% of
 # queries and cost about as much to find as 10 (the distance blocks dominate); the
-# other rows are searched again, deeper.
+# other rows are searched again, RANK_DEEPER times deeper each time: every search reads
+# the whole database, at nearly the same cost for depths up to about 1,000, so few
+# passes beat small steps.
 RANK_DEPTH_PER_CLASS = 20
+RANK_DEEPER = 4
 
 
 class KNNClassifier(ClassifierMixin, BaseEstimator):
@@ -165,8 +168,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         -----
         One search of depth ``max(k, 20 * top)`` serves most rows (``k`` for
         ``top=1``); the rows whose list holds fewer than ``top`` classes are
-        searched again with doubled depth until it does or the whole training
-        set was searched.
+        searched again, each time 4 times deeper, until they do or the whole
+        training set was searched (in row chunks that fit ``working_memory``).
 
         Examples
         --------
@@ -197,14 +200,14 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     def _deeper_ranks(self, X, ranks: np.ndarray, depth: int, n_top: int) -> np.ndarray:
         """``ranks`` of rows whose first ``depth`` neighbours hold fewer than ``n_top`` classes.
 
-        Doubles the depth until every row has ``n_top`` classes or the whole training
-        set was searched. Classes found in the first search keep their place; new ones
-        follow them in the order of the deeper search.
+        Deepens the search ``RANK_DEEPER``-fold until every row has ``n_top`` classes
+        or the whole training set was searched. Classes found in the first search keep
+        their place; new ones follow them in the order of the deeper search.
         """
         ranks, first_depth, n_train = ranks.copy(), depth, len(self._fit_X)
         todo = np.arange(len(X))
         while len(todo) and depth < n_train:
-            depth = min(2 * depth, n_train)
+            depth = min(RANK_DEEPER * depth, n_train)
             found = np.zeros(len(todo), dtype=bool)
             for part in self._row_chunks(len(todo), depth):
                 rows = todo[part]
