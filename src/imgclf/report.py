@@ -327,9 +327,9 @@ def _net_with_curves(run) -> tuple:
     share = f"{CURVE_VAL_FRACTION:.0%}"
     return net, (
         "Loss per step and accuracy after each epoch. The tested network learned from all "
-        f"training images, so these curves come from a second fit of the chosen configuration "
-        f"that held out {share} of them as validation images, so its numbers can differ "
-        "a little from the tested network's."
+        "training images and so has no validation curve; these curves come from a second fit "
+        f"of the chosen configuration that held out {share} of them for validation (its "
+        "numbers can differ a little from the tested network's)."
     )
 
 

@@ -82,7 +82,7 @@ def cv_curve(
         color="gold",
         markeredgecolor="black",
         linestyle="none",
-        label=f"chosen: {_describe(result.best_params)} ({result.best_score:.3f})",
+        label=f"chosen: {_describe(result.best_params)} ({result.best_score:.4f})",
     )
     _value_ticks(ax, sorted({float(c[x]) for c in result.configs}))
     ax.set(
@@ -176,7 +176,7 @@ def search_heatmap(
     figure.suptitle(
         literal(title or f"Validation accuracy of each\n{param_label(x)} and {param_label(y)}")
     )
-    chosen = f"{literal(_describe(result.best_params))}; accuracy {result.best_score:.3f}"
+    chosen = f"{literal(_describe(result.best_params))}; accuracy {result.best_score:.4f}"
     figure.supxlabel(
         "\n".join(textwrap.wrap(f"chosen (red frame): {chosen}", int(width * 11))),
         fontsize="medium",
