@@ -12,12 +12,6 @@ or matplotlib are loaded.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("imgclf")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = ["Dataset", "ImgclfError", "NotFittedError", "__version__", "load"]
 
@@ -30,7 +24,20 @@ _LAZY = {
 }
 
 
+def _version() -> str:
+    # importlib.metadata alone costs more than the rest of `import imgclf`: asked for when used
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("imgclf")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = _version()
+        return globals()[name]
     if name not in _LAZY:
         raise AttributeError(f"module 'imgclf' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from imgclf import defaults
+from imgclf.cli import INTERRUPTED
 from imgclf.cli import _options as opt
 from imgclf.cli._output import (
     format_params,
@@ -406,6 +407,8 @@ def run(argv: list[str] | None) -> int:
 
     try:
         code = app(args=argv, prog_name="imgclf", standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns Ctrl-C in a command into a quiet status 130
+            raise KeyboardInterrupt
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
