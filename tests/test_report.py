@@ -133,6 +133,15 @@ def test_a_search_without_folds_shows_no_std_column():
     assert "Held-out validation set" in text and "std" not in text
 
 
+def test_a_single_configuration_gets_no_picture():
+    search = SearchResult([{"learning_rate": 0.1, "reg": 1e-4}], np.array([[0.5, 0.7]]))
+    run = experiments.ModelRun(experiments.Selection("linear", search, 10, "2-fold"), None, None)
+    report = Report("x")
+    _search_section(report, run)
+    text = report.render()
+    assert "<img" not in text and "One configuration was tried" in text
+
+
 @pytest.fixture(scope="module")
 def toy_runs():
     splits = datasets.load("toy:blobs")

@@ -193,9 +193,11 @@ def _search_section(report: Report, run) -> None:
             [*map(str, c.values()), m] for c, m in zip(search.configs, search.mean, strict=True)
         ]
     report.table([*map(param_label, names), *scores], rows)
-    picture = _search_figure(search)
+    picture = _search_figure(search) if len(search.configs) > 1 else None
     if picture is not None:
         report.figure(*picture)
+    elif len(search.configs) == 1:
+        report.text("One configuration was tried, so there is no search to draw.", "note")
     chosen = ", ".join(f"{param_label(k, short=True)} = {v}" for k, v in search.best_params.items())
     report.text(f"Chosen: {chosen} (validation accuracy {search.best_score:.4f}).")
 
