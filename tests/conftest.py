@@ -23,10 +23,24 @@ def shared_cifar() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cifar_splits(shared_cifar, tmp_path_factory):
-    """The shared CIFAR-10 folder, decoded once per test session (into a private cache)."""
+def _decoded_cifar(shared_cifar, tmp_path_factory):
+    """The shared CIFAR-10 folder decoded once per test session, into a private cache."""
     from imgclf.datasets import load_folder
 
+    cache = tmp_path_factory.mktemp("cifar-cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IMGCLF_CACHE", str(tmp_path_factory.mktemp("cifar-cache")))
-        return load_folder(shared_cifar)
+        mp.setenv("IMGCLF_CACHE", str(cache))
+        return cache, load_folder(shared_cifar)
+
+
+@pytest.fixture(scope="session")
+def cifar_splits(_decoded_cifar):
+    """``{"train", "test"}`` of the shared CIFAR-10 folder."""
+    return _decoded_cifar[1]
+
+
+@pytest.fixture
+def cifar_cache(_decoded_cifar, monkeypatch) -> Path:
+    """This test's cache is one that already holds the decoded CIFAR-10 (a warm load)."""
+    monkeypatch.setenv("IMGCLF_CACHE", str(_decoded_cifar[0]))
+    return _decoded_cifar[0]

@@ -230,7 +230,7 @@ def test_quiet_prints_only_the_result(tmp_path, capsys):
     assert line.startswith("trained knn on 1,437 images") and "k=1, metric='l2'" in line
 
 
-def test_net_with_features_trains_and_reloads(tmp_path, capsys, shared_cifar):
+def test_net_with_features_trains_and_reloads(tmp_path, capsys, shared_cifar, cifar_cache):
     model = tmp_path / "net.imgclf"
     assert (
         run(
