@@ -107,6 +107,13 @@ def test_decision_regions_on_toy_sets(tmp_path, name):
     if name == "blobs":  # elsewhere a line may miss the picture (e.g. ring: all one class)
         assert sum("w·x + b = 0" in text for text in legend) == 3
         assert "line w·x + b = 0" in figure.axes[0].get_title()
+    drawn, title = sum("w·x + b = 0" in t for t in legend), figure.axes[0].get_title()
+    if drawn == 0:  # the title says why no line shows
+        assert "no class's line w·x + b = 0 crosses the picture" in title
+    elif drawn < len(names):
+        assert f"{len(names) - drawn} of them outside the picture" in title
+    else:
+        assert "outside" not in title
     assert_legend_covers_no_data(figure)
 
 

@@ -245,7 +245,7 @@ def decision_regions(clf, X2d, y, path: Path = None, classes=None, resolution: i
     handles = ax.get_legend_handles_labels()[0] + lines
     ax.legend(handles=handles, fontsize=8, **BESIDE)
     accuracy = np.mean(clf.predict(X2d) == y)
-    lines_too = ", and each class's line w·x + b = 0 (dashed)" if lines else ""
+    lines_too = _lines_note(len(lines), _linear_lines(clf))
     ax.set(
         title=f"Which class is predicted where{lines_too}\n"
         f"(accuracy on these points: {accuracy:.2f})",
@@ -278,6 +278,22 @@ def _hyperplanes(ax, clf, grid, mesh, colours, names) -> list:
                 Line2D([], [], color=colours[c], linestyle="--", label=f"{label}: w·x + b = 0")
             )
     return handles
+
+
+def _lines_note(drawn: int, total: int) -> str:
+    """What the title says of the class lines: drawn, partly outside, or none in sight."""
+    if total == 0:
+        return ""
+    if drawn == 0:
+        return ";\nno class's line w·x + b = 0 crosses the picture"
+    note = ", and each class's line w·x + b = 0 (dashed)"
+    missed = total - drawn
+    return note + (f";\n{missed} of them outside the picture" if missed else "")
+
+
+def _linear_lines(clf) -> int:
+    """How many class lines a linear model has (rows of ``coef_``); 0 for other models."""
+    return len(np.atleast_2d(getattr(final_estimator(clf), "coef_", np.empty((0, 0)))))
 
 
 def _linear_scores(clf, grid) -> np.ndarray | None:
