@@ -2,34 +2,47 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check --no-input --progress-bar on
 
-.PHONY: demo test lint install install-dev browser clean
+.PHONY: demo test lint install install-dev system-tools clean
 
 $(BIN)/python:
+	@echo "==> creating the virtual environment $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	@echo "==> installing imgclf and its dependencies (NumPy, numba, scikit-learn, matplotlib, ...)"
+	$(PIP) -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "==> installing imgclf with every extra (faiss, dask, serve) and the dev tools"
+	$(PIP) -e '.[dev]'
 
 demo: install
+	@echo "==> imgclf demo: choosing, training and testing k-NN and a linear classifier on digits"
 	$(BIN)/imgclf demo
 
 lint: install-dev
+	@echo "==> linting (ruff)"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-# The report test opens the HTML report in headless Chromium (Debian package).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing chromium for the report test"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
-			>/dev/null 2>&1 || echo "could not install chromium; its test will be skipped"; }
+# Debian packages the tests use: Chromium and its driver (the report and web-page tests
+# open pages headless) and wrk (HTTP load tests against 127.0.0.1). Installed when missing.
+SYSTEM_TOOLS := chromium:chromium chromedriver:chromium-driver wrk:wrk
+system-tools:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing Debian packages the tests use:$$missing"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+			>/dev/null 2>&1 || echo "could not install$$missing; the tests that need them will be skipped"; \
+	fi
 
-test: lint browser
+test: lint system-tools
+	@echo "==> running the test suite (pytest)"
 	$(BIN)/python -m pytest
 
 clean:
