@@ -79,3 +79,53 @@ def test_folder_options_are_refused_for_other_formats(tmp_path):
 def test_unknown_option_is_a_type_error():
     with pytest.raises(TypeError, match="colour"):
         load("digits", colour="red")
+
+
+@pytest.mark.parametrize("spec", ["digits", "toy:xor"])
+@pytest.mark.parametrize("option", [{"size": (4, 4)}, {"mode": "L"}, {"on_error": "skip"}])
+def test_folder_options_are_refused_for_built_in_sets(spec, option):
+    with pytest.raises(DatasetError, match=f"{next(iter(option))} apply to image folders only"):
+        load(spec, **option)
+
+
+def test_an_empty_spec_is_refused_not_the_current_folder():
+    with pytest.raises(DatasetError, match="spec is empty"):
+        load("  ")
+
+
+def sorted_by_class(per_class=20, classes=("a", "b", "c", "d")):
+    """Like CIFAR-10's folders: all of class 0, then all of class 1, ..."""
+    labels = np.repeat(np.arange(len(classes)), per_class)
+    images = np.arange(len(labels), dtype=np.uint8).reshape(-1, 1, 1, 1)
+    return Dataset(images, labels, classes, "sorted")
+
+
+def test_subset_of_a_size_is_stratified_and_seeded():
+    ds = sorted_by_class()
+    sub = ds.subset(20, seed=3)
+    assert sub.class_counts() == {"a": 5, "b": 5, "c": 5, "d": 5}
+    np.testing.assert_array_equal(sub.images, ds.subset(20, seed=3).images)
+    assert not np.array_equal(sub.images, ds.subset(20, seed=4).images)
+    assert len(ds.subset(0.5)) == 40 and len(ds.subset(80)) == 80 and len(ds.subset(1000)) == 80
+
+
+def test_subset_of_a_size_matches_the_training_subset_of_experiments():
+    from imgclf.model_selection import train_val_split
+
+    ds = sorted_by_class()
+    _, keep = train_val_split(ds.labels, 12, seed=1)
+    np.testing.assert_array_equal(ds.subset(12, seed=1).labels, ds.labels[keep])
+
+
+@pytest.mark.parametrize("bad", [0, -3, 0.0])
+def test_subset_of_no_size_is_an_error(bad):
+    with pytest.raises(DatasetError, match="positive size"):
+        sorted_by_class().subset(bad)
+
+
+def test_repr_is_one_short_line():
+    ds = sorted_by_class()
+    assert repr(ds) == "Dataset('sorted': 80 images 1x1x1, 4 classes)"
+    points = load("toy:ring")["train"]
+    assert repr(points).startswith("Dataset('toy:ring:train': ") and "points in 2D" in repr(points)
+    assert "\n" not in repr(load("digits")["train"])
