@@ -281,3 +281,169 @@ def test_quiet_cv_still_prints_the_choice(capsys):
     assert run("--quiet", "cv", "toy:xor", "--k", "1,5", "--folds", "3") == 0
     text = capsys.readouterr().out
     assert text.startswith("chosen: k=") and len(text.splitlines()) == 1  # no table, no chatter
+
+
+def test_version(capsys):
+    from imgclf import __version__
+
+    assert run("--version") == 0
+    assert capsys.readouterr().out.strip() == f"imgclf {__version__}"
+
+
+def test_explicit_zero_is_honoured_or_refused(tmp_path, capsys):
+    from imgclf import io
+
+    model = tmp_path / "m.imgclf"
+    assert (
+        run("train", "digits", "--model", "linear", "--reg", "0", "--epochs", "2", "-o", str(model))
+        == 0
+    )
+    assert io.load(model).model.steps[-1][1].reg == 0
+    assert "reg=0.0" in capsys.readouterr().out
+    assert run("train", "digits", "--model", "linear", "--lr", "0", "-o", str(model)) == 1
+    assert "learning_rate must be a positive number; got 0" in capsys.readouterr().err
+    assert run("train", "digits", "--k", "0", "-o", str(model)) == 1
+    assert "k must be >= 1; got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--k", "--metric", "--lr"])
+def test_a_list_option_without_values_is_a_usage_error(option, capsys):
+    assert run("cv", "digits", option, ",,,") == 2
+    assert option in capsys.readouterr().err
+
+
+def test_evaluate_json_has_confusion_and_per_class(tmp_path, capsys):
+    model = tmp_path / "m.imgclf"
+    run("train", "digits", "--k", "3", "-o", str(model))
+    capsys.readouterr()
+    assert run("evaluate", str(model), "digits", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    confusion = np.array(result["confusion_matrix"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 360
+    assert result["accuracy"] == pytest.approx(np.trace(confusion) / 360)
+    assert result["per_class_accuracy"]["0"] == pytest.approx(confusion[0, 0] / confusion[0].sum())
+    assert result["hyperparameters"]["k"] == 3 and result["model_type"] == "knn"
+
+
+def test_evaluate_refuses_other_images_in_words(tmp_path, capsys):
+    model = tmp_path / "m.imgclf"
+    run("train", "digits", "-o", str(model))
+    capsys.readouterr()
+    assert run("evaluate", str(model), "toy:ring") == 1
+    assert "the model expects 8x8x1 images (digits); toy:ring:test has 2D points" in (
+        capsys.readouterr().err
+    )
+
+
+def test_predict_takes_folders_and_goes_on_past_a_bad_file(tmp_path, capsys):
+    from PIL import Image
+
+    from imgclf.datasets import load_digits
+
+    model = tmp_path / "m.imgclf"
+    run("train", "digits", "--model", "linear", "--epochs", "3", "-o", str(model))
+    folder = tmp_path / "photos" / "more"
+    folder.mkdir(parents=True)
+    for i, image in enumerate(load_digits()["test"].images[:2]):
+        Image.fromarray(image[:, :, 0]).save(folder / f"{i}.png")
+    (folder / "broken.png").write_text("not an image")
+    capsys.readouterr()
+    assert run("predict", str(model), str(tmp_path / "photos"), "--top", "2") == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split(":")[0].rsplit("/", 1)[-1] for line in lines] == ["0.png", "1.png"]
+    assert "(probability " in lines[0]
+    assert "broken.png" in captured.err and captured.err.startswith("Error: ")
+
+
+def test_predict_names_what_the_scores_are(tmp_path, capsys):
+    from PIL import Image
+
+    png = tmp_path / "x.png"
+    Image.new("L", (8, 8), 7).save(png)
+    for args, kind in [
+        (["--model", "knn", "--k", "3"], "vote share"),
+        (["--model", "linear", "--loss", "svm", "--epochs", "2"], "margin"),
+    ]:
+        model = tmp_path / "m.imgclf"
+        run("train", "digits", *args, "-o", str(model))
+        capsys.readouterr()
+        assert run("predict", str(model), str(png), "--json") == 0
+        (prediction,) = json.loads(capsys.readouterr().out)
+        assert prediction["score"] == kind
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert run("train", "digits", "-o", str(tmp_path / "m.imgclf")) == 0
+        assert (
+            run(
+                "report",
+                "digits",
+                "--k",
+                "1",
+                "--metric",
+                "l2",
+                "--folds",
+                "2",
+                "-o",
+                str(tmp_path / "r.html"),
+            )
+            == 0
+        )
+    finally:
+        os.umask(old)
+    for name in ("m.imgclf", "r.html"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_skipped_images_are_one_warning_line(tmp_path, capsys):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "imgs" / "a" / "broken.png").write_text("oops")
+    assert run("datasets", str(tmp_path / "imgs"), "--on-error", "skip") == 0
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert (
+        line.startswith("warning: skipped 1 image(s) that failed to decode: ")
+        and "broken.png" in line
+    )
+
+
+def test_test_size_carves_a_stratified_test_split(tmp_path, capsys):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    assert run("datasets", str(tmp_path / "imgs"), "--test-size", "4", "--json") == 0
+    captured = capsys.readouterr()
+    info = json.loads(captured.out)
+    assert info["test"]["per_class"] == {"a": 2, "b": 2} and info["train"]["images"] == 16
+    assert "held out 4 of the training images as the test split" in captured.err
+    assert run("datasets", "digits", "--test-size", "0.1") == 1
+    assert "already has a test split" in capsys.readouterr().err
+
+
+def test_download_command(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    from imgclf.datasets import download as dl
+
+    source = tmp_path / "cifar-10-python.tar.gz"
+    source.write_bytes(b"archive bytes")
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    monkeypatch.setitem(dl.DATASETS, "cifar10", [dl.RemoteFile(source.as_uri(), md5)])
+    assert run("download", "cifar10", "--to", str(tmp_path / "data")) == 0
+    assert (tmp_path / "data" / "cifar-10-python.tar.gz").read_bytes() == b"archive bytes"
+    assert str(tmp_path / "data") in capsys.readouterr().out
+    assert run("download", "svhn") == 1
+    assert "unknown dataset 'svhn'" in capsys.readouterr().err
