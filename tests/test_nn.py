@@ -5,6 +5,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from imgclf import io
+from imgclf._minibatch import Standardization
 from imgclf.datasets import load_digits
 from imgclf.errors import NotFittedError
 from imgclf.layers import (
@@ -115,7 +116,7 @@ def test_network_gradient_matches_its_loss(dropout):
     rng = np.random.default_rng(4)
     X, y = rng.standard_normal((10, 6)), rng.integers(0, 3, 10)
     net = TwoLayerNet(hidden=7, reg=0.05, dropout=dropout)
-    training = _Training(net, X.astype(np.float32), y, rng)
+    training = _Training(net, X.astype(np.float32), y, rng, Standardization.identity(6))
     training.weights = {
         k: w.astype(np.float64) + 0.01 * rng.standard_normal(w.shape)
         for k, w in training.weights.items()
@@ -168,7 +169,7 @@ def test_learned_attributes_and_histories(digits_net):
     assert net.W2_.shape == (64, 10) and net.b2_.shape == (10,)
     assert {w.dtype for w in (net.W1_, net.b1_, net.W2_, net.b2_)} == {np.dtype(np.float32)}
     n_train = 1437 - round(0.1 * 1437)
-    assert net.loss_history_.shape == (15 * -(-n_train // 200),)
+    assert net.loss_history_.shape == (15 * -(-n_train // net.batch_size),)
     assert net.train_acc_history_.shape == net.val_acc_history_.shape == (15,)
     assert net.n_iter_ == 15 and net.val_acc_history_[-1] > 0.85
     assert net.loss_history_[-10:].mean() < net.loss_history_[:10].mean() / 3
@@ -289,7 +290,7 @@ def test_divergence_and_misuse_are_clear_errors():
 def test_training_curves_png(tmp_path, digits_net):
     figure = training_curves(digits_net, tmp_path / "curves.png")
     assert_png(tmp_path / "curves.png")
-    (accuracy_axes,) = [ax for ax in figure.axes if ax.get_title() == "Accuracy per epoch"]
+    (accuracy_axes,) = [ax for ax in figure.axes if ax.get_title() == "Accuracy after each epoch"]
     assert [line.get_label() for line in accuracy_axes.lines] == ["training", "validation"]
 
 

@@ -119,17 +119,19 @@ class TwoLayerNet(MinibatchClassifier):
     def __init__(
         self,
         hidden=100,
-        reg=1e-4,
+        standardize=True,
+        reg=1e-3,
         learning_rate=1e-3,
-        epochs=20,
-        batch_size=200,
+        epochs=15,
+        batch_size=64,
         optimizer="adam",
-        lr_decay=0.95,
+        lr_decay=0.9,
         dropout=0.0,
         seed=0,
         val_fraction=None,
     ):
         self.hidden = hidden
+        self.standardize = standardize
         self.reg = reg
         self.learning_rate = learning_rate
         self.epochs = epochs
@@ -144,9 +146,12 @@ class TwoLayerNet(MinibatchClassifier):
         check_int("hidden", self.hidden, low=1)
         _check_dropout(self.dropout)
 
-    def _train(self, X, y, rng, train, val) -> dict:
+    def _train(self, X, y, rng, train, val, standardization) -> dict:
         """The weights ``W1_, b1_, W2_, b2_`` and the histories; see :class:`_Training`."""
-        return _Training(self, X, y, rng).run_net(train, val)
+        fitted = _Training(self, X, y, rng, standardization).run_net(train, val)
+        # trained on standardized inputs; the public first layer takes the raw ones
+        fitted["W1_"], fitted["b1_"] = standardization.fold(fitted["W1_"], fitted["b1_"])
+        return fitted
 
     def _float64_weights(self) -> list[np.ndarray]:
         return [np.asarray(getattr(self, name), np.float64) for name in WEIGHTS]
@@ -161,8 +166,15 @@ class _Training(MinibatchTraining):
 
     label = "network epochs"
 
-    def __init__(self, net: TwoLayerNet, X: np.ndarray, y: np.ndarray, rng: np.random.Generator):
-        super().__init__(net, X, y, rng)
+    def __init__(
+        self,
+        net: TwoLayerNet,
+        X: np.ndarray,
+        y: np.ndarray,
+        rng: np.random.Generator,
+        standardization,
+    ):
+        super().__init__(net, X, y, rng, standardization)
         n_features, n_classes = X.shape[1], int(y.max()) + 1
         self.weights = {
             "W1_": _he(rng, n_features, net.hidden),

@@ -82,19 +82,27 @@ class MeanImage(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _column_sum(X: np.ndarray, centre: np.ndarray | None = None, block: int = 1024) -> np.ndarray:
+def _column_sum(
+    X: np.ndarray,
+    centre: np.ndarray | None = None,
+    block: int = 1024,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """Column sums of ``X`` (or of ``(X - centre) ** 2``) in float64, a block of rows at a time.
 
     float64, since a float32 sum over 50,000 images loses digits; by blocks, since a
-    float64 copy of all of CIFAR-10 would take 1.2 GB.
+    float64 copy of all of CIFAR-10 would take 1.2 GB. ``rows`` (indices) sums only
+    those rows, gathered a block at a time too; None sums them all.
     """
     total = np.zeros(X.shape[1])
-    for start in range(0, len(X), block):
-        rows = X[start : start + block].astype(np.float64)
+    n = len(X) if rows is None else len(rows)
+    for start in range(0, n, block):
+        part = slice(start, start + block)
+        values = (X[part] if rows is None else X[rows[part]]).astype(np.float64)
         if centre is not None:
-            rows -= centre
-            rows *= rows
-        total += rows.sum(axis=0)
+            values -= centre
+            values *= values
+        total += values.sum(axis=0)
     return total
 
 

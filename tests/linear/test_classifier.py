@@ -2,11 +2,19 @@
 
 import numpy as np
 import pytest
+from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from imgclf import io
 from imgclf.datasets import load_digits
 from imgclf.errors import NotFittedError
-from imgclf.linear import LinearClassifier, MeanImage, linear_pipeline, lr_reg_search
+from imgclf.linear import (
+    DEFAULT_LEARNING_RATES,
+    LinearClassifier,
+    MeanImage,
+    linear_pipeline,
+    lr_reg_search,
+)
 
 
 @parametrize_with_checks(
@@ -119,6 +127,7 @@ def test_not_fitted_error(method):
     "param, value, message",
     [
         ("loss", "hinge", r"loss must be one of 'softmax', 'svm'; got 'hinge'"),
+        ("standardize", "std", r"standardize must be one of False, True; got 'std'"),
         (
             "optimizer",
             "rmsprop",
@@ -205,3 +214,111 @@ def test_lr_reg_search_scores_every_pair():
     assert sorted(results) == [(1e-2, 0.0), (1e-2, 1e-3), (1e30, 0.0), (1e30, 1e-3)]
     assert results[(1e-2, 0.0)][1] > 0.9
     assert all(0 <= v <= 1 or np.isnan(v) for pair in results.values() for v in pair)
+
+
+# --- standardize and the defaults ---------------------------------------------------------
+
+
+def epoch_losses(clf) -> np.ndarray:
+    """Mean minibatch loss of every epoch, shape (n_iter_,)."""
+    return clf.loss_history_.reshape(clf.n_iter_, -1).mean(axis=1)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "svm"])
+def test_defaults_fit_raw_digits(digits, loss):
+    """No hyperparameter but the loss: raw uint8 pixels, loss falls, accuracy > 0.9."""
+    train, test = digits["train"], digits["test"]
+    assert train.images.dtype == np.uint8
+    clf = LinearClassifier(loss=loss).fit(train.images, train.labels)
+    losses = epoch_losses(clf)
+    assert losses[-1] < losses[0]
+    assert clf.score(test.images, test.labels) > 0.9
+
+
+@pytest.mark.parametrize("loss", ["softmax", "svm"])
+def test_standardized_fit_is_insensitive_to_the_input_scale(digits, loss):
+    """X, X / 255 and X * 1000 with one learning rate: the same predictions."""
+    train, test = digits["train"], digits["test"]
+    X, X_test = train.images.astype(np.float64), test.images.astype(np.float64)
+    reference = LinearClassifier(loss=loss, epochs=5).fit(X, train.labels)
+    for factor in (1 / 255, 1000):
+        clf = LinearClassifier(loss=loss, epochs=5).fit(X * factor, train.labels)
+        np.testing.assert_allclose(clf.mean_, reference.mean_ * factor, rtol=1e-5)
+        np.testing.assert_array_equal(clf.predict(X_test * factor), reference.predict(X_test))
+        # float32 rounding of the standardized inputs differs by the factor; SGD carries
+        # those 1e-7 differences along, which leaves the scores equal to 1% of their range
+        expected = reference.decision_function(X_test)
+        np.testing.assert_allclose(
+            clf.decision_function(X_test * factor), expected, atol=0.01 * np.abs(expected).max()
+        )
+
+
+def test_folded_weights_score_as_the_standardized_model(digits):
+    """coef_ / intercept_ on raw pixels == the weights trained on standardized ones."""
+    train, test = digits["train"], digits["test"]
+    folded = LinearClassifier(epochs=3).fit(train.images, train.labels)
+
+    def standardized(images):  # the NumPy reference of the training's standardization
+        rows = images.reshape(len(images), -1).astype(np.float32)
+        return (rows - folded.mean_) / folded.scale_
+
+    X = standardized(train.images)
+    plain = LinearClassifier(epochs=3, standardize=False).fit(X, train.labels)
+    np.testing.assert_array_equal(folded.loss_history_, plain.loss_history_)  # the same training
+    # features constant in training (always 0 once standardized) get weight 0 when folded
+    constant = (X == 0).all(axis=0)
+    assert constant.any() and (folded.coef_[:, constant] == 0).all()
+    for images in (train.images, test.images):
+        inputs = standardized(images).astype(np.float64)
+        inputs[:, constant] = 0
+        reference = inputs @ plain.coef_.T + plain.intercept_
+        scores = folded.decision_function(images)
+        np.testing.assert_allclose(scores, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+        np.testing.assert_array_equal(folded.predict(images), plain.classes_[reference.argmax(1)])
+
+
+def test_standardization_learned_from_the_training_rows():
+    rng = np.random.default_rng(0)
+    X = rng.normal(5.0, 3.0, (200, 3))
+    X[:, 1] = 7.0  # constant: scale 1, not 0
+    y = rng.integers(0, 2, 200)
+    clf = LinearClassifier(epochs=2).fit(X, y)
+    np.testing.assert_allclose(clf.mean_, X.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(clf.scale_, [X[:, 0].std(), 1.0, X[:, 2].std()], rtol=1e-6)
+    held_out = LinearClassifier(epochs=2, val_fraction=0.5).fit(X, y)
+    assert not np.allclose(held_out.mean_, clf.mean_)  # only the rows trained on count
+    off = LinearClassifier(epochs=2, standardize=False).fit(X, y)
+    np.testing.assert_array_equal(off.mean_, np.zeros(3, np.float32))
+    np.testing.assert_array_equal(off.scale_, np.ones(3, np.float32))
+
+
+def test_default_learning_rate_depends_on_the_loss():
+    X, y = blobs()
+    for loss, rate in DEFAULT_LEARNING_RATES.items():
+        explicit = LinearClassifier(loss=loss, learning_rate=rate, epochs=2).fit(X, y)
+        default = LinearClassifier(loss=loss, epochs=2).fit(X, y)
+        np.testing.assert_array_equal(default.coef_, explicit.coef_)
+    assert LinearClassifier().get_params()["learning_rate"] is None
+
+
+def test_mean_image_pipeline_still_fits(digits):
+    train, test = digits["train"], digits["test"]
+    for model in (
+        make_pipeline(MeanImage(), LinearClassifier()),
+        linear_pipeline(loss="svm", scale="std"),
+    ):
+        model.fit(train.images, train.labels)
+        assert model.score(test.images, test.labels) > 0.9
+
+
+@pytest.mark.parametrize("loss", ["softmax", "svm"])
+def test_saved_and_loaded_classifier_predicts_the_same(tmp_path, digits, loss):
+    train, test = digits["train"], digits["test"]
+    clf = LinearClassifier(loss=loss, epochs=3).fit(train.images, train.labels)
+    io.save(clf, tmp_path / "linear.npz", model_type="linear")
+    loaded = io.load(tmp_path / "linear.npz").model
+    np.testing.assert_array_equal(loaded.mean_, clf.mean_)
+    np.testing.assert_array_equal(loaded.predict(test.images), clf.predict(test.images))
+    np.testing.assert_array_equal(
+        loaded.decision_function(test.images), clf.decision_function(test.images)
+    )

@@ -13,13 +13,14 @@ live one layer below; they are re-exported here for convenience.
 
 from __future__ import annotations
 
-from imgclf.linear.classifier import LOSSES, LinearClassifier
+from imgclf.linear.classifier import DEFAULT_LEARNING_RATES, LOSSES, LinearClassifier
 from imgclf.linear.losses import softmax_loss, softmax_loss_naive, svm_loss, svm_loss_naive
-from imgclf.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
 from imgclf.linear.pipeline import linear_pipeline, lr_reg_search
+from imgclf.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
 from imgclf.preprocessing import MeanImage
 
 __all__ = [
+    "DEFAULT_LEARNING_RATES",
     "LOSSES",
     "OPTIMIZERS",
     "SGD",

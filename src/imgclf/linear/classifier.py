@@ -10,9 +10,11 @@ from imgclf._validation import check_choice, check_int
 from imgclf.linear.losses import softmax_loss, svm_loss
 from imgclf.optimizers import make_optimizer
 
-__all__ = ["LOSSES", "LinearClassifier"]
+__all__ = ["DEFAULT_LEARNING_RATES", "LOSSES", "LinearClassifier"]
 
 LOSSES = {"softmax": softmax_loss, "svm": svm_loss}
+#: the initial step size ``learning_rate=None`` stands for, by loss (see LinearClassifier)
+DEFAULT_LEARNING_RATES = {"softmax": 0.02, "svm": 0.003}
 INIT_SCALE = 1e-3  # small random weights: every class starts with nearly equal scores
 
 
@@ -31,18 +33,39 @@ class LinearClassifier(MinibatchClassifier):
     loss : {"softmax", "svm"}, default="softmax"
         Cross-entropy of the softmax, or the Weston–Watkins multiclass hinge
         (see :mod:`imgclf.linear.losses`).
-    reg : float, default=1e-4
-        L2 penalty ``reg * sum(coef_ ** 2)``; the bias is not penalized.
-    learning_rate : float, default=1e-3
-        Initial step size.
+    standardize : bool, default=True
+        Train on every feature centred on its training mean and divided by its
+        training standard deviation (1 for a constant feature), so that one
+        learning rate serves pixels 0-255, pixels 0-1 and features alike.
+        After training the standardization is folded into ``coef_`` and
+        ``intercept_``, which score the raw inputs; ``mean_`` and ``scale_``
+        keep it for reference. False trains on the inputs as given.
+    reg : float, default=0.01
+        L2 penalty ``reg * sum(W ** 2)`` on the weights ``W`` of the
+        standardized inputs (``coef_ * scale_`` with ``standardize=True``);
+        the bias is not penalized. Little effect on CIFAR-10 between 1e-4 and
+        0.1; 0.01 keeps weights bounded on small data sets.
+    learning_rate : float or None, default=None
+        Initial step size. None: ``DEFAULT_LEARNING_RATES[loss]``, 0.02 for
+        the softmax and 0.003 for the SVM. The hinge's gradient sums up to
+        ``n_classes - 1`` violated margins per sample, so the SVM needs a
+        smaller step: at 0.01 or more its CIFAR-10 accuracy falls below 0.38,
+        while the softmax needs 0.02 to fit small sets (scikit-learn's
+        digits) within the default epochs.
     epochs : int, default=20
-        Passes over the training data.
-    batch_size : int, default=200
+        Passes over the training data (about 15 s on 49,000 CIFAR-10 images
+        on one core).
+    batch_size : int, default=64
         Samples per gradient step (the last step of an epoch may have fewer).
+        64 rather than 200 gives small data sets three times as many steps
+        per epoch, at no loss of accuracy on CIFAR-10.
     optimizer : {"sgd", "momentum", "adam"}, default="sgd"
-        Update rule (see :mod:`imgclf.optimizers`).
-    lr_decay : float, default=0.95
-        The learning rate is multiplied by this after every epoch, in (0, 1].
+        Update rule (see :mod:`imgclf.optimizers`). Plain SGD generalized best
+        on CIFAR-10 (Adam overfits a linear model: 0.39 against 0.43).
+    lr_decay : float, default=0.85
+        The learning rate is multiplied by this after every epoch, in (0, 1]:
+        large early steps fit quickly, the small late ones (4% of the first
+        after 20 epochs) let the weights settle.
     seed : int or None, default=0
         Seeds the initial weights, the shuffling and the validation split:
         the same seed on the same data gives the same model. None: fresh
@@ -63,8 +86,14 @@ class LinearClassifier(MinibatchClassifier):
     coef_ : ndarray of float32, shape (n_classes, n_features)
         One template per class, in ``classes_`` order.
     intercept_ : ndarray of float32, shape (n_classes,)
+    mean_ : ndarray of float32, shape (n_features,)
+        Training mean of each feature (zeros with ``standardize=False``).
+    scale_ : ndarray of float32, shape (n_features,)
+        Training standard deviation of each feature, 1 where it is 0 (ones
+        with ``standardize=False``).
     loss_history_ : ndarray of float32, shape (n_steps,)
-        Minibatch loss (regularization included) at every gradient step.
+        Minibatch loss (regularization included) at every gradient step, on
+        the standardized inputs.
     val_score_history_ : ndarray, shape (n_iter_,)
         Validation accuracy after each epoch; empty without a validation set.
     n_iter_ : int
@@ -73,6 +102,11 @@ class LinearClassifier(MinibatchClassifier):
 
     Notes
     -----
+    The defaults were chosen on validation data: 1,000 images held out of
+    CIFAR-10's training set (0.42 softmax, 0.40 SVM on raw uint8 pixels,
+    trained on the other 49,000) and a fifth of scikit-learn's digits
+    (above 0.9 for both losses); see ``benchmarks/bench_defaults.py``.
+
     Scores are computed in float64 at prediction time, so that they do not
     depend on how many rows are scored together. For two classes,
     :meth:`decision_function` returns scikit-learn's ``(n,)`` shape, the
@@ -90,18 +124,20 @@ class LinearClassifier(MinibatchClassifier):
     def __init__(
         self,
         loss="softmax",
-        reg=1e-4,
-        learning_rate=1e-3,
+        standardize=True,
+        reg=0.01,
+        learning_rate=None,
         epochs=20,
-        batch_size=200,
+        batch_size=64,
         optimizer="sgd",
-        lr_decay=0.95,
+        lr_decay=0.85,
         seed=0,
         val_fraction=None,
         early_stopping=False,
         patience=5,
     ):
         self.loss = loss
+        self.standardize = standardize
         self.reg = reg
         self.learning_rate = learning_rate
         self.epochs = epochs
@@ -121,10 +157,17 @@ class LinearClassifier(MinibatchClassifier):
     def _val_fraction(self) -> float | None:
         return self.val_fraction or (0.1 if self.early_stopping else None)
 
-    def _train(self, X, y, rng, train, val) -> dict:
+    def _learning_rate(self) -> float:
+        if self.learning_rate is None:
+            return DEFAULT_LEARNING_RATES[self.loss]
+        return self.learning_rate
+
+    def _train(self, X, y, rng, train, val, standardization) -> dict:
         """``coef_``, ``intercept_`` and the histories; see :class:`_Training`."""
-        W, history = _Training(self, X, y, rng).run_linear(train, val)
-        return {"coef_": np.ascontiguousarray(W[:-1].T), "intercept_": W[-1].copy(), **history}
+        W, history = _Training(self, X, y, rng, standardization).run_linear(train, val)
+        # trained on standardized inputs; the public weights score the raw ones
+        coef, intercept = standardization.fold(W[:-1], W[-1])
+        return {"coef_": np.ascontiguousarray(coef.T), "intercept_": intercept.copy(), **history}
 
     def _float64_weights(self) -> tuple[np.ndarray, np.ndarray]:
         return self.coef_.T.astype(np.float64), self.intercept_
@@ -146,8 +189,8 @@ class LinearClassifier(MinibatchClassifier):
 class _Training(MinibatchTraining):
     """One fit's minibatch loop: weights ``W`` ``(d + 1, C)`` with the bias as last row."""
 
-    def __init__(self, clf: LinearClassifier, X: np.ndarray, y: np.ndarray, rng):
-        super().__init__(clf, X, y, rng)
+    def __init__(self, clf: LinearClassifier, X: np.ndarray, y: np.ndarray, rng, standardization):
+        super().__init__(clf, X, y, rng, standardization)
         self.label = f"{clf.loss} epochs"
         self.loss_fn = LOSSES[clf.loss]
         self.optimizer = make_optimizer(clf.optimizer)
