@@ -52,23 +52,38 @@ class TwoLayerNet(MinibatchClassifier):
     mean softmax cross-entropy plus ``reg * (sum(W1 ** 2) + sum(W2 ** 2))``
     (biases are not penalized, as in
     :class:`~imgclf.linear.LinearClassifier`). Images ``(n, H, W, C)`` are
-    flattened; standardize the inputs first (:func:`net_pipeline` does).
+    flattened; the inputs are standardized inside (``standardize=True``), so
+    raw uint8 pixels need no preprocessing.
 
     Parameters
     ----------
     hidden : int, default=100
-        Units in the hidden layer.
-    reg : float, default=1e-4
-        L2 penalty on ``W1_`` and ``W2_``.
+        Units in the hidden layer. 200 gains about one point on CIFAR-10 for
+        twice the training time.
+    standardize : bool, default=True
+        Train on every feature centred on its training mean and divided by its
+        training standard deviation (1 for a constant feature): He
+        initialization assumes inputs of unit scale, and one learning rate
+        then serves pixels 0-255, pixels 0-1 and features alike. After
+        training the standardization is folded into ``W1_`` and ``b1_``, which
+        take the raw inputs; ``mean_`` and ``scale_`` keep it for reference.
+        False trains on the inputs as given.
+    reg : float, default=1e-3
+        L2 penalty on ``W1_`` and ``W2_`` (of the standardized inputs). The
+        network overfits CIFAR-10 (training accuracy 0.7 against 0.55); 1e-3
+        narrows that gap a little without slowing the fit.
     learning_rate : float, default=1e-3
-        Initial step size.
-    epochs : int, default=20
-        Passes over the training data.
-    batch_size : int, default=200
+        Initial step size; Adam's usual one.
+    epochs : int, default=15
+        Passes over the training data (about 1.5 min on 49,000 CIFAR-10
+        images on one core); validation accuracy stops improving before 15.
+    batch_size : int, default=64
         Samples per gradient step (the last step of an epoch may have fewer).
+        64 rather than 200 gives small data sets three times as many steps
+        per epoch (digits: 0.93 against 0.90).
     optimizer : {"sgd", "momentum", "adam"}, default="adam"
         Update rule (see :mod:`imgclf.optimizers`), one state per weight array.
-    lr_decay : float, default=0.95
+    lr_decay : float, default=0.9
         The learning rate is multiplied by this after every epoch, in (0, 1].
     dropout : float, default=0.0
         Probability of dropping each hidden unit at training time, in [0, 1)
@@ -89,6 +104,11 @@ class TwoLayerNet(MinibatchClassifier):
     b1_ : ndarray of float32, shape (hidden,)
     W2_ : ndarray of float32, shape (hidden, n_classes)
     b2_ : ndarray of float32, shape (n_classes,)
+    mean_ : ndarray of float32, shape (n_features,)
+        Training mean of each feature (zeros with ``standardize=False``).
+    scale_ : ndarray of float32, shape (n_features,)
+        Training standard deviation of each feature, 1 where it is 0 (ones
+        with ``standardize=False``).
     loss_history_ : ndarray of float32, shape (n_steps,)
         Minibatch loss (regularization included) at every gradient step.
     train_acc_history_ : ndarray, shape (epochs,)
@@ -102,6 +122,11 @@ class TwoLayerNet(MinibatchClassifier):
 
     Notes
     -----
+    The defaults were chosen on validation data: 1,000 images held out of
+    CIFAR-10's training set (0.55 on raw uint8 pixels, trained on the other
+    49,000) and a fifth of scikit-learn's digits (0.93); see
+    ``benchmarks/bench_defaults.py``.
+
     Every learned value is an ndarray or a number, so :func:`imgclf.io.save`
     stores the network as it is and nothing needs rebuilding after loading.
     Scores are computed in float64 at prediction time, so that they do not
@@ -260,7 +285,10 @@ def net_pipeline(features=None, **params) -> Pipeline:
         Steps ``["features",] "standardize", "net"``; it takes uint8 images
         ``(n, H, W, C)``. The standardization is
         ``MeanImage(scale="std")``: every feature centred on its training mean
-        and divided by its training standard deviation.
+        and divided by its training standard deviation. The network
+        standardizes its inputs itself (``standardize=True``), so this step
+        changes nothing in what is learned; it stays so that the pipeline's
+        steps, and the model files written from it, keep their form.
 
     Examples
     --------
