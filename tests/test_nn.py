@@ -317,3 +317,70 @@ def test_first_layer_png(tmp_path, digits_net):
         r"\(32, 32, 3\)",
     ):
         first_layer(digits_net, (32, 32, 3))
+
+
+# --- standardize and the defaults ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_net(digits):
+    train = digits["train"]
+    return TwoLayerNet().fit(train.images, train.labels)
+
+
+def test_defaults_fit_raw_digits(digits, default_net):
+    """No hyperparameter: raw uint8 pixels, the epoch loss falls, accuracy > 0.9."""
+    assert digits["train"].images.dtype == np.uint8
+    losses = default_net.loss_history_.reshape(default_net.n_iter_, -1).mean(axis=1)
+    assert losses[-1] < losses[0]
+    assert default_net.score(digits["test"].images, digits["test"].labels) > 0.9
+
+
+def test_standardized_fit_is_insensitive_to_the_input_scale(digits):
+    """X, X / 255 and X * 1000 with one learning rate: the same predictions."""
+    train, test = digits["train"], digits["test"]
+    X, X_test = train.images.astype(np.float64), test.images.astype(np.float64)
+    reference = TwoLayerNet(hidden=32, epochs=3).fit(X, train.labels)
+    expected = reference.decision_function(X_test)
+    for factor in (1 / 255, 1000):
+        net = TwoLayerNet(hidden=32, epochs=3).fit(X * factor, train.labels)
+        np.testing.assert_array_equal(net.predict(X_test * factor), reference.predict(X_test))
+        # float32 rounding of the standardized inputs differs with the factor; training
+        # carries those 1e-7 differences along a little
+        np.testing.assert_allclose(
+            net.decision_function(X_test * factor), expected, atol=0.01 * np.abs(expected).max()
+        )
+
+
+def test_folded_first_layer_scores_as_the_standardized_network(digits):
+    """W1_ / b1_ on raw pixels == the first layer trained on standardized ones."""
+    train, test = digits["train"], digits["test"]
+    folded = TwoLayerNet(hidden=32, epochs=3).fit(train.images, train.labels)
+
+    def standardized(images):  # the NumPy reference of the training's standardization
+        rows = images.reshape(len(images), -1).astype(np.float32)
+        return (rows - folded.mean_) / folded.scale_
+
+    X = standardized(train.images)
+    plain = TwoLayerNet(hidden=32, epochs=3, standardize=False).fit(X, train.labels)
+    np.testing.assert_array_equal(folded.loss_history_, plain.loss_history_)
+    np.testing.assert_array_equal(folded.W2_, plain.W2_)
+    constant = (X == 0).all(axis=0)  # constant in training: weight 0 once folded
+    assert constant.any() and (folded.W1_[constant] == 0).all()
+    for images in (train.images, test.images):
+        inputs = standardized(images).astype(np.float64)
+        inputs[:, constant] = 0
+        hidden = np.maximum(inputs @ plain.W1_ + plain.b1_, 0)
+        reference = hidden @ plain.W2_ + plain.b2_
+        scores = folded.decision_function(images)
+        np.testing.assert_allclose(scores, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+
+
+def test_saved_and_loaded_default_network_predicts_the_same(tmp_path, digits, default_net):
+    path = io.save(default_net, tmp_path / "net.imgclf", model_type="net")
+    loaded = io.load(path).model
+    test = digits["test"].images
+    for name in ("W1_", "b1_", "mean_", "scale_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(default_net, name))
+    np.testing.assert_array_equal(loaded.predict(test), default_net.predict(test))
+    np.testing.assert_array_equal(loaded.predict_proba(test), default_net.predict_proba(test))
