@@ -210,3 +210,24 @@ def test_cross_validate_knn_matches_the_sweep(digits):
 def test_empty_grid_is_refused(digits, grid):
     with pytest.raises(ValueError, match="empty"):
         cross_validate(KNNClassifier(), *digits, grid)
+
+
+def test_a_diverged_configuration_is_never_the_best():
+    from imgclf.model_selection import SearchResult
+
+    result = SearchResult(
+        configs=[{"learning_rate": 10.0}, {"learning_rate": 0.1}],
+        scores=np.array([[np.nan, np.nan], [0.5, 0.7]]),
+    )
+    assert result.best_params == {"learning_rate": 0.1} and result.best_score == pytest.approx(0.6)
+    result.scores[1] = np.nan
+    with pytest.raises(ValueError, match="every configuration diverged"):
+        result.best_index
+
+
+def test_sweeping_a_single_class_warns():
+    from imgclf.model_selection import sweep_knn
+
+    X = np.random.default_rng(0).integers(0, 255, (40, 8), dtype=np.uint8)
+    with pytest.warns(UserWarning, match="single class"):
+        sweep_knn(X, np.zeros(40, int), ks=[1], metrics=("l2",), folds=2)

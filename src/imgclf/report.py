@@ -103,7 +103,7 @@ MODEL_NAMES = {"knn": "k-NN", "linear": "Linear classifier", "net": "Two-layer n
 
 # Run-time keys (from run_model and the k-NN sweep) in words.
 STAGE_NAMES = {
-    "search_s": "hyperparameter search",
+    "selection_s": "hyperparameter search",
     "fit_and_test_s": "fit and test",
     "vote_s": "voting",
     "cross_validate_s": "fitting and scoring every configuration",

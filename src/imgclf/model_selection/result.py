@@ -41,8 +41,17 @@ class SearchResult:
 
     @property
     def best_index(self) -> int:
-        """The configuration with the highest mean; ties go to the first listed."""
-        return int(np.argmax(self.mean))
+        """The configuration with the highest mean; ties go to the first listed.
+
+        A configuration whose training diverged scores NaN and is never the best;
+        if every one diverged, that is an error, not a choice.
+        """
+        mean = self.mean
+        if np.isnan(mean).all():
+            raise ValueError(
+                "every configuration diverged (NaN scores); try smaller learning rates"
+            )
+        return int(np.nanargmax(mean))
 
     @property
     def best_params(self) -> dict:
