@@ -222,7 +222,7 @@ def test_a_diverged_configuration_is_never_the_best():
     assert result.best_params == {"learning_rate": 0.1} and result.best_score == pytest.approx(0.6)
     result.scores[1] = np.nan
     with pytest.raises(ValueError, match="every configuration diverged"):
-        result.best_index
+        _ = result.best_index
 
 
 def test_sweeping_a_single_class_warns():
