@@ -112,13 +112,13 @@ class ModelRun:
 # --- models ------------------------------------------------------------------------------
 
 
-def default_grid(model: str) -> dict:
+def default_grid(model: str, loss: str = "softmax") -> dict:
     """The grid a search over ``model`` tries when none is given.
 
-    See :data:`imgclf.defaults.SEARCH_GRIDS`.
+    See :func:`imgclf.defaults.search_grid` (a linear model's depends on its ``loss``).
     """
     check_choice("model", model, MODELS)
-    return {name: list(values) for name, values in defaults.SEARCH_GRIDS[model].items()}
+    return defaults.search_grid(model, loss)
 
 
 def default_params(model: str) -> dict:

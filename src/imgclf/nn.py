@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 
 from imgclf._minibatch import MinibatchClassifier, MinibatchTraining
 from imgclf._validation import check_int
+from imgclf.defaults import NET
 from imgclf.layers import (
     affine_backward,
     affine_forward,
@@ -143,15 +144,15 @@ class TwoLayerNet(MinibatchClassifier):
 
     def __init__(
         self,
-        hidden=100,
-        standardize=True,
-        reg=1e-3,
-        learning_rate=1e-3,
-        epochs=15,
-        batch_size=64,
-        optimizer="adam",
-        lr_decay=0.9,
-        dropout=0.0,
+        hidden=NET["hidden"],
+        standardize=NET["standardize"],
+        reg=NET["reg"],
+        learning_rate=NET["learning_rate"],
+        epochs=NET["epochs"],
+        batch_size=NET["batch_size"],
+        optimizer=NET["optimizer"],
+        lr_decay=NET["lr_decay"],
+        dropout=NET["dropout"],
         seed=0,
         val_fraction=None,
     ):

@@ -146,7 +146,7 @@ def cv(
     run = experiments.run_model(
         _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed),
         model,
-        opt.search_grid(model, k, metric, weights, lr, reg),
+        opt.search_grid(model, loss, k, metric, weights, lr, reg),
         folds=folds,
         val_size=opt.size_or_fraction(val_size, "--val-size"),
         repeats=repeats,
@@ -325,7 +325,7 @@ def report(
     run = experiments.run_model(
         splits,
         model,
-        opt.search_grid(model, k, metric, weights, lr, reg),
+        opt.search_grid(model, loss, k, metric, weights, lr, reg),
         folds=folds,
         val_size=opt.size_or_fraction(val_size, "--val-size"),
         repeats=repeats,

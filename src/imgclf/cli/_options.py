@@ -26,16 +26,31 @@ __all__ = [
     "words",
 ]
 
-_LINEAR, _NET, _KNN, _GRIDS = defaults.LINEAR, defaults.NET, defaults.KNN, defaults.SEARCH_GRIDS
+_LINEAR, _NET = defaults.LINEAR, defaults.NET
 
 
 def _both(name: str) -> str:
-    """``"1e-3 (linear), 1e-3 (net)"``: a default that differs by model."""
+    """``"0.01 (linear), 0.001 (net)"``: a default that differs by model."""
     return f"{_LINEAR[name]:g} (linear), {_NET[name]:g} (net)"
 
 
-def _grid_text(model: str, name: str) -> str:
-    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in _GRIDS[model][name])
+def _learning_rates() -> str:
+    rates = ", ".join(f"{r:g} ({loss})" for loss, r in defaults.LINEAR_LEARNING_RATES.items())
+    return f"{rates}, {_NET['learning_rate']:g} (net)"
+
+
+def _listed(values) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _grid_text(name: str) -> str:
+    """The default search values of ``name``: by model, and by loss where that matters."""
+    losses = defaults.LINEAR_LEARNING_RATES
+    linear = {loss: _listed(defaults.search_grid("linear", loss)[name]) for loss in losses}
+    parts = [f"{text} (linear {loss})" for loss, text in linear.items()]
+    if len(set(linear.values())) == 1:
+        parts = [f"{next(iter(linear.values()))} (linear)"]
+    return "; ".join([*parts, f"{_listed(defaults.search_grid('net')[name])} (net)"])
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -114,7 +129,7 @@ KOpt = Annotated[int, typer.Option(help="Neighbours that vote (knn).")]
 MetricOpt = Annotated[str, typer.Option(help="Distance (knn): l1 or l2.")]
 WeightsOpt = Annotated[str, typer.Option(help="Votes (knn): uniform or distance (1/d).")]
 LrOpt = Annotated[
-    float | None, typer.Option(help=f"Learning rate. \\[default: {_both('learning_rate')}]")
+    float | None, typer.Option(help=f"Learning rate. \\[default: {_learning_rates()}]")
 ]
 RegOpt = Annotated[
     float | None, typer.Option(help=f"Regularization strength. \\[default: {_both('reg')}]")
@@ -123,12 +138,17 @@ RegOpt = Annotated[
 # lists of values to search (cv, report)
 KsOpt = Annotated[
     str | None,
-    typer.Option("--k", help=f"k values to try (knn). \\[default: {_grid_text('knn', 'k')}]"),
+    typer.Option(
+        "--k",
+        help=f"k values to try (knn). \\[default: {_listed(defaults.search_grid('knn')['k'])}]",
+    ),
 ]
 MetricsOpt = Annotated[
     str | None,
     typer.Option(
-        "--metric", help=f"Distances to try (knn). \\[default: {_grid_text('knn', 'metric')}]"
+        "--metric",
+        help="Distances to try (knn). "
+        f"\\[default: {_listed(defaults.search_grid('knn')['metric'])}]",
     ),
 ]
 WeightingsOpt = Annotated[
@@ -142,16 +162,14 @@ LrsOpt = Annotated[
     str | None,
     typer.Option(
         "--lr",
-        help=f"Learning rates to try. \\[default: {_grid_text('linear', 'learning_rate')} "
-        f"(linear), {_grid_text('net', 'learning_rate')} (net)]",
+        help=f"Learning rates to try. \\[default: {_grid_text('learning_rate')}]",
     ),
 ]
 RegsOpt = Annotated[
     str | None,
     typer.Option(
         "--reg",
-        help=f"Regularization strengths to try. \\[default: {_grid_text('linear', 'reg')} "
-        f"(linear), {_grid_text('net', 'reg')} (net)]",
+        help=f"Regularization strengths to try. \\[default: {_grid_text('reg')}]",
     ),
 ]
 FoldsOpt = Annotated[int, typer.Option(help="k-fold cross-validation folds.")]
@@ -219,7 +237,9 @@ def size_or_fraction(value: float | None, option: str) -> int | float | None:
     return int(value) if value >= 1 else value
 
 
-def search_grid(model: str, k=None, metric=None, weights=None, lr=None, reg=None) -> dict:
+def search_grid(
+    model: str, loss: str, k=None, metric=None, weights=None, lr=None, reg=None
+) -> dict:
     """The grid to search: the values given, the default grid for the rest."""
     from imgclf.experiments import default_grid
 
@@ -230,7 +250,7 @@ def search_grid(model: str, k=None, metric=None, weights=None, lr=None, reg=None
         "learning_rate": numbers(lr, "--lr"),
         "reg": numbers(reg, "--reg"),
     }
-    grid = default_grid(model)
+    grid = default_grid(model, loss)
     return {name: values if given[name] is None else given[name] for name, values in grid.items()}
 
 

@@ -7,6 +7,7 @@ from sklearn.utils.metaestimators import available_if
 
 from imgclf._minibatch import MinibatchClassifier, MinibatchTraining
 from imgclf._validation import check_choice, check_int
+from imgclf.defaults import LINEAR, LINEAR_LEARNING_RATES
 from imgclf.linear.losses import softmax_loss, svm_loss
 from imgclf.optimizers import make_optimizer
 
@@ -14,7 +15,8 @@ __all__ = ["DEFAULT_LEARNING_RATES", "LOSSES", "LinearClassifier"]
 
 LOSSES = {"softmax": softmax_loss, "svm": svm_loss}
 #: the initial step size ``learning_rate=None`` stands for, by loss (see LinearClassifier)
-DEFAULT_LEARNING_RATES = {"softmax": 0.02, "svm": 0.003}
+# the defaults live in one table (imgclf.defaults), shared with the command line
+DEFAULT_LEARNING_RATES = LINEAR_LEARNING_RATES
 INIT_SCALE = 1e-3  # small random weights: every class starts with nearly equal scores
 
 
@@ -123,14 +125,14 @@ class LinearClassifier(MinibatchClassifier):
 
     def __init__(
         self,
-        loss="softmax",
-        standardize=True,
-        reg=0.01,
-        learning_rate=None,
-        epochs=20,
-        batch_size=64,
-        optimizer="sgd",
-        lr_decay=0.85,
+        loss=LINEAR["loss"],
+        standardize=LINEAR["standardize"],
+        reg=LINEAR["reg"],
+        learning_rate=LINEAR["learning_rate"],
+        epochs=LINEAR["epochs"],
+        batch_size=LINEAR["batch_size"],
+        optimizer=LINEAR["optimizer"],
+        lr_decay=LINEAR["lr_decay"],
         seed=0,
         val_fraction=None,
         early_stopping=False,

@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from imgclf._validation import check_choice, check_int, encoded_training_data, flat_images
+from imgclf.defaults import KNN
 from imgclf.neighbors import voting
 from imgclf.neighbors.faiss_backend import FaissIndex, faiss_available
 from imgclf.neighbors.search import DEFAULT_WORKING_MEMORY, METRICS, ExactIndex, as_features
@@ -67,9 +68,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        k=1,
-        metric="l2",
-        weights="uniform",
+        k=KNN["k"],
+        metric=KNN["metric"],
+        weights=KNN["weights"],
         tie_break="smallest",
         backend="auto",
         working_memory=None,
