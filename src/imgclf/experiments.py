@@ -283,7 +283,7 @@ def evaluate(model, test: Dataset) -> Evaluation:
     predictions = labels[ranking[:, 0]]
     top5 = None
     if n_classes > 5 and ranking.shape[1] == 5:
-        top5 = float(np.mean((labels[ranking] == test.labels[:, None]).any(axis=1)))
+        top5 = metrics.top_k_accuracy_from_ranking(test.labels, labels[ranking], k=5)
     return Evaluation(
         accuracy=metrics.accuracy(test.labels, predictions),
         top5_accuracy=top5,
@@ -441,8 +441,13 @@ def _inputs_of(image_shape, n_features: int | None = None) -> str | None:
 
 
 def hyperparameters(model) -> dict:
-    """The classifier's hyperparameters (a Pipeline's last step), for printing and reports."""
+    """The classifier's hyperparameters (a Pipeline's last step), as it trains with them.
+
+    A learning rate left to the default is the value used, not None.
+    """
     params = final_estimator(model).get_params(deep=False)
+    if "loss" in params and params.get("learning_rate") is None:  # "by loss": say which
+        params["learning_rate"] = defaults.learning_rate("linear", params["loss"])
     return {name: value for name, value in params.items() if name not in _NOT_HYPERPARAMETERS}
 
 
