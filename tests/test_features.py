@@ -262,9 +262,7 @@ def test_standardize_is_mean_image_with_std_scale():
         Standardize().fit_transform(X), MeanImage(scale="std").fit_transform(X)
     )
     assert Standardize().get_params() == {}
-    assert MeanImage is features.MeanImage and MeanImage.__module__ == (
-        "imgclf.preprocessing"
-    )
+    assert MeanImage is features.MeanImage and MeanImage.__module__ == "imgclf.preprocessing"
 
 
 def test_pixels_keep_dtype_and_flatten():
