@@ -74,11 +74,11 @@ def print_run(run) -> None:
         f"[bold]{selection.model}[/]: {selection.protocol} on {selection.n_train:,} training images"
     )
     table = Table(*search.configs[0].keys(), "validation accuracy", box=None, padding=(0, 2))
+    several = search.scores.shape[1] > 1  # a spread only where there are several folds
     for i, config in enumerate(search.configs):
+        spread = f" ± {search.std[i]:.4f}" if several else ""
         mark = " *" if i == search.best_index else ""
-        table.add_row(
-            *map(str, config.values()), f"{search.mean[i]:.4f} ± {search.std[i]:.4f}{mark}"
-        )
+        table.add_row(*map(str, config.values()), f"{search.mean[i]:.4f}{spread}{mark}")
     out.print(table)
     result(
         f"chosen: {format_params(search.best_params)} (validation accuracy "
