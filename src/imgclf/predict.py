@@ -35,7 +35,7 @@ def image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
 def score_kind(model) -> str:
     """What a model's class scores are: ``"vote share"``, ``"probability"`` or ``"margin"``."""
     clf = final_estimator(model)
-    if hasattr(clf, "kneighbors"):
+    if hasattr(clf, "rank_classes"):  # k-NN
         return "vote share"
     return "probability" if hasattr(model, "predict_proba") else "margin"
 
