@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check --no-input --progress-bar on
 
-.PHONY: demo test lint install install-dev system-tools clean
+.PHONY: demo test fuzz lint install install-dev system-tools clean
 
 $(BIN)/python:
 	@echo "==> creating the virtual environment $(VENV) with $(PYTHON)"
@@ -44,6 +44,12 @@ system-tools:
 test: lint system-tools
 	@echo "==> running the test suite (pytest)"
 	$(BIN)/python -m pytest
+
+# More fuzz cases per reader than `make test` runs (each under a 1 GiB memory cap and 5 s).
+FUZZ_CASES ?= 5000
+fuzz: install-dev
+	@echo "==> fuzzing every reader of untrusted bytes, $(FUZZ_CASES) cases each"
+	IMGCLF_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/python -m pytest -p no:doctest tests/fuzz -s -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
