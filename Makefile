@@ -49,7 +49,7 @@ test: lint system-tools
 FUZZ_CASES ?= 5000
 fuzz: install-dev
 	@echo "==> fuzzing every reader of untrusted bytes, $(FUZZ_CASES) cases each"
-	IMGCLF_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/python -m pytest -p no:doctest tests/fuzz -s -q
+	IMGCLF_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/python -m pytest tests/fuzz -s -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
