@@ -447,3 +447,26 @@ def test_download_command(tmp_path, monkeypatch, capsys):
     assert str(tmp_path / "data") in capsys.readouterr().out
     assert run("download", "svhn") == 1
     assert "unknown dataset 'svhn'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "digits", "-o", "{folder}"],
+        ["cv", "digits", "--k", "1", "--plot", "{file}/cv.png"],
+        ["report", "digits", "-o", "{folder}"],
+    ],
+)
+def test_output_paths_are_checked_before_the_work(tmp_path, capsys, monkeypatch, argv):
+    from imgclf import experiments
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the work started before the output path was checked")
+
+    monkeypatch.setattr(experiments, "run_model", refuse)
+    monkeypatch.setattr(experiments, "train_model", refuse)
+    (tmp_path / "file").write_text("x")
+    args = [a.format(folder=tmp_path, file=tmp_path / "file") for a in argv]
+    assert run(*args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: cannot write ") and ".part" not in err

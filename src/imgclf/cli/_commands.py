@@ -78,6 +78,15 @@ def _load(data: str, options: opt.DataOptions, *, seed: int = 0) -> dict:
     return splits
 
 
+def _outputs(*paths: str | None) -> None:
+    """Check every output path before the work starts: a typo costs a second, not a run."""
+    from imgclf._atomic import check_writable
+
+    for path in paths:
+        if path:
+            check_writable(path)
+
+
 def _write_json(path: str, payload: dict) -> None:
     import json
 
@@ -141,6 +150,7 @@ def cv(
     test_size: opt.TestSizeOpt = None,
 ) -> None:
     """Choose hyperparameters on validation data (the test split is not touched)."""
+    _outputs(plot, output)  # before the slow imports and the work
     from imgclf import experiments, plots
 
     run = experiments.run_model(
@@ -189,6 +199,7 @@ def train(
     test_size: opt.TestSizeOpt = None,
 ) -> None:
     """Fit a model on the training split and save it (npz + JSON header, no pickle)."""
+    _outputs(output)  # before the slow imports and the work
     from imgclf import experiments, io
 
     fixed = opt.model_settings(model, loss, epochs, seed, features, hidden, dropout)
@@ -316,6 +327,7 @@ def report(
     test_size: opt.TestSizeOpt = None,
 ) -> None:
     """Search, fit, test once and write a self-contained HTML report."""
+    _outputs(output)  # before the slow imports and the work
     from imgclf import experiments
     from imgclf.report import experiment_report
 
@@ -350,6 +362,7 @@ def demo(
     from imgclf import datasets, experiments
     from imgclf.report import experiment_report
 
+    _outputs(output)
     start = time.perf_counter()
     splits = datasets.load("digits")
     runs = experiments.run_demo(splits)
