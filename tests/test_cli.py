@@ -470,3 +470,48 @@ def test_output_paths_are_checked_before_the_work(tmp_path, capsys, monkeypatch,
     assert run(*args) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: cannot write ") and ".part" not in err
+
+
+def make_split_folder(root, splits: dict[str, dict[str, list[int]]]):
+    """``root/<split>/<class>/<i>.png``, each image one grey value."""
+    from PIL import Image
+
+    for split, classes in splits.items():
+        for name, values in classes.items():
+            (root / split / name).mkdir(parents=True)
+            for i, value in enumerate(values):
+                Image.new("L", (4, 4), value).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_labels_are_matched_by_class_name(tmp_path, capsys):
+    """test/ lacks a class and numbers the others differently: still scored right."""
+    data = make_split_folder(
+        tmp_path / "d",
+        {
+            "train": {"a": [0, 10], "b": [100, 110], "c": [200, 210]},
+            "test": {"a": [5], "c": [205, 215]},  # "c" is class 1 here, class 2 in training
+        },
+    )
+    model = tmp_path / "m.imgclf"
+    assert run("train", str(data), "-o", str(model)) == 0
+    capsys.readouterr()
+    assert run("evaluate", str(model), str(data), "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == 1.0 and result["classes"] == ["a", "b", "c"]
+    assert result["per_class_accuracy"]["c"] == 1.0 and np.isnan(result["per_class_accuracy"]["b"])
+    assert run("cv", str(data), "--k", "1", "--folds", "2", "--final-test") == 0
+    assert "evaluated once on 3 test images: accuracy 1.0000" in capsys.readouterr().out
+
+
+def test_a_test_class_the_model_never_saw_is_an_error(tmp_path, capsys):
+    data = make_split_folder(
+        tmp_path / "d",
+        {"train": {"cat": [0, 10], "dog": [200, 210]}, "test": {"cow": [0, 10], "dog": [205]}},
+    )
+    model = tmp_path / "m.imgclf"
+    run("train", str(data), "-o", str(model))
+    capsys.readouterr()
+    assert run("evaluate", str(model), str(data)) == 1
+    err = capsys.readouterr().err
+    assert "'cow' are not among the classes 'cat', 'dog'" in err

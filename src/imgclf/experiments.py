@@ -40,6 +40,7 @@ __all__ = [
     "choose_hyperparameters",
     "carve_test_split",
     "check_compatible",
+    "test_for_model",
     "default_grid",
     "default_params",
     "evaluate",
@@ -341,7 +342,8 @@ def run_model(
     if "test" not in splits:
         raise ValueError("a final test needs a test split, and this dataset has none")
     start = time.perf_counter()
-    fitted, evaluation = fit_and_evaluate(selection, train, splits["test"])
+    test = splits["test"].with_classes(train.classes)  # labels match by class name
+    fitted, evaluation = fit_and_evaluate(selection, train, test)
     timings["fit_and_test_s"] = time.perf_counter() - start
     return ModelRun(selection, fitted, evaluation, train, timings)
 
@@ -416,6 +418,17 @@ def carve_test_split(
     except ValueError as exc:
         raise ValueError(f"test_size={test_size!r}: {exc}") from None
     return {**splits, "train": train.subset(rest), "test": train.subset(chosen)}
+
+
+def test_for_model(saved, test: Dataset) -> Dataset:
+    """``test`` checked against a saved model and labelled in the model's class order.
+
+    Image shapes must agree (:func:`check_compatible`); labels are matched by
+    class name (:meth:`Dataset.with_classes`), so a test split whose classes are
+    numbered differently, or that lacks a class, is scored correctly.
+    """
+    check_compatible(saved, test)
+    return test if not saved.class_names else test.with_classes(saved.class_names)
 
 
 def check_compatible(saved, test: Dataset) -> None:

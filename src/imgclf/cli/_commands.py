@@ -241,8 +241,7 @@ def evaluate(
 
     saved = io.load(model_path)
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
-    test = experiments.test_split(splits)
-    experiments.check_compatible(saved, test)
+    test = experiments.test_for_model(saved, experiments.test_split(splits))
     ev = experiments.evaluate(saved.model, test)
     params = experiments.hyperparameters(saved.model)
     if as_json:

@@ -141,6 +141,44 @@ class Dataset:
             dict(self.meta),
         )
 
+    def with_classes(self, classes) -> Dataset:
+        """The same samples, labelled by name as indices into ``classes``.
+
+        Labels are indices, and two splits of a folder (or a model and a dataset)
+        may number their classes differently: ``test/{cow,dog}`` against a model
+        of ``(cat, dog)``. Matching by name is the only meaningful comparison. A
+        class ``classes`` lacks is an error (a model cannot be right about a
+        class it never saw); a class of ``classes`` without samples here is fine.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ds = Dataset(np.zeros((2, 1, 1, 1), np.uint8), np.array([0, 1]), ("dog", "cat"))
+        >>> ds.with_classes(("cat", "cow", "dog")).labels.tolist()
+        [2, 0]
+        """
+        classes = tuple(str(c) for c in classes)
+        if classes == self.classes:
+            return self
+        position = {name: i for i, name in enumerate(classes)}
+        unknown = [name for name in self.classes if name not in position]
+        if unknown:
+            raise DatasetError(
+                f"{self._label}: class(es) {', '.join(map(repr, unknown))} are not among "
+                f"the classes {', '.join(map(repr, classes))}; labels are matched by name"
+            )
+        mapping = np.array([position[name] for name in self.classes], dtype=np.int64)
+        return Dataset(
+            self.images,
+            mapping[self.labels],
+            classes,
+            self.name,
+            self.coarse_labels,
+            self.coarse_classes,
+            self.points,
+            dict(self.meta),
+        )
+
     def _sample(self, size: int | float, seed: int) -> np.ndarray:
         from imgclf._sampling import split_indices
 
