@@ -437,6 +437,8 @@ def _handle(exc: Exception, user_errors: type) -> int:
         return exc.exit_code
     if isinstance(exc, user_errors | ValueError | OSError | ImportError):
         return _fail(exc, 1)
+    if isinstance(exc, MemoryError):  # readers bound what they allocate; this is the last net
+        return _fail(f"not enough memory for this ({exc or 'MemoryError'}); try fewer images", 1)
     raise exc
 
 
