@@ -38,8 +38,6 @@ app = typer.Typer(
 )
 _state = {"debug": False}
 
-OutputOpt = Annotated[str | None, typer.Option("-o", "--output", help="File to write.")]
-
 
 def _version(value: bool) -> None:
     if value:
