@@ -515,3 +515,13 @@ def test_a_test_class_the_model_never_saw_is_an_error(tmp_path, capsys):
     assert run("evaluate", str(model), str(data)) == 1
     err = capsys.readouterr().err
     assert "'cow' are not among the classes 'cat', 'dog'" in err
+
+
+def test_report_on_splits_that_number_classes_apart(tmp_path, capsys):
+    data = make_split_folder(
+        tmp_path / "d",
+        {"train": {"a": [0, 10], "b": [100, 110], "c": [200, 210]}, "test": {"c": [205, 215]}},
+    )
+    out = tmp_path / "r.html"
+    assert run("report", str(data), "--k", "1", "--folds", "2", "-o", str(out)) == 0
+    assert "accuracy 1.0000" in capsys.readouterr().out and out.is_file()

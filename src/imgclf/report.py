@@ -129,8 +129,10 @@ def experiment_report(title: str, splits: dict, runs: list, timings: dict) -> Re
     for run in runs:
         _search_section(report, run)
         if run.evaluation is not None:
-            _test_section(report, run, splits["test"])
-            _learned_section(report, run, splits)
+            # labels by class name, as the run evaluated them (the splits may number them apart)
+            test = splits["test"].with_classes(run.train.classes)
+            _test_section(report, run, test)
+            _learned_section(report, run, {**splits, "test": test})
     _timing_section(report, runs, timings)
     return report
 
