@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -46,23 +47,30 @@ def entry_path(source: Path, options: dict) -> Path:
 
 def manifest_digest(lines: list[str]) -> str:
     """SHA-256 over manifest lines (each file's relative name, size and mtime)."""
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    # names that are not UTF-8 arrive as surrogate escapes: hash their original bytes
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def read_entry(path: Path, digest: str) -> tuple[dict, dict[str, np.ndarray]] | None:
     """The header and arrays stored at ``path`` if it matches ``digest``, else None.
 
-    A missing, truncated or tampered entry is a miss (None): the caller rebuilds it.
+    Any failure to read the entry is a miss (None) that the caller rebuilds: a missing,
+    truncated or tampered file, a wrong length field, a malformed header. Every length
+    is checked against the file's size before anything is allocated, so a forged entry
+    cannot make the reader ask for more memory than the file holds.
     """
     try:
         with open(path, "rb") as f:
-            header = _read_header(f)
+            file_size = os.fstat(f.fileno()).st_size
+            header, start = _read_header(f, file_size)
             if header.get("digest") != digest or header.get("format") != _FORMAT:
                 return None
-            start = header.pop("_data_start")
-            arrays = {name: _read_array(f, spec, start) for name, spec in header["arrays"].items()}
+            specs = header.get("arrays")
+            if not isinstance(specs, dict):
+                return None
+            arrays = {name: _read_array(f, spec, start, file_size) for name, spec in specs.items()}
             return header, arrays
-    except (OSError, ValueError, KeyError, TypeError):
+    except _READ_FAILURES:  # the cache is only a shortcut: whatever goes wrong, decode again
         return None
 
 
@@ -87,27 +95,53 @@ def write_entry(path: Path, digest: str, header: dict, arrays: dict[str, np.ndar
 _MAGIC = b"IMGCLFC\x01"
 _ALIGN = 64
 _DTYPES = {"|u1", "<i8", "<f4"}
+_MAX_DIMS = 8
+# what a damaged entry can raise (deeply nested JSON: RecursionError; the memory checks
+# above make MemoryError unlikely, but a miss is still the right answer to it)
+_READ_FAILURES = (
+    OSError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    RecursionError,
+    MemoryError,
+    OverflowError,
+)
 
 
 def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _read_header(f) -> dict:
+def _read_header(f, file_size: int) -> tuple[dict, int]:
+    """The JSON header and where the arrays start."""
     if f.read(len(_MAGIC)) != _MAGIC:
         raise ValueError("not an imgclf cache entry")
     size = int.from_bytes(f.read(8), "little")
+    if size > file_size - len(_MAGIC) - 8:
+        raise ValueError(f"header length {size} is past the end of the file")
     header = json.loads(f.read(size))
-    header["_data_start"] = _aligned(len(_MAGIC) + 8 + size)
-    return header
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    return header, _aligned(len(_MAGIC) + 8 + size)
 
 
-def _read_array(f, spec: dict, start: int) -> np.ndarray:
-    if spec["dtype"] not in _DTYPES:
-        raise ValueError(f"unexpected dtype {spec['dtype']!r}")
-    shape = tuple(int(n) for n in spec["shape"])
-    count = int(np.prod(shape))
-    f.seek(start + int(spec["offset"]))
+def _read_array(f, spec: dict, start: int, file_size: int) -> np.ndarray:
+    """One array, after checking its dtype, shape and extent against the file."""
+    if not isinstance(spec, dict) or spec.get("dtype") not in _DTYPES:
+        raise ValueError("unexpected array spec")
+    shape, offset = spec.get("shape"), spec.get("offset")
+    if not isinstance(shape, list) or len(shape) > _MAX_DIMS:
+        raise ValueError(f"unexpected shape {shape!r}")
+    if not all(type(n) is int and n >= 0 for n in [*shape, offset]):
+        raise ValueError(f"unexpected shape {shape!r} or offset {offset!r}")
+    count = math.prod(shape)  # Python ints: no overflow
+    itemsize = np.dtype(spec["dtype"]).itemsize
+    if start + offset + count * itemsize > file_size:
+        raise ValueError("the array runs past the end of the file")
+    f.seek(start + offset)
     array = np.fromfile(f, dtype=spec["dtype"], count=count)
     if array.size != count:
         raise ValueError("truncated cache entry")

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
+import re
 import signal
+import stat
+import struct
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -33,18 +37,86 @@ from imgclf.datasets import cache
 from imgclf.datasets._dataset import Dataset
 from imgclf.errors import DatasetError
 
-__all__ = ["image_size", "load_folder", "looks_like_folder", "read_image"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FORMATS",
+    "image_extensions",
+    "image_size",
+    "load_folder",
+    "looks_like_folder",
+    "max_decoded_bytes",
+    "read_image",
+]
 
 SPLITS = ("train", "test")
 _MODES = ("RGB", "L")
 _ON_ERROR = ("raise", "skip")
 _CHUNK = 500  # files per worker task: large enough to amortise inter-process traffic
+_CHUNK_BYTES = 64 << 20  # ... and small enough that a task's pixels stay a small transient
+
+#: The raster formats imgclf reads, by Pillow's names (``PPM`` covers PBM, PGM, PPM, PNM and
+#: PFM). Pillow is never asked to try another plugin: its EPS reader, for one, runs
+#: Ghostscript on whatever file it is given.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+
+#: Decoded pixels one folder load (or one image) may produce, in bytes, unless ``max_bytes``
+#: or ``$IMGCLF_MAX_DECODED_BYTES`` says otherwise. 2 GiB holds CIFAR-10/100 (0.18 GB),
+#: MNIST and Fashion-MNIST (0.06 GB), Tiny ImageNet (1.5 GB, all splits) and ImageNet 64x64
+#: subsets of up to ~170,000 images, while a folder of a few highly compressed giant images
+#: (six 9000x9000 PNGs are 0.5 MB on disk, 1.5 GB decoded) cannot take a laptop's memory.
+DEFAULT_MAX_BYTES = 2 << 30
+MAX_BYTES_ENV = "IMGCLF_MAX_DECODED_BYTES"
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def max_decoded_bytes(max_bytes: int | None = None) -> int:
+    """The decoded-pixel budget: ``max_bytes``, else ``$IMGCLF_MAX_DECODED_BYTES``, else 2 GiB.
+
+    The variable holds a number of bytes, optionally with a binary unit: ``4G``, ``512M``,
+    ``1.5GiB``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``max_bytes`` or the variable, when it is not a positive size.
+    """
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes!r}")
+        return max_bytes
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
+    if match is None or float(match[1]) * _UNITS[match[2].upper()] < 1:
+        raise ValueError(
+            f"${MAX_BYTES_ENV} must be a positive number of bytes such as 4G or 500000000, "
+            f"got {text!r}"
+        )
+    return int(float(match[1]) * _UNITS[match[2].upper()])
 
 
 @functools.cache
-def _image_extensions() -> frozenset[str]:
-    """Every file ending some installed Pillow plugin can read."""
-    return frozenset(Image.registered_extensions())
+def _format_by_extension() -> dict[str, str]:
+    """File ending -> Pillow format name, for the formats in :data:`FORMATS` only."""
+    Image.init()
+    return {ext: fmt for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS}
+
+
+def image_extensions() -> frozenset[str]:
+    """The file endings a folder listing takes as images (those of :data:`FORMATS`)."""
+    return frozenset(_format_by_extension())
+
+
+def _image_extensions() -> frozenset[str]:  # the name older callers use
+    return image_extensions()
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """``path`` as printable text on one line: undecodable bytes as ``\\xff``, control
+    characters escaped, so that messages and one-line warnings stay one readable line."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
@@ -67,31 +139,38 @@ class _Listing:
 def _subdirs(folder: Path) -> list[os.DirEntry]:
     return sorted(
         (e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")),
-        key=lambda e: e.name,
+        key=lambda e: os.fsencode(e.name),
     )
 
 
 def _image_entries(folder: str | Path) -> list[os.DirEntry]:
-    extensions = _image_extensions()
+    """Entries with an image ending that are not folders: a FIFO, a device or a dangling
+    link named ``x.png`` is listed, so that decoding refuses it by name instead of
+    leaving it out without a word."""
+    extensions = image_extensions()
     entries = [
         e
         for e in os.scandir(folder)
         if not e.name.startswith(".")
         and os.path.splitext(e.name)[1].lower() in extensions
-        and e.is_file()
+        and not e.is_dir()
     ]
-    return sorted(entries, key=lambda e: e.name)
+    return sorted(entries, key=lambda e: os.fsencode(e.name))
 
 
 def _class_folders(split_root: Path) -> list[tuple[str, Path]]:
-    """``(class name, folder)`` pairs; a folder of folders is a group (Omniglot)."""
+    """``(class name, folder)`` pairs; a folder of folders is a group (Omniglot).
+
+    Class names are shown text (:func:`_shown`): a folder name that is not UTF-8 gives a
+    name with ``\\xNN`` escapes, which JSON, reports and terminals all accept.
+    """
     found = []
     for entry in _subdirs(split_root):
         inner = _subdirs(Path(entry.path))
         if inner and not _image_entries(entry.path):
-            found += [(f"{entry.name}/{sub.name}", Path(sub.path)) for sub in inner]
+            found += [(f"{_shown(entry.name)}/{_shown(s.name)}", Path(s.path)) for s in inner]
         else:
-            found.append((entry.name, Path(entry.path)))
+            found.append((_shown(entry.name), Path(entry.path)))
     return found
 
 
@@ -99,23 +178,30 @@ def _list_split(split_root: Path) -> _Listing:
     class_folders = _class_folders(split_root)
     if not class_folders:
         raise DatasetError(
-            f"{split_root}: no class folders found; expected {split_root}/<class>/<image>"
+            f"{_shown(split_root)}: no class folders found; "
+            f"expected {_shown(split_root)}/<class>/<image>"
         )
     files, labels, manifest = [], [], []
     for label, (name, folder) in enumerate(class_folders):
         entries = _image_entries(folder)
         if not entries:
-            raise DatasetError(f"{folder}: class folder {name!r} holds no images")
+            raise DatasetError(f"{_shown(folder)}: class folder {name!r} holds no images")
         files += [e.path for e in entries]
         labels += [label] * len(entries)
-        manifest += [_manifest_line(name, e) for e in entries]
+        manifest += [_manifest_line(os.path.relpath(e.path, split_root), e) for e in entries]
     classes = tuple(name for name, _ in class_folders)
     return _Listing(classes, files, np.asarray(labels, dtype=np.int64), manifest)
 
 
-def _manifest_line(class_name: str, entry: os.DirEntry) -> str:
-    stat = entry.stat()
-    return f"{class_name}/{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}"
+def _manifest_line(relative: str, entry: os.DirEntry) -> str:
+    """Relative name, size and mtime; names keep their raw bytes (as surrogate escapes),
+    and a file that cannot be stat'ed gets ``?`` fields: decoding names it later."""
+    try:
+        info = entry.stat()
+        size, mtime = str(info.st_size), str(info.st_mtime_ns)
+    except OSError:
+        size = mtime = "?"
+    return f"{relative}\0{size}\0{mtime}"
 
 
 def _split_roots(root: Path) -> dict[str, Path]:
@@ -131,14 +217,49 @@ def looks_like_folder(path: Path) -> bool:
 # --- decoding ----------------------------------------------------------------------------
 
 
-def _open(path: str) -> Image.Image:
-    """Open with the plugin the file ending names first: trying every plugin in turn
-    costs more than decoding a small JPEG. A misnamed file falls back to all of them."""
-    hint = Image.registered_extensions().get(os.path.splitext(path)[1].lower())
+class _MixedSizes(DatasetError):
+    """Images of different sizes without ``size``: an error even with ``on_error="skip"``."""
+
+
+def _open_regular(path: str):
+    """A binary file object for ``path``, refusing anything but a regular file.
+
+    Opened non-blocking, so that a FIFO cannot hang the open; for a regular file the
+    flag changes nothing.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        return Image.open(path, formats=[hint] if hint else None)
-    except UnidentifiedImageError:
-        return Image.open(path)
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            what = "a folder" if stat.S_ISDIR(kind) else "a FIFO, socket or device"
+            raise DatasetError(f"{_shown(path)}: not a regular file ({what}); expected an image")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextlib.contextmanager
+def _opened(path: str):
+    """The image at ``path``, opened (header only) by the plugins of :data:`FORMATS`.
+
+    The plugin the file ending names is tried first (trying every plugin in turn costs
+    more than decoding a small JPEG); a misnamed file falls back to the others.
+    """
+    with _open_regular(path) as f:
+        hint = _format_by_extension().get(os.path.splitext(path)[1].lower())
+        try:
+            image = Image.open(f, formats=[hint] if hint else FORMATS)
+        except UnidentifiedImageError:
+            f.seek(0)
+            try:
+                image = Image.open(f, formats=FORMATS)
+            except UnidentifiedImageError:
+                raise DatasetError(
+                    f"{_shown(path)}: not an image in a format imgclf reads ({', '.join(FORMATS)})"
+                ) from None
+        with image:
+            yield image
 
 
 # what Pillow raises (or, for bombs, warns) on a file it cannot read
@@ -146,25 +267,111 @@ _DECODE_ERRORS = (
     OSError,
     ValueError,
     SyntaxError,
+    EOFError,
+    struct.error,
     Image.DecompressionBombError,
     Image.DecompressionBombWarning,
 )
 
 
-def _decode(path: str, mode: str, size: tuple[int, int] | None) -> np.ndarray:
-    """One image as uint8 ``(H, W, C)``; Pillow's errors become a DatasetError."""
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _source_bytes(image: Image.Image) -> int:
+    """Bytes Pillow will allocate to decode ``image`` at full size (from its header)."""
+    per_sample = 4 if image.mode in ("I", "F") else 2 if image.mode.startswith("I;16") else 1
+    width, height = image.size
+    return width * height * len(image.getbands()) * per_sample
+
+
+def _check_budget(path: str, image: Image.Image, max_bytes: int) -> None:
+    needed = _source_bytes(image)
+    if needed > max_bytes:
+        width, height = image.size
+        raise DatasetError(
+            f"{_shown(path)}: a {width}x{height} {image.mode} image takes {needed:,} bytes "
+            f"decoded, over the budget of {max_bytes:,} bytes (max_bytes= or ${MAX_BYTES_ENV})"
+        )
+
+
+def _sixteen_bit(image: Image.Image) -> bool:
+    """16-bit samples: Pillow's ``I;16`` modes, or ``I`` read from 16-bit raw data (PGM)."""
+    if image.mode.startswith("I;16"):
+        return True
+    rawmodes = [tile.args[0] if isinstance(tile.args, tuple) else tile.args for tile in image.tile]
+    return (
+        image.mode == "I"
+        and bool(rawmodes)
+        and all(isinstance(r, str) and r.startswith("I;16") for r in rawmodes)
+    )
+
+
+def _to_8bit(image: Image.Image, path: str) -> Image.Image:
+    """High-bit-depth images scaled to 8 bits (never clipped); others unchanged.
+
+    - 16-bit samples (``I;16`` PNG/TIFF, 16-bit PGM): the high byte, ``value >> 8``, as
+      Pillow itself reads 16-bit colour PNGs.
+    - 32-bit integers (``I``) and floats (``F``): ``round(value * 255 / top)`` with
+      ``top = max(image maximum, white)``, white being 255 for integers and 1.0 for
+      floats: values in the 8-bit range, or in the usual ``[0, 1]`` of float images, keep
+      their meaning; a brighter image is scaled down by its own maximum.
+    - Negative or non-finite values are refused, naming the file.
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    sixteen = _sixteen_bit(image)
+    values = np.asarray(image)
+    if sixteen:
+        return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8), "L")
+    low, high = (values.min(), values.max()) if values.size else (0, 0)
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0:
+        raise DatasetError(
+            f"{_shown(path)}: a {image.mode} image with values from {low} to {high}; "
+            "expected non-negative, finite pixel values"
+        )
+    top = max(float(high), 255.0 if image.mode == "I" else 1.0)
+    scaled = np.rint(values.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+    return Image.fromarray(scaled, "L")
+
+
+def _decode(
+    path: str,
+    mode: str,
+    size: tuple[int, int] | None,
+    max_bytes: int,
+    expect: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """One image as uint8 ``(H, W, C)``; Pillow's errors become a DatasetError.
+
+    ``expect`` is the ``(W, H)`` every image of a folder loaded without ``size`` must have:
+    checked from the header, before any pixel is decoded.
+    """
     try:
-        with _open(path) as image:
+        with _opened(path) as image:
+            _check_budget(path, image, max_bytes)
+            if expect is not None and image.size != expect:
+                raise _MixedSizes(_mixed_sizes(path, image.size, expect))
             if size is not None:
                 image.draft(mode, (size[1], size[0]))  # JPEG: decode at a reduced scale
+            image = _to_8bit(image, path)
             if image.mode != mode:
                 image = image.convert(mode)
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
+    except DatasetError:
+        raise
     except _DECODE_ERRORS as exc:
-        raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
+        raise DatasetError(f"{_shown(path)}: cannot decode image ({_one_line(exc)})") from exc
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+
+
+def _mixed_sizes(path: str, found: tuple[int, int], expect: tuple[int, int]) -> str:
+    return (
+        f"{_shown(path)}: image is {found[0]}x{found[1]}, but the folder's first image is "
+        f"{expect[0]}x{expect[1]}; pass size=(H, W) to resize images of mixed sizes"
+    )
 
 
 @contextlib.contextmanager
@@ -176,69 +383,80 @@ def _refusing_bombs():
 
 
 def read_image(
-    path: str | os.PathLike, *, size: tuple[int, int] | None = None, mode: str = "RGB"
+    path: str | os.PathLike,
+    *,
+    size: tuple[int, int] | None = None,
+    mode: str = "RGB",
+    max_bytes: int | None = None,
 ) -> np.ndarray:
     """One image file as uint8 ``(H, W, C)``, resized to ``size=(H, W)`` if given.
 
-    Any format Pillow reads; errors (missing, corrupt, too large) name the file.
+    Reads the formats of :data:`FORMATS`; 16- and 32-bit images are scaled to 8 bits
+    (see :func:`_to_8bit`). Errors (missing, not a regular file, corrupt, over the
+    decoded-pixel budget :func:`max_decoded_bytes`) name the file.
     """
-    size = _check_options(mode, size, "raise")
+    budget = max_decoded_bytes(max_bytes)
+    size = _check_options(mode, size, "raise", budget)
     with _refusing_bombs():
-        return _decode(str(path), mode, size)
+        return _decode(os.fspath(path), mode, size, budget)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(H, W)`` of an image file, read from its header: no pixel is decoded."""
+    path = os.fspath(path)
     with _refusing_bombs():
         try:
-            with _open(str(path)) as image:
+            with _opened(path) as image:
                 width, height = image.size
+        except DatasetError:
+            raise
         except _DECODE_ERRORS as exc:
-            raise DatasetError(f"{path}: cannot read image ({exc})") from exc
+            raise DatasetError(f"{_shown(path)}: cannot read image ({_one_line(exc)})") from exc
     return height, width
 
 
-def _decode_chunk(paths: list[str], mode: str, size, on_error: str):
-    """Decode ``paths``; return ``(images, kept mask, errors)``.
+def _header_size(path: str) -> tuple[int, int]:
+    """``(W, H)`` from the header, as Pillow gives it."""
+    height, width = image_size(path)
+    return width, height
+
+
+def _decode_chunk(paths: list[str], mode: str, size, on_error: str, max_bytes: int, expect):
+    """Decode ``paths``; return ``(images, errors)``, None in ``images`` for a skipped file.
 
     Runs in a worker process, so it returns errors instead of raising them
     for ``on_error="skip"``; for ``"raise"`` the first error propagates.
     """
-    images, kept, errors = [], [], []
+    images, errors = [], []
     with _refusing_bombs():
         for path in paths:
             try:
-                images.append(_decode(path, mode, size))
-                kept.append(True)
+                images.append(_decode(path, mode, size, max_bytes, expect))
+            except _MixedSizes:
+                raise
             except DatasetError as exc:
                 if on_error == "raise":
                     raise
-                kept.append(False)
-                errors.append(str(exc))
-    return images, kept, errors
+                images.append(None)
+                errors.append(_one_line(exc))
+    return images, errors
 
 
-def _stack(images: list[np.ndarray], files: list[str]) -> np.ndarray:
-    first = images[0].shape
-    for image, path in zip(images, files, strict=True):
-        if image.shape != first:
-            raise DatasetError(
-                f"{path}: image is {image.shape[1]}x{image.shape[0]}, but {files[0]} is "
-                f"{first[1]}x{first[0]}; pass size=(H, W) to resize images of mixed sizes"
-            )
-    return np.stack(images)
-
-
-def _decode_all(files: list[str], mode: str, size, on_error: str, workers: int | None):
-    chunks = [files[i : i + _CHUNK] for i in range(0, len(files), _CHUNK)]
-    args = ([mode] * len(chunks), [size] * len(chunks), [on_error] * len(chunks))
-    workers = min(workers or os.cpu_count() or 1, len(chunks))
+def _decode_all(files: list[str], plan: _Plan, on_error: str, workers: int | None):
+    """Decode ``files`` into one preallocated ``(N, H, W, C)`` array; ``(images, kept,
+    errors)``. Chunks are small in bytes too, so the transient beside the result is small."""
+    per_chunk = max(1, min(_CHUNK, _CHUNK_BYTES // max(plan.image_bytes, 1)))
+    chunks = [files[i : i + per_chunk] for i in range(0, len(files), per_chunk)]
+    n = len(chunks)
+    args = ([plan.mode] * n, [plan.size] * n, [on_error] * n, [plan.max_bytes] * n)
+    args += ([plan.expect] * n,)
+    workers = min(workers or os.cpu_count() or 1, n)
     if workers <= 1:
         results = map(_decode_chunk, chunks, *args)
-        return _gather(progress(results, len(chunks), "Decoding images"))
+        return _gather(progress(results, n, "Decoding images"), files, plan)
     with ProcessPoolExecutor(workers, initializer=_ignore_interrupts) as pool:
         results = pool.map(_decode_chunk, chunks, *args)
-        return _gather(progress(results, len(chunks), "Decoding images"))
+        return _gather(progress(results, n, "Decoding images"), files, plan)
 
 
 def _ignore_interrupts() -> None:
@@ -246,19 +464,38 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _gather(results):
-    images, kept, errors = [], [], []
-    for chunk_images, chunk_kept, chunk_errors in results:
-        images += chunk_images
-        kept += chunk_kept
+def _gather(results, files: list[str], plan: _Plan):
+    out = np.empty((len(files), *plan.shape), dtype=np.uint8)
+    kept = np.zeros(len(files), dtype=bool)
+    errors, position = [], 0
+    for chunk_images, chunk_errors in results:
+        for image in chunk_images:
+            if image is not None:
+                if image.shape != plan.shape:  # only if a file changed under us
+                    found = (image.shape[1], image.shape[0])
+                    raise _MixedSizes(_mixed_sizes(files[position], found, plan.expect or found))
+                out[position] = image
+                kept[position] = True
+            position += 1
         errors += chunk_errors
-    return images, np.asarray(kept, dtype=bool), errors
+    return _compact(out, kept), kept, errors
 
 
-# --- loading -----------------------------------------------------------------------------
+def _compact(out: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The kept rows, moved forward in place (no second copy of the images)."""
+    if kept.all():
+        return out
+    rows = np.flatnonzero(kept)
+    for dst, src in enumerate(rows):
+        if dst != src:
+            out[dst] = out[src]
+    return out[: len(rows)]
 
 
-def _check_options(mode: str, size, on_error: str) -> tuple[int, int] | None:
+# --- loading ----------------------------------------------------------------------------
+
+
+def _check_options(mode: str, size, on_error: str, max_bytes: int) -> tuple[int, int] | None:
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if on_error not in _ON_ERROR:
@@ -268,17 +505,77 @@ def _check_options(mode: str, size, on_error: str) -> tuple[int, int] | None:
     size = tuple(int(s) for s in size)
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"size must be (height, width) with positive sides, got {size!r}")
+    needed = size[0] * size[1] * (3 if mode == "RGB" else 1)
+    if needed > max_bytes:  # refused before any file is opened
+        raise ValueError(
+            f"size={size[0]}x{size[1]} makes {needed:,} bytes per {mode} image, over the "
+            f"decoded-pixel budget of {max_bytes:,} bytes (max_bytes= or ${MAX_BYTES_ENV})"
+        )
     return size  # type: ignore[return-value]
 
 
-def _build_split(name: str, listing: _Listing, mode, size, on_error, workers) -> Dataset:
-    images, kept, errors = _decode_all(listing.files, mode, size, on_error, workers)
-    files = [f for f, k in zip(listing.files, kept, strict=True) if k]
-    if not images:
+@dataclass(frozen=True)
+class _Plan:
+    """What decoding one split will produce, known before any pixel is decoded.
+
+    ``expect`` is the ``(W, H)`` every image must have when no ``size`` is given (the
+    first readable header's); ``shape`` is one image's ``(H, W, C)``.
+    """
+
+    mode: str
+    size: tuple[int, int] | None
+    expect: tuple[int, int] | None
+    max_bytes: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        channels = 3 if self.mode == "RGB" else 1
+        if self.size is not None:
+            return (*self.size, channels)
+        width, height = self.expect or (0, 0)
+        return height, width, channels
+
+    @property
+    def image_bytes(self) -> int:
+        return math.prod(self.shape)
+
+
+def _plan(listing: _Listing, mode: str, size, on_error: str, max_bytes: int) -> _Plan:
+    """The split's plan; without ``size``, the first image's header sets every image's size
+    (with ``on_error="skip"``, the first whose header can be read)."""
+    if size is not None:
+        return _Plan(mode, size, None, max_bytes)
+    for path in listing.files:
+        try:
+            with _refusing_bombs():
+                return _Plan(mode, None, _header_size(path), max_bytes)
+        except DatasetError:
+            if on_error == "raise":
+                raise
+    return _Plan(mode, None, None, max_bytes)
+
+
+def _check_total(root: Path, listings: dict[str, _Listing], plans: dict[str, _Plan]) -> None:
+    """Refuse a load whose decoded pixels would exceed the budget, before decoding any."""
+    total = sum(len(listings[s].files) * plans[s].image_bytes for s in listings)
+    budget = next(iter(plans.values())).max_bytes
+    if total > budget:
+        shapes = ", ".join(
+            f"{len(listings[s].files):,} {s} images of {'x'.join(map(str, plans[s].shape))}"
+            for s in listings
+        )
+        raise DatasetError(
+            f"{_shown(root)}: decoding would take {total:,} bytes ({shapes}), over the "
+            f"decoded-pixel budget of {budget:,} bytes; pass size=(H, W) for smaller images, "
+            f"or raise the budget with max_bytes= or ${MAX_BYTES_ENV}"
+        )
+
+
+def _build_split(name: str, listing: _Listing, plan: _Plan, on_error, workers) -> Dataset:
+    images, kept, errors = _decode_all(listing.files, plan, on_error, workers)
+    if not len(images):
         raise DatasetError(f"{name}: none of the {len(listing.files)} images could be decoded")
-    return Dataset(
-        _stack(images, files), listing.labels[kept], listing.classes, name, meta={"skipped": errors}
-    )
+    return Dataset(images, listing.labels[kept], listing.classes, name, meta={"skipped": errors})
 
 
 def load_folder(
@@ -289,6 +586,7 @@ def load_folder(
     on_error: str = "raise",
     use_cache: bool = True,
     workers: int | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, Dataset]:
     """Load an image folder, decoding in parallel and caching the result.
 
@@ -307,28 +605,44 @@ def load_folder(
         Read and write the decoded-image cache.
     workers : int, optional
         Decoding processes; defaults to the number of cores.
+    max_bytes : int, optional
+        The decoded-pixel budget: the most bytes of pixels the load (all splits) may
+        produce, and any one image may take while decoded. Default
+        ``$IMGCLF_MAX_DECODED_BYTES``, else :data:`DEFAULT_MAX_BYTES` (2 GiB). The total
+        is computed from ``size`` or the first image's header before decoding starts.
 
     Returns
     -------
     dict of str to Dataset
         ``{"train": ...}`` or ``{"train": ..., "test": ...}``; images are uint8
         ``(N, H, W, C)``.
+
+    Raises
+    ------
+    DatasetError
+        Naming the folder or file: no classes, an image that cannot be read (with
+        ``on_error="raise"``), images of mixed sizes without ``size``, or more decoded
+        pixels than the budget.
     """
     root = Path(path)
-    size = _check_options(mode, size, on_error)
+    budget = max_decoded_bytes(max_bytes)
+    size = _check_options(mode, size, on_error, budget)
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder")
+        raise DatasetError(f"{_shown(root)}: not a folder")
     listings = {split: _list_split(folder) for split, folder in _split_roots(root).items()}
+    plans = {s: _plan(lst, mode, size, on_error, budget) for s, lst in listings.items()}
+    _check_total(root, listings, plans)
     options = {"size": size, "mode": mode, "on_error": on_error}
     digest = cache.manifest_digest(
         [f"{split}/{line}" for split, listing in listings.items() for line in listing.manifest]
     )
     entry = cache.entry_path(root, options)
     cached = cache.read_entry(entry, digest) if use_cache else None
-    if cached is not None:
-        return _from_cache(root, *cached)
+    splits = _from_cache(root, listings, plans, *cached) if cached is not None else None
+    if splits is not None:
+        return splits
     splits = {
-        s: _build_split(f"{root}:{s}", lst, mode, size, on_error, workers)
+        s: _build_split(f"{_shown(root)}:{s}", lst, plans[s], on_error, workers)
         for s, lst in listings.items()
     }
     _warn_skipped(splits)
@@ -338,7 +652,7 @@ def load_folder(
 
 
 def _warn_skipped(splits: dict[str, Dataset]) -> None:
-    skipped = [msg for ds in splits.values() for msg in ds.meta["skipped"]]
+    skipped = [_one_line(msg) for ds in splits.values() for msg in ds.meta["skipped"]]
     if skipped:  # one line, so that the command line can print it as one
         shown = "; ".join(skipped[:5]) + (
             f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -361,17 +675,44 @@ def _to_cache(entry: Path, digest: str, splits: dict[str, Dataset]) -> None:
     try:
         cache.write_entry(entry, digest, header, arrays)
     except OSError as exc:  # a read-only or full cache disk must not fail the load
-        warnings.warn(f"could not write the image cache {entry}: {exc}", stacklevel=3)
-
-
-def _from_cache(root: Path, header: dict, arrays: dict) -> dict[str, Dataset]:
-    return {
-        s: Dataset(
-            arrays[f"{s}_images"],
-            arrays[f"{s}_labels"],
-            tuple(h["classes"]),
-            f"{root}:{s}",
-            meta={"skipped": h["skipped"], "cached": True},
+        warnings.warn(
+            f"could not write the image cache {_shown(entry)}: {_one_line(exc)}", stacklevel=3
         )
-        for s, h in header["splits"].items()
-    }
+
+
+def _from_cache(
+    root: Path, listings: dict[str, _Listing], plans: dict[str, _Plan], header, arrays
+) -> dict[str, Dataset] | None:
+    """The cached splits, or None (a miss: rebuild) unless the entry agrees in every
+    respect with the folder as listed now: splits, classes, shapes, dtypes, labels."""
+    splits = header.get("splits")
+    if not isinstance(splits, dict) or list(splits) != list(listings):
+        return None
+    found = {}
+    for s, listing in listings.items():
+        info = splits[s]
+        images, labels = arrays.get(f"{s}_images"), arrays.get(f"{s}_labels")
+        if not (
+            isinstance(info, dict)
+            and info.get("classes") == list(listing.classes)
+            and isinstance(info.get("skipped"), list)
+            and all(isinstance(m, str) for m in info["skipped"])
+            and isinstance(images, np.ndarray)
+            and images.dtype == np.uint8
+            and images.shape[1:] == plans[s].shape
+            and 0 < len(images) <= len(listing.files)
+            and isinstance(labels, np.ndarray)
+            and labels.dtype == np.int64
+            and labels.shape == (len(images),)
+            and labels.min() >= 0
+            and labels.max() < len(listing.classes)
+        ):
+            return None
+        found[s] = Dataset(
+            images,
+            labels,
+            listing.classes,
+            f"{_shown(root)}:{s}",
+            meta={"skipped": info["skipped"], "cached": True},
+        )
+    return found
