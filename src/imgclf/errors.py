@@ -9,7 +9,8 @@ Every error a user can cause derives from :class:`ImgclfError`, so a caller
      │    │                             (bad magic number, truncated, bad pickle)
      │    └── UnsafePickleError         a pickle asks for code outside the allow-list
      ├── DownloadError (OSError)         a download failed or its checksum differs
-     └── ModelFileError (ValueError)    a model file is truncated, tampered or unknown
+     ├── ModelFileError (ValueError)    a model file is truncated, tampered or unknown
+     └── SigningKeyError (ValueError)   a model-signing key (file or variable) is unusable
 
 Messages name the file or argument, the value found and what was expected.
 Estimators raise scikit-learn's ``NotFittedError`` (re-exported here) when
@@ -24,6 +25,7 @@ __all__ = [
     "ImgclfError",
     "ModelFileError",
     "NotFittedError",  # noqa: F822 (scikit-learn's, imported on first use: __getattr__)
+    "SigningKeyError",
     "UnsafePickleError",
 ]
 
@@ -50,6 +52,10 @@ class DownloadError(ImgclfError, OSError):
 
 class ModelFileError(ImgclfError, ValueError):
     """A model file is truncated, tampered with, or of an unknown format version."""
+
+
+class SigningKeyError(ImgclfError, ValueError):
+    """A key for signing model files is missing, unreadable or not a hex key of 16+ bytes."""
 
 
 def __getattr__(name: str):
