@@ -338,6 +338,8 @@ def _open_regular(path: Path, what: str, error: type = ModelFileError):
         raise error(f"{path}: is a directory, not a {what}") from None
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise error(f"{path}: is a directory, not a {what}")
         if not stat.S_ISREG(mode):
             raise error(f"{path}: not a regular file (a FIFO, device or socket); need a {what}")
         os.set_blocking(fd, True)
