@@ -1,6 +1,11 @@
 """Image folders: layouts, decoding, resizing, errors and the cache."""
 
+import contextlib
 import os
+import resource
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -229,3 +234,299 @@ def test_shared_cifar10_jpeg_folder(cifar_splits):
     assert set(test.class_counts().values()) == {1000}
     assert train.images.shape[1:] == (32, 32, 3) and train.images.dtype == np.uint8
     assert 0 < train.images.mean() < 255  # real pixels, not a blank array
+
+
+# --- issue 12: hostile and unlucky input ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def within(seconds: float):
+    """Fail instead of hanging (a FIFO opened for reading blocks until a writer comes)."""
+
+    def alarm(signum, frame):
+        raise TimeoutError(f"took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def giant_png(tmp_path_factory) -> bytes:
+    """A 9000x9000 greyscale PNG of one colour: 81 MB decoded (243 MB as RGB), 0.4 MB."""
+    path = tmp_path_factory.mktemp("giant") / "giant.png"
+    Image.new("L", (9000, 9000), 7).save(path, compress_level=1)
+    return path.read_bytes()
+
+
+def giant_folder(root: Path, data: bytes, count: int) -> Path:
+    (root / "big").mkdir(parents=True)
+    for i in range(count):
+        (root / "big" / f"{i}.png").write_bytes(data)
+    return root
+
+
+def run_capped(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python whose address space is capped at 1 GiB."""
+    cap = 1 << 30
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+        env={**os.environ, "IMGCLF_PROGRESS": "0", "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+
+
+def test_decompression_bomb_folder_is_refused_before_decoding_within_1_gib(tmp_path, giant_png):
+    """Ten 9000x9000 PNGs (4 MB on disk) would be 2.4 GB of RGB pixels: refused
+    from the headers by the default 2 GiB budget, in a process that could not decode them."""
+    root = giant_folder(tmp_path / "bombs", giant_png, 10)
+    assert sum(f.stat().st_size for f in (root / "big").iterdir()) < 4_000_000
+    code = (
+        "import resource\n"
+        "from imgclf.datasets import load_folder\n"
+        "from imgclf.errors import DatasetError\n"
+        "try:\n"
+        f"    load_folder({str(root)!r}, workers=1)\n"
+        "except DatasetError as exc:\n"
+        "    print('refused:', exc)\n"
+        "print('peak MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = run_capped(code, {"IMGCLF_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout, done.stdout
+    message = done.stdout.splitlines()[0]
+    assert str(root) in message and "2,430,000,000 bytes" in message
+    assert f"{2 << 30:,}" in message and "IMGCLF_MAX_DECODED_BYTES" in message
+    assert not (tmp_path / "cache").exists()  # nothing was decoded, nothing cached
+
+
+def test_budget_is_overridable_and_names_folder_total_and_budget(tmp_path, giant_png, monkeypatch):
+    root = giant_folder(tmp_path / "six", giant_png, 6)
+    with pytest.raises(DatasetError) as info:
+        load_folder(root, max_bytes=1 << 30)
+    assert f"{6 * 9000 * 9000 * 3:,} bytes" in str(info.value)
+    assert f"{1 << 30:,} bytes" in str(info.value) and str(root) in str(info.value)
+    monkeypatch.setenv("IMGCLF_MAX_DECODED_BYTES", "100M")
+    with pytest.raises(DatasetError, match=f"{100 << 20:,} bytes"):
+        load_folder(root, mode="L")
+    # resizing shrinks what is kept: 6 x 90x90 fits, decoded one at a time
+    ds = load_folder(root, size=(90, 90), mode="L", use_cache=False, workers=1)["train"]
+    assert ds.images.shape == (6, 90, 90, 1) and (ds.images == 7).all()
+
+
+def test_budget_is_checked_before_any_decoding(flat_folder, monkeypatch):
+    from imgclf.datasets import folder
+
+    monkeypatch.setattr(folder, "_decode_all", lambda *a: pytest.fail("decoded"))
+    with pytest.raises(DatasetError, match="over the decoded-pixel budget of 100 bytes"):
+        load_folder(flat_folder, max_bytes=100)  # 5 images of 6x5x3 = 450 bytes
+
+
+@pytest.mark.parametrize(
+    "value, fits", [("449", False), ("450", True), ("1K", True), ("0.5KiB", True)]
+)
+def test_budget_from_the_environment(flat_folder, monkeypatch, value, fits):
+    monkeypatch.setenv("IMGCLF_MAX_DECODED_BYTES", value)
+    if fits:
+        assert len(load_folder(flat_folder, use_cache=False)["train"]) == 5
+    else:
+        with pytest.raises(DatasetError, match="budget of 449 bytes"):
+            load_folder(flat_folder, use_cache=False)
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "1X"])
+def test_a_bad_budget_names_the_variable(flat_folder, monkeypatch, value):
+    monkeypatch.setenv("IMGCLF_MAX_DECODED_BYTES", value)
+    with pytest.raises(ValueError, match="IMGCLF_MAX_DECODED_BYTES"):
+        load_folder(flat_folder)
+    with pytest.raises(ValueError, match="max_bytes"):
+        load_folder(flat_folder, max_bytes=0)
+
+
+@pytest.mark.parametrize("read", [load_folder, read_image], ids=["load_folder", "read_image"])
+def test_an_absurd_size_is_refused_up_front(flat_folder, read):
+    target = flat_folder if read is load_folder else flat_folder / "cat" / "0.png"
+    with pytest.raises(ValueError, match=r"size=99999x99999 makes 29,999,400,003 bytes"):
+        read(target, size=(99999, 99999))
+
+
+def test_one_image_over_the_budget_is_refused_from_its_header(tmp_path, giant_png, monkeypatch):
+    path = tmp_path / "giant.png"
+    path.write_bytes(giant_png)
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels decoded"))
+    with pytest.raises(DatasetError, match=r"giant.png: a 9000x9000 L image takes 81,000,000"):
+        read_image(path, size=(8, 8), max_bytes=10_000_000)
+
+
+def write_16bit_png(path: Path, values) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(values, dtype=np.uint16)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".pgm"])
+def test_16_bit_images_keep_their_high_byte(tmp_path, suffix):
+    path = write_16bit_png(tmp_path / f"deep{suffix}", [[0, 255, 300, 30000, 65535]])
+    expected = [0, 0, 1, 117, 255]  # value >> 8: 300 and 30000 are not 255
+    np.testing.assert_array_equal(read_image(path, mode="L")[0, :, 0], expected)
+    np.testing.assert_array_equal(read_image(path)[0, :, :], np.repeat([expected], 3, 0).T)
+
+
+@pytest.mark.parametrize(
+    "dtype, values, expected",
+    [
+        (np.int32, [0, 10, 200, 255], [0, 10, 200, 255]),  # within 8 bits: unchanged
+        (np.int32, [0, 150, 300], [0, 128, 255]),  # scaled by the maximum, not clipped
+        (np.int32, [0, 100, 70000], [0, 0, 255]),
+        (np.float32, [0.0, 0.5, 1.0], [0, 128, 255]),  # floats: [0, 1] is black to white
+        (np.float32, [0.0, 1.0, 4.0], [0, 64, 255]),
+    ],
+)
+def test_32_bit_images_are_scaled_not_clipped(tmp_path, dtype, values, expected):
+    path = tmp_path / "deep.tif"
+    Image.fromarray(np.asarray([values], dtype=dtype)).save(path)
+    np.testing.assert_array_equal(read_image(path, mode="L")[0, :, 0], expected)
+
+
+@pytest.mark.parametrize("value", [-1.0, np.nan, np.inf])
+def test_negative_or_non_finite_pixels_are_refused_by_name(tmp_path, value):
+    path = tmp_path / "odd.tif"
+    Image.fromarray(np.asarray([[0.5, value]], dtype=np.float32)).save(path)
+    with pytest.raises(DatasetError, match="odd.tif: .*non-negative, finite"):
+        read_image(path)
+
+
+def test_a_folder_of_16_bit_images_trains_on_scaled_pixels(tmp_path):
+    for cls, value in (("dim", 300), ("bright", 30000)):
+        write_16bit_png(tmp_path / cls / "0.png", np.full((4, 4), value))
+    ds = load_folder(tmp_path, mode="L")["train"]
+    assert ds.classes == ("bright", "dim")
+    np.testing.assert_array_equal(ds.images[:, 0, 0, 0], [117, 1])
+
+
+NON_UTF8 = os.fsdecode(b"\xff\xfe.png")
+
+
+def test_non_utf8_names_load_cache_and_are_named_readably(flat_folder):
+    write_image(flat_folder / "cat" / NON_UTF8, solid(50))
+    bad_class = flat_folder / os.fsdecode(b"\xe9t\xe9")
+    write_image(bad_class / "ok.png", solid(60))
+    (bad_class / NON_UTF8).write_bytes(b"not a png")
+    with pytest.raises(DatasetError) as info:
+        load_folder(flat_folder, workers=1)
+    assert "\\xe9t\\xe9/\\xff\\xfe.png: " in str(info.value)
+    str(info.value).encode("utf-8")  # printable: no lone surrogates
+    with pytest.warns(UserWarning, match=r"\\xff\\xfe\.png") as caught:
+        ds = load_folder(flat_folder, on_error="skip", workers=1)["train"]
+    assert "\n" not in str(caught[0].message)
+    assert ds.classes == ("cat", "dog", "\\xe9t\\xe9")
+    assert ds.class_counts() == {"cat": 4, "dog": 2, "\\xe9t\\xe9": 1}
+    again = load_folder(flat_folder, on_error="skip")["train"]
+    assert again.meta["cached"] and again.classes == ds.classes
+    np.testing.assert_array_equal(again.images, ds.images)
+
+
+def test_the_skip_warning_stays_one_line(flat_folder):
+    (flat_folder / "cat" / "two\nlines.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with pytest.warns(UserWarning, match="skipped 1 image") as caught:
+        load_folder(flat_folder, on_error="skip", use_cache=False)
+    message = str(caught[0].message)
+    assert "\n" not in message and "two\\nlines.png" in message
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_not_waited_on(flat_folder):
+    fifo = flat_folder / "cat" / "pipe.png"
+    os.mkfifo(fifo)
+    with within(10):
+        for read in (read_image, image_size):
+            with pytest.raises(DatasetError, match="pipe.png: not a regular file"):
+                read(fifo)
+        with pytest.raises(DatasetError, match="pipe.png: not a regular file"):
+            load_folder(flat_folder, workers=1, use_cache=False)
+        with pytest.warns(UserWarning, match="pipe.png: not a regular file"):
+            ds = load_folder(flat_folder, on_error="skip", workers=1, use_cache=False)
+    assert len(ds["train"]) == 5
+
+
+def test_a_folder_given_as_an_image_is_refused(tmp_path):
+    (tmp_path / "x.png").mkdir()
+    with pytest.raises(DatasetError, match="x.png: not a regular file"):
+        read_image(tmp_path / "x.png")
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+
+
+def test_only_raster_formats_are_read_eps_never_reaches_pillow(flat_folder, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: pytest.fail("EPS"))
+    (flat_folder / "cat" / "drawing.eps").write_bytes(EPS)
+    (flat_folder / "cat" / "disguised.png").write_bytes(EPS)
+    with pytest.raises(DatasetError, match="disguised.png: not an image in a format"):
+        read_image(flat_folder / "cat" / "disguised.png")
+    with pytest.raises(DatasetError, match="drawing.eps: not an image in a format"):
+        read_image(flat_folder / "cat" / "drawing.eps")
+    with pytest.warns(UserWarning, match="skipped 1 image"):  # the .eps is not even listed
+        assert len(load_folder(flat_folder, on_error="skip")["train"]) == 5
+
+
+def test_the_listing_takes_exactly_the_supported_endings():
+    from imgclf.datasets.folder import FORMATS, image_extensions
+
+    assert set(FORMATS) == {"PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM"}
+    assert {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"} <= (
+        image_extensions()
+    )
+    assert {".pgm", ".pbm"} <= image_extensions()
+    assert not {".eps", ".ps", ".pdf", ".ico", ".psd", ".xpm"} & image_extensions()
+
+
+def test_a_misnamed_image_still_reads(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(solid(42)).save(path, format="PNG")
+    assert read_image(path)[0, 0, 0] == 42
+
+
+def test_mixed_sizes_are_found_from_headers_even_when_skipping(flat_folder, monkeypatch):
+    write_image(flat_folder / "dog" / "big.png", solid(0, (9, 9, 3)))
+    with pytest.raises(DatasetError, match="big.png: image is 9x9, but .* 5x6; pass size="):
+        load_folder(flat_folder, on_error="skip", workers=1)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["drop-array", "labels-out-of-range", "wrong-classes", "wrong-shape"],
+)
+def test_an_inconsistent_cache_entry_is_a_miss(flat_folder, damage):
+    expected = load_folder(flat_folder)["train"]
+    (entry,) = (cache.cache_dir() / "folders").iterdir()
+    with open(entry, "rb") as f:
+        header, _ = cache._read_header(f, entry.stat().st_size)
+    _, arrays = cache.read_entry(entry, header["digest"])
+    kept = {k: v for k, v in header.items() if k not in ("digest", "format", "arrays")}
+    if damage == "drop-array":
+        del arrays["train_images"]
+    elif damage == "labels-out-of-range":
+        arrays["train_labels"] = arrays["train_labels"] + 5
+    elif damage == "wrong-classes":
+        kept["splits"]["train"]["classes"] = ["cat", "cow"]
+    else:
+        arrays["train_images"] = arrays["train_images"][:, :2]
+    cache.write_entry(entry, header["digest"], kept, arrays)
+    ds = load_folder(flat_folder)["train"]
+    assert "cached" not in ds.meta
+    np.testing.assert_array_equal(ds.images, expected.images)
+    assert load_folder(flat_folder)["train"].meta["cached"]

@@ -53,6 +53,7 @@ _MODES = ("RGB", "L")
 _ON_ERROR = ("raise", "skip")
 _CHUNK = 500  # files per worker task: large enough to amortise inter-process traffic
 _CHUNK_BYTES = 64 << 20  # ... and small enough that a task's pixels stay a small transient
+_SCALE_BLOCK = 1 << 20  # pixels scaled at a time when a 32-bit image is brought to 8 bits
 
 #: The raster formats imgclf reads, by Pillow's names (``PPM`` covers PBM, PGM, PPM, PNM and
 #: PFM). Pillow is never asked to try another plugin: its EPS reader, for one, runs
@@ -269,13 +270,15 @@ _DECODE_ERRORS = (
     SyntaxError,
     EOFError,
     struct.error,
+    MemoryError,  # one image too large for this machine: named, not a traceback
     Image.DecompressionBombError,
     Image.DecompressionBombWarning,
 )
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def _one_line(text) -> str:
+    """``text`` (or an exception) on one line; an exception without a message by its type."""
+    return " ".join(str(text).split()) or type(text).__name__
 
 
 def _source_bytes(image: Image.Image) -> int:
@@ -320,19 +323,22 @@ def _to_8bit(image: Image.Image, path: str) -> Image.Image:
     """
     if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
         return image
-    sixteen = _sixteen_bit(image)
+    sixteen = _sixteen_bit(image)  # before the pixels load: Pillow then forgets the tiles
     values = np.asarray(image)
     if sixteen:
-        return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8), "L")
+        return Image.fromarray((values >> 8).astype(np.uint8))
     low, high = (values.min(), values.max()) if values.size else (0, 0)
     if not (np.isfinite(low) and np.isfinite(high)) or low < 0:
         raise DatasetError(
             f"{_shown(path)}: a {image.mode} image with values from {low} to {high}; "
             "expected non-negative, finite pixel values"
         )
-    top = max(float(high), 255.0 if image.mode == "I" else 1.0)
-    scaled = np.rint(values.astype(np.float64) * (255.0 / top)).astype(np.uint8)
-    return Image.fromarray(scaled, "L")
+    factor = 255.0 / max(float(high), 255.0 if image.mode == "I" else 1.0)
+    out = np.empty(values.shape, dtype=np.uint8)
+    rows = max(1, _SCALE_BLOCK // max(values.shape[1], 1))  # a small float64 transient
+    for start in range(0, values.shape[0], rows):
+        out[start : start + rows] = np.rint(values[start : start + rows] * factor)
+    return Image.fromarray(out)
 
 
 def _decode(
