@@ -525,3 +525,21 @@ def test_report_on_splits_that_number_classes_apart(tmp_path, capsys):
     out = tmp_path / "r.html"
     assert run("report", str(data), "--k", "1", "--folds", "2", "-o", str(out)) == 0
     assert "accuracy 1.0000" in capsys.readouterr().out and out.is_file()
+
+
+def test_signed_models(tmp_path, capsys, monkeypatch):
+    key, other = tmp_path / "key", tmp_path / "other"
+    key.write_text("ab" * 32)
+    other.write_text("cd" * 32)
+    model = tmp_path / "m.imgclf"
+    assert run("train", "digits", "--sign-key-file", str(key), "-o", str(model)) == 0
+    assert run("evaluate", str(model), "digits", "--sign-key-file", str(key)) == 0
+    capsys.readouterr()
+    assert run("evaluate", str(model), "digits", "--sign-key-file", str(other)) == 1
+    assert "signature does not match" in capsys.readouterr().err
+    unsigned = tmp_path / "u.imgclf"
+    run("train", "digits", "-o", str(unsigned))
+    monkeypatch.setenv("IMGCLF_MODEL_KEY", "ab" * 32)
+    capsys.readouterr()
+    assert run("predict", str(unsigned), str(tmp_path / "x.png")) == 1
+    assert "not signed" in capsys.readouterr().err

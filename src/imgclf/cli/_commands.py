@@ -195,9 +195,11 @@ def train(
     mode: opt.ModeOpt = None,
     on_error: opt.OnErrorOpt = None,
     test_size: opt.TestSizeOpt = None,
+    sign_key_file: opt.KeyFileOpt = None,
 ) -> None:
     """Fit a model on the training split and save it (npz + JSON header, no pickle)."""
     _outputs(output)  # before the slow imports and the work
+    key = opt.signing_key(sign_key_file)
     from imgclf import experiments, io
 
     fixed = opt.model_settings(model, loss, epochs, seed, features, hidden, dropout)
@@ -216,6 +218,7 @@ def train(
         image_shape=train_set.image_shape,
         preprocessing=",".join(fixed.get("features", ["pixels"])),
         dataset=data,
+        key=key,
     )
     result(
         f"trained {model} on {len(train_set):,} images in {time.perf_counter() - start:.1f} s "
@@ -233,11 +236,12 @@ def evaluate(
     on_error: opt.OnErrorOpt = None,
     test_size: opt.TestSizeOpt = None,
     seed: opt.SeedOpt = 0,
+    sign_key_file: opt.KeyFileOpt = None,
 ) -> None:
     """Evaluate a saved model once on a dataset's test split."""
     from imgclf import experiments, io
 
-    saved = io.load(model_path)
+    saved = io.load(model_path, key=opt.signing_key(sign_key_file))
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
     test = experiments.test_for_model(saved, experiments.test_split(splits))
     ev = experiments.evaluate(saved.model, test)
@@ -271,12 +275,13 @@ def predict(
     ],
     top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 5,
     as_json: opt.JsonFlag = False,
+    sign_key_file: opt.KeyFileOpt = None,
 ) -> None:
     """Classify images with a saved model; a file that fails is reported and skipped."""
     from imgclf import io
     from imgclf.predict import image_files, predict_file
 
-    saved = io.load(model_path)
+    saved = io.load(model_path, key=opt.signing_key(sign_key_file))
     predictions, failed = [], 0
     for path in image_files(images):
         try:

@@ -17,11 +17,13 @@ __all__ = [
     "DataArg",
     "DataOptions",
     "JsonFlag",
+    "KeyFileOpt",
     "ModelArg",
     "model_settings",
     "numbers",
     "parse_size",
     "search_grid",
+    "signing_key",
     "size_or_fraction",
     "words",
 ]
@@ -181,6 +183,23 @@ RepeatsOpt = Annotated[
     int, typer.Option(help="With --val-size: average over this many seeded held-out splits.")
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")]
+KeyFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sign-key-file",
+        help="A file holding a secret key as hex: sign the model file (train) or refuse "
+        "files not signed with it (evaluate, predict). \\[default: $IMGCLF_MODEL_KEY if set]",
+    ),
+]
+
+
+def signing_key(path: str | None) -> bytes | None:
+    """The key in ``path`` (None: the library falls back on ``$IMGCLF_MODEL_KEY``)."""
+    if path is None:
+        return None
+    from imgclf.io import read_key_file
+
+    return read_key_file(path)
 
 
 # --- parsers -------------------------------------------------------------------------------
