@@ -10,27 +10,48 @@ read member by member without extracting anything.
 The pickles are untrusted: they go through
 :func:`~imgclf.datasets._safe_pickle.safe_load`, which refuses any global
 beyond what NumPy arrays need, and every field is checked before use.
+
+Their sizes are known from the fixed layout, so no file is read past what
+it can need: a batch of N rows (10,000 for CIFAR-10, 50,000 for CIFAR-100's
+``train``) at most N x (3,072 + 256) bytes + 1 MiB -- the pixels, and
+labels and a file name in pickle form (the official files use about 32
+bytes a row) -- and a meta file 1 MiB. A larger file, or an archive member
+declaring more, is refused before it is read; an archive is decompressed
+as a stream that stops at the sum of these sizes plus 1 MiB (headers, the
+readme), so a small archive cannot inflate to gigabytes.
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import io
+import lzma
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from imgclf.datasets._dataset import Dataset
-from imgclf.datasets._safe_pickle import safe_load
+from imgclf.datasets._safe_pickle import ROW_BUDGET_BYTES, safe_load
 from imgclf.errors import DatasetError, FormatError
 
 __all__ = ["detect_cifar", "load_cifar10", "load_cifar100"]
 
 _SIDE = 32
 _ROW_LENGTH = 3 * _SIDE * _SIDE
+_MIB = 1 << 20
+# Beyond the files' own budgets, what an archive may inflate to: tar headers,
+# directories and the readme (a few KB in the official archives).
+_ARCHIVE_EXTRA = _MIB
+_MAX_MEMBERS = 1000
+# Errors of a damaged archive or compressed stream, from tarfile and the decompressors.
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 
 @dataclass(frozen=True)
@@ -46,10 +67,24 @@ class _Layout:
     label_key: bytes
     names_key: bytes
     coarse: bool  # CIFAR-100 also labels each image with one of 20 superclasses
+    rows: dict[str, int]  # images per batch file, in the official release
 
     @property
     def files(self) -> tuple[str, ...]:
         return (self.meta, *(name for names in self.splits.values() for name in names))
+
+    def max_bytes(self, name: str) -> int:
+        """The largest file ``name`` can need (see the module's docstring)."""
+        return self.rows.get(name, 0) * ROW_BUDGET_BYTES + _MIB
+
+    def describe_budget(self, name: str) -> str:
+        rows = self.rows.get(name)
+        if rows is None:
+            return f"a {self.title} meta file needs at most {self.max_bytes(name):,}"
+        return (
+            f"a {self.title} batch of {rows:,} images needs at most {self.max_bytes(name):,} "
+            f"({ROW_BUDGET_BYTES:,} a row + 1 MiB)"
+        )
 
 
 _CIFAR10 = _Layout(
@@ -62,6 +97,7 @@ _CIFAR10 = _Layout(
     label_key=b"labels",
     names_key=b"label_names",
     coarse=False,
+    rows={**{f"data_batch_{i}": 10_000 for i in range(1, 6)}, "test_batch": 10_000},
 )
 _CIFAR100 = _Layout(
     kind="cifar100",
@@ -73,6 +109,7 @@ _CIFAR100 = _Layout(
     label_key=b"fine_labels",
     names_key=b"fine_label_names",
     coarse=True,
+    rows={"train": 50_000, "test": 10_000},
 )
 _LAYOUTS = (_CIFAR10, _CIFAR100)
 
@@ -175,8 +212,10 @@ class _Folder:
                 raise DatasetError(f"{self.describe(name)}: missing; {_expected(layout)}")
         objects = {}
         for name in layout.files:
-            with open(self.folder / name, "rb") as f:
-                objects[name] = safe_load(f, self.describe(name))
+            path, limit = self.folder / name, layout.max_bytes(name)
+            _check_member_size(path.stat().st_size, self.describe(name), layout, name)
+            with open(path, "rb") as f:
+                objects[name] = safe_load(f, self.describe(name), limit)
         return objects
 
 
@@ -191,29 +230,94 @@ class _Archive:
         return f"{self.folder}/{name} in {self.archive}"
 
     def load(self, layout: _Layout) -> dict[str, object]:
+        budget = sum(map(layout.max_bytes, layout.files)) + _ARCHIVE_EXTRA
         try:
-            objects = self._read_members(layout.files)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            objects = self._read_members(layout, budget)
+        except _ARCHIVE_ERRORS as exc:
             raise FormatError(f"{self.archive}: not a readable tar.gz archive ({exc})") from exc
         for name in layout.files:
             if name not in objects:
                 raise DatasetError(f"{self.describe(name)}: missing; {_expected(layout)}")
         return objects
 
-    def _read_members(self, names: tuple[str, ...]) -> dict[str, object]:
+    def _read_members(self, layout: _Layout, budget: int) -> dict[str, object]:
         # One pass in archive order: a gzip stream cannot seek backwards
         # without decompressing again from the start.
-        wanted = {f"{self.folder}/{name}": name for name in names}
+        wanted = {f"{self.folder}/{name}": name for name in layout.files}
         objects = {}
-        with tarfile.open(self.archive, "r:*") as tar:
-            for info in tar:
+        with _open_tar(self.archive, budget) as tar:
+            for count, info in enumerate(tar, 1):
+                if count > _MAX_MEMBERS:
+                    raise FormatError(
+                        f"{self.archive}: more than {_MAX_MEMBERS:,} members; a {layout.title} "
+                        f"archive has {len(layout.files) + 2}"
+                    )
                 name = wanted.get(info.name.removeprefix("./"))
-                member = tar.extractfile(info) if name and info.isfile() else None
-                if member is not None:
-                    # Read here, so a damaged archive is reported as such, not as a bad pickle.
-                    data = member.read()
-                    objects[name] = safe_load(io.BytesIO(data), self.describe(name))
+                if not (name and info.isfile()):
+                    continue
+                where = self.describe(name)
+                # The header's size is checked before a byte is read, and
+                # read exactly: a lying header cannot make more come out.
+                _check_member_size(info.size, where, layout, name)
+                member = tar.extractfile(info)
+                # Read here, so a damaged archive is reported as such, not as a bad pickle.
+                data = member.read(info.size) if member is not None else b""
+                objects[name] = safe_load(io.BytesIO(data), where, layout.max_bytes(name))
         return objects
+
+
+def _check_member_size(size: int, where: str, layout: _Layout, name: str) -> None:
+    if size > layout.max_bytes(name):
+        raise FormatError(
+            f"{where}: {size:,} bytes, too large: {layout.describe_budget(name)}; "
+            f"refused without reading it"
+        )
+
+
+class _BoundedStream(io.RawIOBase):
+    """A decompressed stream that refuses to give more than ``limit`` bytes.
+
+    tarfile reads headers (a pax header or GNU long name of any declared
+    size) and skips members by reading; this stops all of it at the limit.
+    """
+
+    def __init__(self, stream: io.BufferedIOBase, limit: int, archive: Path) -> None:
+        super().__init__()
+        self.stream, self.limit, self.archive, self.total = stream, limit, archive, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.stream.readinto(buffer)
+        self.total += n
+        if self.total > self.limit:
+            raise FormatError(
+                f"{self.archive}: decompresses to more than {self.limit:,} bytes, more than "
+                f"its CIFAR files can need; refused without reading the rest"
+            )
+        return n
+
+
+def _decompressor(raw: io.BufferedReader) -> io.BufferedIOBase:
+    """``raw`` decompressed as its first bytes say (gzip, bzip2, xz), or as it is."""
+    magic = raw.peek(6)[:6]
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw)
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw)
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw)
+    return raw
+
+
+@contextlib.contextmanager
+def _open_tar(path: Path, limit: int) -> Iterator[tarfile.TarFile]:
+    """``tarfile`` over ``path`` as a stream, decompressed to at most ``limit`` bytes."""
+    with open(path, "rb") as raw:
+        stream = _BoundedStream(_decompressor(raw), limit, path)
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            yield tar
 
 
 def _locate(path: Path, layout: _Layout) -> _Folder | _Archive:
@@ -254,9 +358,10 @@ def _holds_files(folder: Path, layout: _Layout) -> bool:
 def _archive_top(path: Path) -> str | None:
     """First path component of the first member of archive ``path``, if it is one."""
     try:
-        with tarfile.open(path, "r:*") as tar:
+        # The first header only: a little more than a block, whatever it declares.
+        with _open_tar(path, _MIB) as tar:
             first = tar.next()
-    except (tarfile.TarError, EOFError, zlib.error, OSError):
+    except (*_ARCHIVE_ERRORS, FormatError):
         return None
     return None if first is None else first.name.removeprefix("./").split("/")[0]
 
@@ -347,8 +452,9 @@ def _field(batch: dict, key: bytes, where: str) -> object:
     for candidate in (key, key.decode()):
         if candidate in batch:
             return batch[candidate]
-    found = ", ".join(sorted(_text(k) for k in batch)) or "nothing"
-    raise FormatError(f"{where}: no {key.decode()!r} entry; the dict holds {found}")
+    keys = sorted(_text(k)[:40] for k in list(batch)[:20])
+    found = ", ".join(keys) + (f" and {len(batch) - 20:,} more" if len(batch) > 20 else "")
+    raise FormatError(f"{where}: no {key.decode()!r} entry; the dict holds {found or 'nothing'}")
 
 
 def _rows(data: object, where: str) -> np.ndarray:
@@ -368,10 +474,16 @@ def _rows(data: object, where: str) -> np.ndarray:
 def _labels(batch: dict, key: bytes, n: int, n_classes: int, where: str) -> np.ndarray:
     """Labels under ``key`` as int64 ``(n,)``, each in ``[0, n_classes)``."""
     what = key.decode()
-    try:
-        labels = np.asarray(_field(batch, key, where))
-    except ValueError as exc:  # a ragged nested list
-        raise FormatError(f"{where}: {what} is not a flat list of ints ({exc})") from exc
+    raw = _field(batch, key, where)  # outside the try: its own error says what is missing
+    if isinstance(raw, list | tuple):
+        odd = next((v for v in raw if not isinstance(v, int | float | np.number)), None)
+        if odd is not None:  # a nested list, a string: np.asarray would make anything of it
+            raise FormatError(
+                f"{where}: {what} holds {_describe(odd)}, expected a flat list of ints"
+            )
+    elif not isinstance(raw, np.ndarray):
+        raise FormatError(f"{where}: {what} is {_describe(raw)}, expected a list of ints")
+    labels = np.asarray(raw)
     if labels.shape != (n,):
         found = f"{labels.size} {what}" if labels.ndim == 1 else f"{what} of shape {labels.shape}"
         raise FormatError(f"{where}: {n} images but {found}, expected one per image")
@@ -396,7 +508,10 @@ def _names(meta: dict, key: bytes, where: str) -> tuple[str, ...]:
 
 
 def _text(value: object) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    # Not str() of anything else: a 5,000-digit int or a deep tuple has no short text.
+    return value if isinstance(value, str) else f"<{type(value).__name__}>"
 
 
 def _describe(value: object) -> str:

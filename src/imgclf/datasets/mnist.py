@@ -12,14 +12,24 @@ the same four file names::
 
 each possibly with ``.gz``. Every file is checked against its header before
 use: a truncated download fails loudly instead of yielding fewer images.
+
+The header says how many bytes follow, so that is all that is read: a raw
+file's size is compared with it before reading; a gzip stream is inflated
+to at most that (and a little more, to report trailing bytes), so a small
+``.gz`` cannot inflate to gigabytes. Before anything is allocated the
+header's size is bounded by what the file can hold (its size, or 1032 times
+it for gzip: deflate's largest ratio) and by :data:`MAX_IDX_BYTES`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import math
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +37,15 @@ import numpy as np
 from imgclf.datasets._dataset import Dataset
 from imgclf.errors import DatasetError, FormatError
 
-__all__ = ["detect_mnist", "load_mnist", "read_idx"]
+__all__ = ["MAX_IDX_BYTES", "detect_mnist", "load_mnist", "read_idx"]
+
+# The largest IDX file read: 1 GiB, twice EMNIST's largest (byclass training
+# images, 697,932 x 28 x 28 = 547 MB; MNIST's is 47 MB).
+MAX_IDX_BYTES = 1 << 30
+# Deflate's largest ratio of output to input, so what a gzip file can hold.
+_GZIP_RATIO = 1032
+# Bytes read past the promised data to say how many too many there are.
+_TRAILING = 1 << 16
 
 _IMAGES_MAGIC = 2051
 _LABELS_MAGIC = 2049
@@ -160,13 +178,13 @@ def read_idx(path: str | os.PathLike, magic: int | None = None) -> np.ndarray:
     array([7, 2, 1], dtype=uint8)
     """
     path = Path(path)
-    buf = _read_bytes(path)
-    found, dims, dtype = _header(buf, path, magic)
-    offset = 4 + 4 * len(dims)
-    _check_size(len(buf) - offset, dims, dtype, path, found)
-    values = np.frombuffer(buf, dtype, count=math.prod(dims), offset=offset).reshape(dims)
-    # astype copies: the result owns writable memory in native byte order.
-    return values.astype(dtype.newbyteorder("="))
+    with _open(path) as (stream, capacity, exact):
+        found, dims, dtype = _header(stream, path, magic)
+        want = math.prod(dims) * dtype.itemsize
+        _check_capacity(want, capacity - 4 - 4 * len(dims), exact, dims, path, found)
+        buf = _read_exactly(stream, want, path, found, dims)
+    values = np.frombuffer(buf, dtype).reshape(dims)  # writable: buf is a bytearray
+    return values.astype(dtype.newbyteorder("="), copy=False)
 
 
 # --- files ---------------------------------------------------------------------
@@ -200,25 +218,33 @@ def _looks_fashion(folder: Path) -> bool:
     return any("fashion" in name.lower() for name in names)
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    # Judge by content, not name: browsers often gunzip a download but keep
-    # its .gz name, and an IDX file never starts with the gzip magic bytes.
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[tuple[gzip.GzipFile | io.BufferedReader, int, bool]]:
+    """``(stream of the IDX bytes, the most bytes it can hold, whether exactly)`` for ``path``."""
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+        with open(path, "rb") as raw:
+            size = os.fstat(raw.fileno()).st_size
+            # Judge by content, not name: browsers often gunzip a download but keep
+            # its .gz name, and an IDX file never starts with the gzip magic bytes.
+            if raw.peek(2)[:2] != _GZIP_MAGIC:
+                yield raw, size, True
+                return
+            with gzip.GzipFile(fileobj=raw) as stream:
+                yield stream, size * _GZIP_RATIO, False
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise FormatError(
             f"{path}: corrupt gzip data ({exc}); expected a complete gzip stream"
         ) from exc
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 # --- contents ------------------------------------------------------------------
 
 
-def _header(buf: bytes, path: Path, expected: int | None) -> tuple[int, tuple[int, ...], np.dtype]:
-    """``(magic number, dimensions, element type)`` from the start of ``buf``."""
+def _header(stream, path: Path, expected: int | None) -> tuple[int, tuple[int, ...], np.dtype]:
+    """``(magic number, dimensions, element type)`` read from the start of ``stream``."""
+    buf = stream.read(4)
     if len(buf) < 4:
         raise FormatError(f"{path}: {len(buf)} bytes long, too short for an IDX magic number (4)")
     found = int.from_bytes(buf[:4], "big")
@@ -232,6 +258,7 @@ def _header(buf: bytes, path: Path, expected: int | None) -> tuple[int, tuple[in
             f"zero bytes, a type code in {{{', '.join(f'0x{c:02x}' for c in _IDX_TYPES)}}} "
             f"and a number of dimensions above 0"
         )
+    buf += stream.read(4 * ndim)
     end = 4 + 4 * ndim
     if len(buf) < end:
         raise FormatError(
@@ -241,12 +268,55 @@ def _header(buf: bytes, path: Path, expected: int | None) -> tuple[int, tuple[in
     return found, dims, _IDX_TYPES[code]
 
 
-def _check_size(have: int, dims: tuple[int, ...], dtype: np.dtype, path: Path, magic: int) -> None:
-    want = math.prod(dims) * dtype.itemsize
-    if have == want:
-        return
-    noun = _DATA_NOUN.get(magic, "data")
-    shape = " x ".join(map(str, dims))
+def _check_capacity(
+    want: int, capacity: int, exact: bool, dims: tuple[int, ...], path: Path, magic: int
+) -> None:
+    """Refuse a header promising more than the file can hold or MAX_IDX_BYTES, unread.
+
+    ``capacity`` is the size of the data after the header when ``exact`` (a raw
+    file), else the most it can be (a gzip file).
+    """
+    shape = _shape(dims)
+    if exact and capacity != want:
+        _wrong_size(capacity, want, shape, path, magic)
+    if want > MAX_IDX_BYTES:
+        raise FormatError(
+            f"{path}: header promises {want:,} bytes ({shape}), more than the "
+            f"{MAX_IDX_BYTES:,} imgclf reads from an IDX file"
+        )
+    if want > capacity:
+        raise FormatError(
+            f"{path}: truncated: header promises {want:,} bytes of {_noun(magic)} ({shape}), "
+            f"more than the file can hold ({max(capacity, 0):,})"
+        )
+
+
+def _read_exactly(stream, want: int, path: Path, magic: int, dims: tuple[int, ...]) -> bytearray:
+    """The ``want`` bytes after the header, refusing fewer or more (reading little beyond)."""
+    buf = bytearray(want)
+    view, have = memoryview(buf), 0
+    while have < want:
+        n = stream.readinto(view[have:])
+        if not n:
+            break
+        have += n
+    shape, noun = _shape(dims), _noun(magic)
+    if have < want:
+        _wrong_size(have, want, shape, path, magic)
+    # Reading to the end also checks a gzip stream's CRC; a bomb stops here.
+    extra = len(stream.read(_TRAILING + 1))
+    if extra > _TRAILING:
+        raise FormatError(
+            f"{path}: more than {want + _TRAILING:,} bytes of {noun}, header promises {want} "
+            f"({shape}); refused without reading the rest"
+        )
+    if extra:
+        _wrong_size(want + extra, want, shape, path, magic)
+    return buf
+
+
+def _wrong_size(have: int, want: int, shape: str, path: Path, magic: int) -> None:
+    noun = _noun(magic)
     if have < want:
         raise FormatError(
             f"{path}: truncated: {have} bytes of {noun}, header promises {want} ({shape})"
@@ -255,6 +325,14 @@ def _check_size(have: int, dims: tuple[int, ...], dtype: np.dtype, path: Path, m
         f"{path}: {have} bytes of {noun}, header promises {want} ({shape}); "
         f"{have - want} bytes too many"
     )
+
+
+def _shape(dims: tuple[int, ...]) -> str:
+    return " x ".join(map(str, dims))
+
+
+def _noun(magic: int) -> str:
+    return _DATA_NOUN.get(magic, "data")
 
 
 def _load_split(
