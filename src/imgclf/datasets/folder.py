@@ -12,6 +12,21 @@ Three layouts are recognised, by looking at what the folders contain:
 Images are decoded in parallel on all cores (worker processes: decoding small
 JPEGs is dominated by Python-level work that holds the GIL) and cached, see
 :mod:`imgclf.datasets.cache`.
+
+Untrusted folders are read within limits:
+
+- Only the raster formats of :data:`FORMATS` are opened (never EPS, which would start
+  Ghostscript), and only regular files: a FIFO, device or folder named ``x.png`` is
+  refused by name (skipped with ``on_error="skip"``), never waited on.
+- A load's decoded pixels are bounded by a budget, :func:`max_decoded_bytes` (2 GiB by
+  default; ``max_bytes=`` or ``$IMGCLF_MAX_DECODED_BYTES``). The total comes from
+  ``size`` or the first image's header (without ``size`` every image must match it,
+  checked from each header) and is refused before any pixel is decoded; so is one image
+  whose header promises more than the budget, and a ``size`` that alone exceeds it.
+  The result is allocated once and filled as workers finish, so memory stays near it.
+- 16- and 32-bit images are scaled to 8 bits, never clipped: see :func:`_to_8bit`.
+- File and folder names that are not UTF-8 load; messages and class names show their
+  odd bytes as ``\\xNN`` escapes.
 """
 
 from __future__ import annotations
