@@ -9,17 +9,22 @@ download holds; a Python 3 writer is covered as well.
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import os
 import pickle
 import pickletools
 import struct
+import subprocess
+import sys
 import tarfile
+import time
 import tracemalloc
 
 import numpy as np
 import pytest
 
+from imgclf.datasets import _safe_pickle
 from imgclf.datasets._safe_pickle import safe_load
 from imgclf.datasets.cifar import detect_cifar, load_cifar10, load_cifar100
 from imgclf.errors import DatasetError, FormatError, UnsafePickleError
@@ -486,8 +491,10 @@ def test_missing_key(tmp_path, name, key, message):
     del contents[key]
     _write(folder / name, contents)
 
-    with pytest.raises(FormatError, match=rf"{name}: {message}"):
+    with pytest.raises(FormatError, match=rf"{name}: {message}") as caught:
         load_cifar10(folder)
+    # One line naming the file once, not an error inside an error.
+    assert str(caught.value).count(str(folder / name)) == 1 and "\n" not in str(caught.value)
 
 
 def test_batch_that_is_not_a_dict(tmp_path):
@@ -522,3 +529,264 @@ def test_no_cifar10_there(tmp_path, what):
 
     with pytest.raises(DatasetError, match=str(path)):
         load_cifar10(path)
+
+
+# --- hostile files: bounded time and memory ------------------------------------------
+
+
+def _shared_tuples(levels: int) -> bytes:
+    """A pickle of ``t = (t, t)`` nested ``levels`` deep: tiny, 2**levels paths."""
+    t = ()
+    for _ in range(levels):
+        t = (t, t)
+    return pickle.dumps({b"data": t, b"labels": []}, protocol=2)
+
+
+def _shared_lists(levels: int) -> list:
+    t = [0]
+    for _ in range(levels):
+        t = [t, t]
+    return t
+
+
+def run_limited(call: str, timeout: float = 60) -> tuple[str, float]:
+    """Run ``call`` in a fresh Python under a 1 GiB address-space cap; its output and seconds.
+
+    The output is ``ok`` or the name and message of the imgclf error it raised;
+    any other exception, a kill or a timeout fails the test.
+    """
+    script = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from imgclf.datasets.cifar import load_cifar10
+from imgclf.errors import ImgclfError
+try:
+    {call}
+    print("ok")
+except ImgclfError as exc:
+    print(type(exc).__name__, exc)
+"""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip(), time.perf_counter() - start
+
+
+def test_shared_tuples_are_refused_at_once(tmp_path):
+    folder, _ = make_cifar10(tmp_path)
+    payload = _shared_tuples(40)
+    assert len(payload) < 300  # the issue's 262-byte file: 2**40 paths
+    (folder / "data_batch_1").write_bytes(payload)
+
+    out, seconds = run_limited(f"load_cifar10({str(folder)!r})")
+
+    assert out.startswith("FormatError ") and "data_batch_1: refused" in out
+    assert "tuple expands to" in out
+    assert seconds < 30
+
+
+def test_shared_tuple_as_a_dict_key_is_refused_before_hashing():
+    # Building {t: 1} hashes t, walking every path in C code no timer stops.
+    # (Not built here with a dict: that would hash it.)
+    t = ()
+    for _ in range(40):
+        t = (t, t)
+    payload = b"\x80\x02}" + pickle.dumps(t, protocol=2)[2:-1] + b"K\x01s."
+
+    start = time.perf_counter()
+    with pytest.raises(FormatError, match="x: refused, a tuple expands to"):
+        safe_load(io.BytesIO(payload), "x")
+    assert time.perf_counter() - start < 5
+
+
+def test_shared_tuples_within_budget_are_built_once():
+    loaded = safe_load(io.BytesIO(_shared_tuples(12)), "x")
+
+    assert loaded[b"data"][0] is loaded[b"data"][1]  # shared, as in the file
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (_shared_lists(40), "nested more than 32 deep"),
+        (_shared_lists(25), r"the values expand to more than 1,500,000 nodes"),
+    ],
+    ids=["lists-40", "lists-25"],
+)
+def test_deep_or_shared_lists_are_refused(value, message):
+    payload = pickle.dumps({b"labels": value}, protocol=2)
+
+    with pytest.raises(FormatError, match=f"x: refused, .*{message}"):
+        safe_load(io.BytesIO(payload), "x")
+
+
+def test_expansion_budget(monkeypatch):
+    monkeypatch.setattr(_safe_pickle, "MAX_NODES", 1000)
+    payload = pickle.dumps({b"labels": _shared_lists(12)}, protocol=2)  # 8,191 nodes as a tree
+
+    with pytest.raises(FormatError, match=r"x: refused, the values expand to more than 1,000"):
+        safe_load(io.BytesIO(payload), "x")
+
+
+def test_opcode_budget(monkeypatch):
+    monkeypatch.setattr(_safe_pickle, "MAX_OPCODES", 100)
+    payload = pickle.dumps(list(range(200)), protocol=2)
+
+    with pytest.raises(FormatError, match=r"x: refused, more than 100 opcodes"):
+        safe_load(io.BytesIO(payload), "x")
+
+
+def test_self_containing_list_is_refused():
+    loop = []
+    loop.append(loop)
+
+    with pytest.raises(FormatError, match="x: refused, a value contains itself"):
+        safe_load(io.BytesIO(pickle.dumps({b"labels": loop}, protocol=2)), "x")
+
+
+def test_one_buffer_behind_many_arrays_is_refused():
+    data = bytes(4096)
+
+    class SharedData:
+        def __reduce__(self):
+            state = (1, (4096,), np.dtype(np.uint8), False, data)
+            return (np._core.multiarray._reconstruct, (np.ndarray, (0,), b"b"), state)
+
+    payload = pickle.dumps([SharedData() for _ in range(100)], protocol=2)
+    assert len(payload) < 8192  # 100 arrays of 4 KB from one 4 KB string
+
+    with pytest.raises(FormatError, match=r"x: refused, its arrays hold more than its"):
+        safe_load(io.BytesIO(payload), "x")
+
+
+def test_pickle_larger_than_the_budget_is_not_read_past_it():
+    stream = io.BytesIO(pickle.dumps(bytes(1000), protocol=2))
+
+    with pytest.raises(FormatError, match=r"x: more than 100 bytes, larger than any CIFAR"):
+        safe_load(stream, "x", max_bytes=100)
+    assert stream.tell() == 101
+
+
+def test_batch_file_larger_than_its_layout_is_refused_unread(tmp_path):
+    folder, _ = make_cifar10(tmp_path)
+    with open(folder / "data_batch_2", "r+b") as f:
+        f.truncate(3 << 30)  # sparse: 3 GB declared, nothing written
+
+    out, seconds = run_limited(f"load_cifar10({str(folder)!r})")
+
+    assert out.startswith("FormatError ") and "data_batch_2: 3,221,225,472 bytes, too large" in out
+    assert "a CIFAR-10 batch of 10,000 images needs at most" in out
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def _zeros_gz(mib: int) -> bytes:
+    """``mib`` MiB of zeros as concatenated gzip members: about 1 KB per MiB."""
+    return gzip.compress(bytes(1 << 20), compresslevel=9) * mib
+
+
+def test_archive_member_declaring_gigabytes_is_refused_unread(tmp_path):
+    folder, _ = make_cifar10(tmp_path)
+    archive = make_archive(folder, "cifar-10-python.tar.gz", skip={"data_batch_1"})
+    # A member header declaring 3 GB, and 3 MB of its zeros: a decompression bomb.
+    bomb = gzip.compress(_tar_header("cifar-10-batches-py/data_batch_1", 3 << 30))
+    archive.write_bytes(bomb + _zeros_gz(3000) + archive.read_bytes())
+
+    out, seconds = run_limited(f"load_cifar10({str(archive)!r})")
+
+    assert out.startswith("FormatError ")
+    assert "cifar-10-batches-py/data_batch_1 in " in out and "3,221,225,472 bytes, too large" in out
+    assert seconds < 30
+
+
+@pytest.mark.parametrize(
+    ("name", "detected"), [("cifar-10-batches-py/readme.html", "cifar10"), ("././@LongLink", None)]
+)
+def test_archive_inflating_past_its_files_budget_is_refused(tmp_path, name, detected):
+    # Unwanted members are skipped by reading them; a long name is read whole.
+    bomb = gzip.compress(_tar_header(name, 1 << 40)) + _zeros_gz(300)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(bomb)
+    assert archive.stat().st_size < 1 << 20
+
+    out, seconds = run_limited(f"load_cifar10({str(archive)!r})")
+
+    assert out.startswith("FormatError ") and str(archive) in out
+    assert "decompresses to more than" in out or "not a readable tar.gz archive" in out
+    assert seconds < 30
+    start = time.perf_counter()
+    assert detect_cifar(archive) == detected  # from the first header, read within 1 MiB
+    assert time.perf_counter() - start < 5
+
+
+def test_archive_with_too_many_members(tmp_path):
+    archive = tmp_path / "many.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(1001):
+            tar.addfile(tarfile.TarInfo(f"x/{i}"), io.BytesIO())
+
+    with pytest.raises(FormatError, match=r"many.tar.gz: more than 1,000 members"):
+        load_cifar10(archive)
+
+
+@pytest.mark.parametrize("form", ["folder", "archive"])
+def test_protocol_5_batches_are_read(tmp_path, form):
+    folder, expected = make_cifar10(tmp_path, lambda obj: pickle.dumps(obj, protocol=5))
+    path = _spot(folder, form, "cifar-10-python.tar.gz")
+
+    splits = load_cifar10(path)
+
+    for split, (images, labels) in expected.items():
+        np.testing.assert_array_equal(splits[split].images, images)
+        np.testing.assert_array_equal(splits[split].labels, labels)
+
+
+def test_protocol_5_arrays_in_every_memory_order():
+    base = np.arange(24, dtype="<i4").reshape(2, 3, 4)
+    values = [base, np.asfortranarray(base), base.transpose(2, 0, 1), np.zeros((0, 5), ">f8")]
+
+    loaded = safe_load(io.BytesIO(pickle.dumps(values, protocol=5)), "x")
+
+    for got, want in zip(loaded, values, strict=True):
+        assert got.dtype == want.dtype and got.flags.writeable
+        np.testing.assert_array_equal(got, want)
+
+
+def test_protocol_5_out_of_band_buffers_are_refused():
+    payload = pickle.dumps(np.arange(4), protocol=5, buffer_callback=lambda buffer: False)
+
+    with pytest.raises(FormatError, match="x: not a readable pickle"):
+        safe_load(io.BytesIO(payload), "x")
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([[0], [1], [2]], "labels holds a list, expected a flat list of ints"),
+        ([b"a", 1, 2], "labels holds a bytes, expected a flat list of ints"),
+        (b"abc", "labels is a bytes, expected a list of ints"),
+    ],
+    ids=["nested", "bytes-item", "bytes"],
+)
+def test_labels_that_are_not_a_list_of_ints(tmp_path, labels, message):
+    folder, _ = make_cifar10(tmp_path)
+    batch = pickle.loads((folder / "test_batch").read_bytes(), encoding="bytes")
+    batch[b"labels"] = labels
+    _write(folder / "test_batch", batch)
+
+    with pytest.raises(FormatError, match=rf"test_batch: {message}"):
+        load_cifar10(folder)
+
+
+def test_dict_with_many_keys_is_named_briefly(tmp_path):
+    folder, _ = make_cifar10(tmp_path)
+    _write(folder / "batches.meta", {str(i).encode(): 0 for i in range(10_000)} | {10**5000: 1})
+
+    with pytest.raises(FormatError, match=r"no 'label_names' entry; .* and 9,981 more$"):
+        load_cifar10(folder)
