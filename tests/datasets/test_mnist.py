@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -286,3 +290,111 @@ def test_missing_file(tmp_path):
 def test_not_a_folder(tmp_path):
     with pytest.raises(DatasetError, match="not a folder"):
         load_mnist(tmp_path / "absent")
+
+
+# --- hostile files: bounded time and memory ------------------------------------------
+
+
+def run_limited(call: str, timeout: float = 60) -> tuple[str, float]:
+    """Run ``call`` in a fresh Python under a 1 GiB address-space cap; its output and seconds.
+
+    The output is ``ok`` or the name and message of the imgclf error it raised;
+    any other exception, a kill or a timeout fails the test.
+    """
+    script = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from imgclf.datasets.mnist import load_mnist, read_idx
+from imgclf.errors import ImgclfError
+try:
+    {call}
+    print("ok")
+except ImgclfError as exc:
+    print(type(exc).__name__, exc)
+"""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip(), time.perf_counter() - start
+
+
+def _zeros_gz(mib: int) -> bytes:
+    """``mib`` MiB of zeros as concatenated gzip members: about 1 KB per MiB."""
+    return gzip.compress(bytes(1 << 20), compresslevel=9) * mib
+
+
+def test_gzip_inflating_past_its_header_is_refused(tmp_path):
+    # The header promises 60,000 images (47 MB); the stream goes on to 3 GB.
+    header = struct.pack(">IIII", 2051, 60_000, 28, 28)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header) + _zeros_gz(3 * 1024))
+    assert path.stat().st_size < 4 << 20
+
+    out, seconds = run_limited(f"read_idx({str(path)!r})")
+
+    assert out.startswith("FormatError ") and str(path) in out
+    assert "more than 47,105,536 bytes of pixel data, header promises 47040000" in out
+    assert "refused without reading the rest" in out
+    assert seconds < 30
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_absurd_header_sizes_are_refused_before_allocating(tmp_path, gz):
+    path = write(tmp_path / "images", struct.pack(">IIII", 2051, 2**32 - 1, 2**32 - 1, 28), gz)
+
+    out, seconds = run_limited(f"read_idx({str(path)!r})")
+
+    assert out.startswith("FormatError ") and str(path) in out
+    assert "header promises" in out and "4294967295 x 4294967295 x 28" in out
+    if gz:
+        assert "more than the 1,073,741,824 imgclf reads from an IDX file" in out
+    else:  # the file's own size says it at once
+        assert "truncated: 0 bytes of pixel data" in out
+    assert seconds < 30
+
+
+@pytest.mark.parametrize(
+    ("count", "message"),
+    [
+        (
+            1000,
+            r"truncated: header promises 784,000 bytes of pixel data \(1000 x 28 x 28\), "
+            r"more than the file can hold",
+        ),
+        (40, r"truncated: 0 bytes of pixel data, header promises 31360 \(40 x 28 x 28\)"),
+    ],
+    ids=["beyond-the-gzip-ratio", "within-it"],
+)
+def test_gzip_header_promising_more_than_the_file_holds(tmp_path, count, message):
+    # 784,000 bytes cannot come out of a gzip file this small (deflate's best is 1032:1).
+    path = write(tmp_path / "images", struct.pack(">IIII", 2051, count, 28, 28), gz=True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match=rf"images.gz: {message}"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000 + count * 784
+
+
+def test_gzip_trailing_bytes_are_counted(tmp_path):
+    labels = np.array([1, 2, 3], np.uint8)
+    path = write(tmp_path / "labels", idx_bytes(labels) + b"\x00" * 5, gz=True)
+
+    with pytest.raises(
+        FormatError, match=r"8 bytes of label data, header promises 3 \(3\); 5 bytes"
+    ):
+        read_idx(path)
+
+
+def test_read_idx_result_is_writable_and_native(tmp_path):
+    values = np.arange(6, dtype=">i4").reshape(2, 3)
+    path = write(tmp_path / "ints", idx_bytes(values, type_code=0x0C), gz=True)
+
+    loaded = read_idx(path)
+
+    assert loaded.flags.writeable and loaded.dtype == np.dtype("=i4")
+    np.testing.assert_array_equal(loaded, values)
