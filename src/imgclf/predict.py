@@ -15,19 +15,21 @@ import numpy as np
 
 from imgclf._validation import check_int, final_estimator
 
-__all__ = ["IMAGE_SUFFIXES", "image_files", "predict_file", "rank_top", "score_kind"]
-
-#: File endings taken from a folder given to :func:`image_files`.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+__all__ = ["image_files", "predict_file", "rank_top", "score_kind"]
 
 
 def image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Each path as given, or, for a folder, the images below it in sorted order."""
+    """Each path as given, or, for a folder, the images below it in sorted order.
+
+    A folder's images are the files whose ending names one of the formats the
+    dataset loader reads (:func:`imgclf.datasets.folder.image_extensions`).
+    """
+    from imgclf.datasets.folder import image_extensions
+
+    endings = image_extensions()
     for path in map(Path, paths):
         if path.is_dir():
-            yield from sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
+            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in endings)
         else:
             yield path
 

@@ -45,7 +45,7 @@ _PATH_LOADERS: dict[str, Callable[..., dict[str, Dataset]]] = {
     "mnist": load_mnist,
     "folder": load_folder,
 }
-_FOLDER_OPTIONS = ("size", "mode", "on_error", "use_cache", "workers")
+_FOLDER_OPTIONS = ("size", "mode", "on_error", "use_cache", "workers", "max_bytes")
 _IMAGE_OPTIONS = ("size", "mode", "on_error")  # what changes the pixels a folder gives
 
 
@@ -59,7 +59,8 @@ def load(spec: str, *, seed: int = 0, **folder_options) -> dict[str, Dataset]:
     seed : int
         Seed of the toy sets' sampling.
     **folder_options
-        ``size``, ``mode``, ``on_error``, ``use_cache``, ``workers``: passed to
+        ``size``, ``mode``, ``on_error``, ``use_cache``, ``workers``, ``max_bytes``
+        (the decoded-pixel budget): passed to
         :func:`~imgclf.datasets.folder.load_folder` for image folders.
 
     Returns
