@@ -253,12 +253,20 @@ class _Archive:
                         f"archive has {len(layout.files) + 2}"
                     )
                 name = wanted.get(info.name.removeprefix("./"))
+                if name and info.isfile():
+                    # The header's size is checked before a byte is read, and
+                    # read exactly: a lying header cannot make more come out.
+                    _check_member_size(info.size, self.describe(name), layout, name)
+                if info.offset_data + info.size > budget:
+                    # Checked before tarfile skips it, block by block, even past the end.
+                    raise FormatError(
+                        f"{self.archive}: member {_text(info.name)[:100]!r} declares "
+                        f"{info.size:,} bytes, past the {budget:,} its {layout.title} files "
+                        f"can need; refused without reading it"
+                    )
                 if not (name and info.isfile()):
                     continue
                 where = self.describe(name)
-                # The header's size is checked before a byte is read, and
-                # read exactly: a lying header cannot make more come out.
-                _check_member_size(info.size, where, layout, name)
                 member = tar.extractfile(info)
                 # Read here, so a damaged archive is reported as such, not as a bad pickle.
                 data = member.read(info.size) if member is not None else b""
