@@ -796,3 +796,12 @@ def test_dict_with_many_keys_is_named_briefly(tmp_path):
 
     with pytest.raises(FormatError, match=r"no 'label_names' entry; .* and 9,981 more$"):
         load_cifar10(folder)
+
+
+def test_split_without_images(tmp_path):
+    folder, _ = make_cifar10(tmp_path)
+    empty = {b"labels": [], b"data": np.zeros((0, 3072), np.uint8)}
+    _write(folder / "test_batch", empty)
+
+    with pytest.raises(FormatError, match=r"test_batch: no images in the test split"):
+        load_cifar10(folder)

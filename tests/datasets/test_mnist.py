@@ -398,3 +398,14 @@ def test_read_idx_result_is_writable_and_native(tmp_path):
 
     assert loaded.flags.writeable and loaded.dtype == np.dtype("=i4")
     np.testing.assert_array_equal(loaded, values)
+
+
+@pytest.mark.parametrize("shape", [(0, 28, 28), (3, 0, 28)], ids=["no-images", "no-rows"])
+def test_split_without_pixels(tmp_path, shape):
+    # Found by the fuzz test: a valid IDX file holding no pixels made no Dataset.
+    make_mnist(tmp_path)
+    write(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(np.zeros(shape, np.uint8)))
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(shape[0], np.uint8)))
+
+    with pytest.raises(FormatError, match=r"t10k-images-idx3-ubyte: .* images, expected at least"):
+        load_mnist(tmp_path)

@@ -412,6 +412,9 @@ def _split(
 ) -> Dataset:
     """One Dataset from the batches of a split, given as ``(file name, contents)``."""
     parsed = [_batch(obj, where, layout, classes, coarse_classes) for where, obj in batches]
+    if not sum(len(rows) for rows, _, _ in parsed):
+        files = ", ".join(where for where, _ in batches)
+        raise FormatError(f"{files}: no images in the {split} split, expected at least one")
     images = _channels_last([rows for rows, _, _ in parsed])
     labels = np.concatenate([labels for _, labels, _ in parsed])
     coarse = None if coarse_classes is None else np.concatenate([c for _, _, c in parsed])

@@ -345,6 +345,12 @@ def _load_split(
             f"{labels_path}: {len(labels)} labels, but {images_path} holds {len(images)} "
             f"images; expected one label per image"
         )
+    if not len(images) or 0 in images.shape[1:]:
+        # A valid IDX file, but no images to make a Dataset of.
+        raise FormatError(
+            f"{images_path}: {' x '.join(map(str, images.shape))} images, expected at least one "
+            f"image of at least 1 x 1 pixels"
+        )
     outside = labels[labels >= len(classes)]  # uint8, so never below 0
     if outside.size:
         raise FormatError(
