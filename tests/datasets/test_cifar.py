@@ -709,14 +709,15 @@ def test_archive_member_declaring_gigabytes_is_refused_unread(tmp_path):
     ("kind", "message", "detected"),
     [
         (tarfile.REGTYPE, "member 'cifar-10-batches-py/readme.html' declares 1,099,511", "cifar10"),
-        (tarfile.GNUTYPE_LONGNAME, "decompresses to more than 208,068,608 bytes", None),
-        (tarfile.XHDTYPE, "decompresses to more than 208,068,608 bytes", None),
+        (tarfile.GNUTYPE_LONGNAME, "extended header (long name or pax) of 1,099,511", None),
+        (tarfile.XHDTYPE, "extended header (long name or pax) of 1,099,511", None),
     ],
     ids=["member", "gnu-long-name", "pax-header"],
 )
 def test_archive_inflating_past_its_files_budget_is_refused(tmp_path, kind, message, detected):
     # tarfile skips an unwanted member by reading it, and reads a long name or
     # a pax header whole: a header declaring a terabyte, then 300 MB of zeros.
+    # (Past the per-header limit, the stream's own limit stops any other read.)
     header = _tar_header("cifar-10-batches-py/readme.html", 1 << 40, kind)
     archive = tmp_path / "cifar-10-python.tar.gz"
     archive.write_bytes(gzip.compress(header) + _zeros_gz(300))
@@ -805,3 +806,15 @@ def test_split_without_images(tmp_path):
 
     with pytest.raises(FormatError, match=r"test_batch: no images in the test split"):
         load_cifar10(folder)
+
+
+def test_archive_stream_stops_at_its_limit(tmp_path):
+    from imgclf.datasets.cifar import _open_tar
+
+    archive = tmp_path / "big.tar.gz"
+    archive.write_bytes(gzip.compress(_tar_header("x", 2 << 20)) + _zeros_gz(3))
+
+    with pytest.raises(FormatError, match=r"big.tar.gz: decompresses to more than 1,048,576"):
+        with _open_tar(archive, 1 << 20) as tar:
+            for info in tar:
+                tar.extractfile(info).read()

@@ -50,6 +50,15 @@ _MIB = 1 << 20
 # directories and the readme (a few KB in the official archives).
 _ARCHIVE_EXTRA = _MIB
 _MAX_MEMBERS = 1000
+# A long name or pax header is read whole into memory by tarfile: a name needs far less.
+_MAX_HEADER_BYTES = 1 << 16
+_EXTENDED_HEADERS = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
 # Errors of a damaged archive or compressed stream, from tarfile and the decompressors.
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
 
@@ -319,12 +328,24 @@ def _decompressor(raw: io.BufferedReader) -> io.BufferedIOBase:
     return raw
 
 
+class _CheckedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses a long name or pax header larger than _MAX_HEADER_BYTES."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED_HEADERS and self.size > _MAX_HEADER_BYTES:
+            raise tarfile.ReadError(
+                f"an extended header (long name or pax) of {self.size:,} bytes, "
+                f"more than {_MAX_HEADER_BYTES:,}"
+            )
+        return super()._proc_member(tarfile_)
+
+
 @contextlib.contextmanager
 def _open_tar(path: Path, limit: int) -> Iterator[tarfile.TarFile]:
     """``tarfile`` over ``path`` as a stream, decompressed to at most ``limit`` bytes."""
     with open(path, "rb") as raw:
         stream = _BoundedStream(_decompressor(raw), limit, path)
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CheckedTarInfo) as tar:
             yield tar
 
 
