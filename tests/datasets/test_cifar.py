@@ -814,7 +814,7 @@ def test_archive_stream_stops_at_its_limit(tmp_path):
     archive = tmp_path / "big.tar.gz"
     archive.write_bytes(gzip.compress(_tar_header("x", 2 << 20)) + _zeros_gz(3))
 
-    with pytest.raises(FormatError, match=r"big.tar.gz: decompresses to more than 1,048,576"):
-        with _open_tar(archive, 1 << 20) as tar:
-            for info in tar:
-                tar.extractfile(info).read()
+    message = r"big.tar.gz: decompresses to more than 1,048,576"
+    with pytest.raises(FormatError, match=message), _open_tar(archive, 1 << 20) as tar:
+        for info in tar:
+            tar.extractfile(info).read()
