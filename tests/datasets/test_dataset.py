@@ -129,3 +129,8 @@ def test_repr_is_one_short_line():
     points = load("toy:ring")["train"]
     assert repr(points).startswith("Dataset('toy:ring:train': ") and "points in 2D" in repr(points)
     assert "\n" not in repr(load("digits")["train"])
+
+
+def test_an_empty_dataset_has_rows_of_the_image_width():
+    ds = Dataset(np.zeros((0, 28, 28, 1), np.uint8), np.zeros(0, np.int64), ("a",), "empty")
+    assert ds.X.shape == (0, 784) and len(ds) == 0 and ds.class_counts() == {"a": 0}

@@ -101,7 +101,8 @@ class Dataset:
         """Feature matrix ``(N, D)``: flattened uint8 pixels, or the float32 points."""
         if self.images is None:
             return self.points  # type: ignore[return-value]
-        return self.images.reshape(len(self.images), -1)
+        # the width spelled out: reshape(0, -1) is ambiguous for an empty dataset
+        return self.images.reshape(len(self.images), int(np.prod(self.images.shape[1:])))
 
     @property
     def image_shape(self) -> tuple[int, ...] | None:
