@@ -273,7 +273,7 @@ def predict(
         list[str],
         typer.Argument(help="Image files or folders of images (any format Pillow reads)."),
     ],
-    top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 5,
+    top: Annotated[int, typer.Option(min=1, help="How many classes to list per image.")] = 5,
     as_json: opt.JsonFlag = False,
     sign_key_file: opt.KeyFileOpt = None,
 ) -> None:
