@@ -15,8 +15,6 @@ import os
 import pickle
 import pickletools
 import struct
-import subprocess
-import sys
 import tarfile
 import time
 import tracemalloc
@@ -28,6 +26,7 @@ from imgclf.datasets import _safe_pickle
 from imgclf.datasets._safe_pickle import safe_load
 from imgclf.datasets.cifar import detect_cifar, load_cifar10, load_cifar100
 from imgclf.errors import DatasetError, FormatError, UnsafePickleError
+from tests import limited
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer"]  # 5 suffice here
 FINE_NAMES = [f"fine{i}" for i in range(6)]
@@ -550,28 +549,8 @@ def _shared_lists(levels: int) -> list:
 
 
 def run_limited(call: str, timeout: float = 60) -> tuple[str, float]:
-    """Run ``call`` in a fresh Python under a 1 GiB address-space cap; its output and seconds.
-
-    The output is ``ok`` or the name and message of the imgclf error it raised;
-    any other exception, a kill or a timeout fails the test.
-    """
-    script = f"""
-import resource
-resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-from imgclf.datasets.cifar import load_cifar10
-from imgclf.errors import ImgclfError
-try:
-    {call}
-    print("ok")
-except ImgclfError as exc:
-    print(type(exc).__name__, exc)
-"""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip(), time.perf_counter() - start
+    """``call`` in a fresh Python under a 1 GiB cap (see :mod:`tests.limited`)."""
+    return limited.run_limited("from imgclf.datasets.cifar import load_cifar10", call, timeout)
 
 
 def test_shared_tuples_are_refused_at_once(tmp_path):

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import gzip
 import struct
-import subprocess
-import sys
-import time
 import tracemalloc
 
 import numpy as np
@@ -14,6 +11,7 @@ import pytest
 
 from imgclf.datasets.mnist import detect_mnist, load_mnist, read_idx
 from imgclf.errors import DatasetError, FormatError
+from tests import limited
 
 FASHION = (
     "T-shirt/top",
@@ -296,28 +294,10 @@ def test_not_a_folder(tmp_path):
 
 
 def run_limited(call: str, timeout: float = 60) -> tuple[str, float]:
-    """Run ``call`` in a fresh Python under a 1 GiB address-space cap; its output and seconds.
-
-    The output is ``ok`` or the name and message of the imgclf error it raised;
-    any other exception, a kill or a timeout fails the test.
-    """
-    script = f"""
-import resource
-resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-from imgclf.datasets.mnist import load_mnist, read_idx
-from imgclf.errors import ImgclfError
-try:
-    {call}
-    print("ok")
-except ImgclfError as exc:
-    print(type(exc).__name__, exc)
-"""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout
+    """``call`` in a fresh Python under a 1 GiB cap (see :mod:`tests.limited`)."""
+    return limited.run_limited(
+        "from imgclf.datasets.mnist import load_mnist, read_idx", call, timeout
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip(), time.perf_counter() - start
 
 
 def _zeros_gz(mib: int) -> bytes:

@@ -69,6 +69,16 @@ class FuzzReport:
         )
 
 
+def write_cases(folder: Path, make_case, *, suffix: str = "", default: int = 200) -> list[Path]:
+    """``cases_per_reader(default)`` files ``case_NNNNN<suffix>``, each of ``make_case()``."""
+    paths = []
+    for i in range(cases_per_reader(default)):
+        path = folder / f"case_{i:05d}{suffix}"
+        path.write_bytes(make_case())
+        paths.append(path)
+    return paths
+
+
 def _limit_memory(cap: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))

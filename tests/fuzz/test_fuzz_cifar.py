@@ -19,7 +19,7 @@ import tarfile
 
 import numpy as np
 
-from tests.fuzz._harness import cases_per_reader, run_reader
+from tests.fuzz._harness import run_reader, write_cases
 
 ROWS = 2
 NAMES = [b"airplane", b"automobile", b"bird"]
@@ -213,11 +213,7 @@ def mutate(rng, corpus: list[bytes]) -> bytes:
 def test_fuzz_cifar_pickle(tmp_path):
     rng = np.random.default_rng(20240612)
     corpus = seeds(rng)
-    paths = []
-    for i in range(cases_per_reader(200)):
-        path = tmp_path / f"case_{i:05d}.pkl"
-        path.write_bytes(mutate(rng, corpus))
-        paths.append(path)
+    paths = write_cases(tmp_path, lambda: mutate(rng, corpus), suffix=".pkl")
 
     report = run_reader("cifar_pickle", paths)  # prints report.summary()
 
@@ -307,11 +303,7 @@ def bomb_header(rng) -> bytes:
 
 def test_fuzz_cifar_archive(tmp_path):
     rng = np.random.default_rng(20240613)
-    paths = []
-    for i in range(cases_per_reader(200)):
-        path = tmp_path / f"case_{i:05d}.tar.gz"
-        path.write_bytes(archive_case(rng))
-        paths.append(path)
+    paths = write_cases(tmp_path, lambda: archive_case(rng), suffix=".tar.gz")
 
     report = run_reader("cifar_archive", paths)  # prints report.summary()
 

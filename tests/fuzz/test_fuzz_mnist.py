@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from tests.fuzz._harness import cases_per_reader, run_reader
+from tests.fuzz._harness import cases_per_reader, run_reader, write_cases
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -115,11 +115,7 @@ def idx_case(rng, corpus: list[bytes]) -> bytes:
 def test_fuzz_idx(tmp_path):
     rng = np.random.default_rng(20240614)
     corpus = seeds(rng)
-    paths = []
-    for i in range(cases_per_reader(200)):
-        path = tmp_path / f"case_{i:05d}"
-        path.write_bytes(idx_case(rng, corpus))
-        paths.append(path)
+    paths = write_cases(tmp_path, lambda: idx_case(rng, corpus))
 
     report = run_reader("idx", paths)  # prints report.summary()
 
