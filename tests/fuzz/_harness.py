@@ -79,6 +79,15 @@ def write_cases(folder: Path, make_case, *, suffix: str = "", default: int = 200
     return paths
 
 
+def flip_bits(rng, data: bytes) -> bytes:
+    """``data`` with 1 to 8 random bits flipped (``rng``: a NumPy Generator)."""
+    out = bytearray(data)
+    for _ in range(int(rng.integers(1, 9))):
+        i = int(rng.integers(len(out)))
+        out[i] ^= 1 << int(rng.integers(8))
+    return bytes(out)
+
+
 def _limit_memory(cap: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))

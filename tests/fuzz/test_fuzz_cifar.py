@@ -19,7 +19,7 @@ import tarfile
 
 import numpy as np
 
-from tests.fuzz._harness import run_reader, write_cases
+from tests.fuzz._harness import flip_bits, run_reader, write_cases
 
 ROWS = 2
 NAMES = [b"airplane", b"automobile", b"bird"]
@@ -66,14 +66,6 @@ def seeds(rng: np.random.Generator) -> list[bytes]:
 
 
 # --- byte-level mutations ---------------------------------------------------------
-
-
-def flip_bits(rng, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(int(rng.integers(1, 9))):
-        i = int(rng.integers(len(out)))
-        out[i] ^= 1 << int(rng.integers(8))
-    return bytes(out)
 
 
 def truncate(rng, data: bytes) -> bytes:

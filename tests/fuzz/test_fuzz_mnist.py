@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from tests.fuzz._harness import cases_per_reader, run_reader, write_cases
+from tests.fuzz._harness import cases_per_reader, flip_bits, run_reader, write_cases
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -40,14 +40,6 @@ def seeds(rng: np.random.Generator) -> list[bytes]:
         idx(rng.normal(size=(3, 4)).astype(np.float32), 0x0D),
         idx(rng.integers(-5, 5, (2, 2, 2, 2)).astype(np.int16), 0x0B),
     ]
-
-
-def flip_bits(rng, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(int(rng.integers(1, 9))):
-        i = int(rng.integers(len(out)))
-        out[i] ^= 1 << int(rng.integers(8))
-    return bytes(out)
 
 
 def edit_header(rng, data: bytes) -> bytes:
