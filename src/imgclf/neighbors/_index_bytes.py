@@ -1,0 +1,385 @@
+"""What the approximate backends (faiss, hnswlib) share: inputs, exact re-ranking, byte checks.
+
+- :func:`matching_queries` applies ExactIndex's rules to queries: same width,
+  uint8 queries on a float database become float32, float queries on a uint8
+  database must hold byte values.
+- :func:`rerank` turns an approximate index's candidate rows into the engine's
+  contract: true distances (float64; L1, or Euclidean not squared) recomputed
+  from the stored database, sorted, ties to the lower index. A query with
+  fewer than ``k`` candidates (an IVF probing too few lists) is answered by an
+  exact scan instead, so every row holds ``k`` real neighbours.
+- :func:`check_in_child` loads untrusted index bytes in a fresh Python under an
+  address-space cap and a timeout first, because faiss and hnswlib parse them
+  in C++, where crafted bytes can crash the process instead of raising.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from imgclf._validation import check_choice, check_int
+from imgclf.errors import ModelFileError
+from imgclf.neighbors.search import METRICS, ExactIndex, _float_queries_on_uint8, as_features
+
+__all__ = [
+    "L1_ALGORITHMS",
+    "LOSSLESS_RERANK",
+    "LOSSY_RERANK",
+    "RerankedIndex",
+    "check_in_child",
+    "check_setting",
+    "float32_rows",
+    "index_bytes",
+    "matching_queries",
+    "rerank",
+    "short_message",
+]
+
+# Named in every "no L1 here" error. The faiss factories are the ones measured to
+# search under METRIC_L1 correctly (faiss 1.15): PQ, SQ, LSH, PCA, OPQ and an HNSW
+# coarse quantizer either refuse L1 or return distances of another metric.
+L1_ALGORITHMS = (
+    "imgclf's 'exact' and 'ivf', and faiss with factory 'Flat', 'IVF<nlist>,Flat' or 'HNSW<M>'"
+)
+LOSSLESS_RERANK = 2  # candidates per neighbour from indexes storing vectors exactly
+LOSSY_RERANK = 4  # ... and from lossy codes (PQ, SQ, transforms)
+RERANK_WORKING_MEMORY = 64 * 2**20  # bytes of float64 differences re-ranking holds at once
+CHILD_MEMORY_FACTOR = 4  # the child may use this many times the bytes, beyond its imports
+CHILD_MEMORY_MARGIN = 512 * 2**20
+CHILD_SECONDS = 60.0  # plus one second per CHILD_BYTES_PER_SECOND bytes
+CHILD_BYTES_PER_SECOND = 50e6
+
+
+def database_features(database) -> np.ndarray:
+    """The database as ExactIndex keeps it: uint8 stays uint8, other numbers float32."""
+    return as_features(database, "database")
+
+
+def float32_rows(X: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of ``X`` as a C-contiguous float32 block (what faiss/hnswlib take)."""
+    return np.ascontiguousarray(X[start:stop], dtype=np.float32)
+
+
+def matching_queries(queries, database: np.ndarray) -> np.ndarray:
+    """``queries`` as ``(m, d)`` in the database's dtype, by ExactIndex's rules.
+
+    Raises ValueError when the widths differ ("queries have X features but the
+    database has Y"), or when float queries with non-byte values meet a uint8
+    database.
+    """
+    queries = as_features(queries, "queries")
+    if queries.shape[1] != database.shape[1]:
+        raise ValueError(
+            f"queries have {queries.shape[1]} features but the database has {database.shape[1]}"
+        )
+    if queries.dtype != database.dtype:
+        queries = (
+            queries.astype(database.dtype)
+            if queries.dtype == np.uint8
+            else _float_queries_on_uint8(queries)
+        )
+    return queries
+
+
+def rerank(
+    database: np.ndarray,
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    k: int,
+    metric: str,
+    *,
+    exact: Callable[[np.ndarray], np.ndarray],
+    working_memory: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of each row's candidates by exact distance, as ExactIndex returns them.
+
+    Parameters
+    ----------
+    database : ndarray (n, d), uint8 or float32
+    queries : ndarray (m, d), the database's dtype
+    candidates : ndarray of int (m, c)
+        Database rows proposed for each query; ``-1`` marks an empty slot
+        (faiss's convention). Other values outside ``[0, n)`` mean the index
+        does not belong to this database: ModelFileError.
+    k : int, ``k <= c``
+    metric : {"l1", "l2"}
+    exact : callable ``(row_indices) -> candidates (r, k)``
+        Exact top-k rows for the queries of ``row_indices``; called only for
+        queries with fewer than ``k`` candidates.
+
+    Returns
+    -------
+    distances : float64 (m, k), ascending; true L1 or Euclidean (not squared)
+    indices : int64 (m, k), ties to the lower index
+    """
+    candidates = np.asarray(candidates).astype(np.int64, copy=False)
+    n = len(database)
+    if candidates.size and (candidates.max() >= n or candidates.min() < -1):
+        bad = candidates[(candidates >= n) | (candidates < -1)][0]
+        raise ModelFileError(
+            f"the index returned row {bad}, outside the database's {n} rows: "
+            "it was not built on this database"
+        )
+    dist = _exact_distances(database, queries, candidates, metric, working_memory)
+    # Empty slots last; then ascending distance, equal distances by lower index.
+    order = np.lexsort((np.where(candidates < 0, n, candidates), dist), axis=-1)[:, :k]
+    best = np.take_along_axis(candidates, order, axis=1)
+    best_dist = np.take_along_axis(dist, order, axis=1)
+    short = (best < 0).any(axis=1)
+    if short.any():
+        rows = np.flatnonzero(short)
+        found = np.asarray(exact(rows)).astype(np.int64, copy=False)
+        best_dist[rows], best[rows] = rerank(
+            database, queries[rows], found, k, metric, exact=_never, working_memory=working_memory
+        )
+    return best_dist, best
+
+
+def _never(rows):
+    raise AssertionError("an exact search returned fewer than k rows")  # pragma: no cover
+
+
+def _exact_distances(database, queries, candidates, metric, working_memory) -> np.ndarray:
+    """``dist[i, j]`` = distance of query i to database row ``candidates[i, j]`` (inf if -1)."""
+    m, c = candidates.shape
+    d = database.shape[1]
+    dist = np.empty((m, c), np.float64)
+    budget = working_memory or RERANK_WORKING_MEMORY
+    step = max(1, budget // max(1, 8 * c * d))
+    for lo in range(0, m, step):
+        cand = candidates[lo : lo + step]
+        rows = database[np.maximum(cand, 0)].astype(np.float64)  # (r, c, d)
+        rows -= queries[lo : lo + step, None, :]
+        if metric == "l2":
+            part = np.sqrt(np.einsum("rcd,rcd->rc", rows, rows))
+        else:
+            part = np.abs(rows, out=rows).sum(axis=2)
+        dist[lo : lo + step] = np.where(cand < 0, np.inf, part)
+    return dist
+
+
+def index_bytes(arrays, key: str, what: str) -> np.ndarray:
+    """``arrays[key]``: the only entry, a non-empty 1-D uint8 array, else ModelFileError."""
+    if not isinstance(arrays, Mapping):
+        raise ModelFileError(
+            f"{what}: arrays must be a mapping of names to arrays; got {type(arrays).__name__}"
+        )
+    if set(arrays) != {key}:
+        raise ModelFileError(
+            f"{what}: arrays must hold exactly {key!r}; got {sorted(map(str, arrays))}"
+        )
+    data = arrays[key]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 1:
+        desc = (
+            f"{data.dtype} array of shape {data.shape}"
+            if isinstance(data, np.ndarray)
+            else type(data).__name__
+        )
+        raise ModelFileError(f"{what}: {key!r} must be a 1-D uint8 array; got {desc}")
+    if data.size == 0:
+        raise ModelFileError(f"{what}: {key!r} is empty")
+    return np.ascontiguousarray(data)
+
+
+_CHILD_PRELUDE = """
+import sys
+payload = sys.stdin.buffer.read()
+{imports}
+try:
+    import resource
+
+    def _address_space():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+        raise OSError("no VmSize")
+
+    cap = _address_space() + {factor} * len(payload) + {margin}
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+except (ImportError, OSError, ValueError):
+    pass  # no /proc or no resource module: the timeout and the separate process remain
+"""
+
+
+def check_in_child(
+    payload: bytes | np.ndarray,
+    imports: str,
+    check: str,
+    args: list,
+    *,
+    what: str,
+    timeout: float | None = None,
+) -> None:
+    """Run ``check`` on ``payload`` in a fresh Python; a crash, error or timeout is ModelFileError.
+
+    The child reads the bytes from stdin into ``payload``, runs ``imports``,
+    caps its address space at what it has after them plus
+    ``CHILD_MEMORY_FACTOR`` times the bytes (and a margin), then runs
+    ``check`` with ``sys.argv[1:] == args``. ``check`` signals a problem by
+    raising or by exiting non-zero; its last stderr line becomes the message.
+    OpenMP and BLAS get one thread each.
+
+    Raises
+    ------
+    ModelFileError
+        ``"{what} are damaged: <why>"``.
+    """
+    payload = payload.tobytes() if isinstance(payload, np.ndarray) else bytes(payload)
+    if timeout is None:
+        timeout = CHILD_SECONDS + len(payload) / CHILD_BYTES_PER_SECOND
+    script = (
+        _CHILD_PRELUDE.format(
+            imports=imports, factor=CHILD_MEMORY_FACTOR, margin=CHILD_MEMORY_MARGIN
+        )
+        + check
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, *map(str, args)],
+            input=payload,
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        raise ModelFileError(
+            f"{what} are damaged: loading and searching them took over {timeout:.0f} s"
+        ) from None
+    if done.returncode == 0:
+        return
+    if done.returncode < 0:
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
+        reason = f"loading them crashed a test process ({name})"
+    else:
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = short_message(lines[-1]) if lines else f"exit status {done.returncode}"
+        if "MemoryError" in reason or "bad_alloc" in reason:
+            reason = f"loading them needs more memory than {len(payload)} bytes can hold ({reason})"
+    raise ModelFileError(f"{what} are damaged: {reason}")
+
+
+def short_message(message: str) -> str:
+    """A C++ library's message without its ``Error in <signature> at <file>:<line>:`` prefix."""
+    message = message.strip()
+    for marker in ("Error: ", "RuntimeError: "):
+        if marker in message:
+            message = message[message.rindex(marker) + len(marker) :]
+            break
+    # faiss: "'nx >= k' failed: Number of training points ..." -> the sentence
+    message = re.sub(r"^'.*?' failed: (?=\S)", "", message)
+    return message[:500]
+
+
+class RerankedIndex:
+    """What an approximate backend shares: attributes, the search contract, pickling.
+
+    A subclass sets ``self._lossy`` and provides ``_candidates(queries_f32,
+    wanted, k) -> int array (m, c)`` (``-1`` for empty slots), ``to_arrays``,
+    ``from_arrays`` and ``settings`` (the keyword arguments ``from_arrays``
+    needs besides the arrays).
+    """
+
+    backend = "?"
+    _lossy = False
+
+    def _setup(self, database, metric, n_jobs, seed, working_memory, rerank_factor) -> None:
+        self.metric = check_choice("metric", metric, METRICS)
+        self.database = database_features(database)
+        self.n_features = self.database.shape[1]
+        self.n_jobs = check_setting("n_jobs", n_jobs)
+        self.seed = check_int("seed", seed, low=0, high=2**31 - 1)
+        self.working_memory = check_setting("working_memory", working_memory, low=2**16)
+        self.rerank_factor = rerank_factor
+        self._exact = None
+
+    @property
+    def rerank_factor(self) -> int | None:
+        """Candidates per neighbour re-ranked exactly; None: the backend's default."""
+        return self._rerank_factor
+
+    @rerank_factor.setter
+    def rerank_factor(self, value) -> None:
+        self._rerank_factor = check_setting("rerank_factor", value)
+
+    def __len__(self) -> int:
+        return len(self.database)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self)} rows x {self.n_features} features, "
+            f"metric={self.metric!r}, {self.settings})"
+        )
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest database rows the index finds for each query.
+
+        Same contract as :meth:`imgclf.neighbors.ExactIndex.search`: distances
+        float64 ``(m, k)`` ascending (true L1, or Euclidean not squared),
+        indices int64 ``(m, k)``, ties to the lower index. The rows are the
+        best of the index's candidates, re-ranked exactly.
+        """
+        k = check_int("k", k, low=1, high=len(self))
+        queries = matching_queries(queries, self.database)
+        factor = self.rerank_factor or (LOSSY_RERANK if self._lossy else LOSSLESS_RERANK)
+        candidates = self._candidates(float32_rows(queries), min(len(self), factor * k), k)
+        if candidates.shape[1] < k:
+            missing = np.full((len(candidates), k - candidates.shape[1]), -1, np.int64)
+            candidates = np.hstack([candidates.astype(np.int64, copy=False), missing])
+        return rerank(
+            self.database,
+            queries,
+            candidates,
+            k,
+            self.metric,
+            exact=lambda rows: self._exact_rows(queries[rows], k),
+            working_memory=self.working_memory,
+        )
+
+    def _exact_rows(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Exact top-k rows: for queries the index found fewer than ``k`` candidates for."""
+        if self._exact is None:
+            self._exact = ExactIndex(
+                self.database, self.metric, working_memory=self.working_memory, n_jobs=self.n_jobs
+            )
+        return self._exact.search(queries, k)[1]
+
+    def __getstate__(self) -> dict:
+        # Through to_arrays: the C++ index itself cannot be pickled (a pickle is trusted code).
+        return {
+            "database": self.database,
+            "metric": self.metric,
+            "n_jobs": self.n_jobs,
+            "settings": self.settings,
+            "arrays": self.to_arrays(),
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        loaded = type(self).from_arrays(
+            state["database"],
+            state["arrays"],
+            state["metric"],
+            n_jobs=state["n_jobs"],
+            trusted=True,
+            **state["settings"],
+        )
+        self.__dict__.update(loaded.__dict__)
+
+
+def check_setting(name: str, value, low: int = 1, high: int | None = None) -> int | None:
+    """``None`` or an int ``>= low``, named in the error (scikit-learn's style)."""
+    return None if value is None else check_int(name, value, low=low, high=high)
