@@ -37,6 +37,7 @@ __all__ = [
     "check_setting",
     "float32_rows",
     "index_bytes",
+    "index_int",
     "matching_queries",
     "rerank",
     "short_message",
@@ -165,27 +166,49 @@ def _exact_distances(database, queries, candidates, metric, working_memory) -> n
     return dist
 
 
-def index_bytes(arrays, key: str, what: str) -> np.ndarray:
-    """``arrays[key]``: the only entry, a non-empty 1-D uint8 array, else ModelFileError."""
+def index_bytes(arrays, key: str, what: str, optional: tuple = ()) -> np.ndarray:
+    """``arrays[key]`` as a non-empty 1-D uint8 array, else ModelFileError.
+
+    ``arrays`` must hold ``key`` and nothing but it and the names in ``optional``.
+    """
     if not isinstance(arrays, Mapping):
         raise ModelFileError(
             f"{what}: arrays must be a mapping of names to arrays; got {type(arrays).__name__}"
         )
-    if set(arrays) != {key}:
-        raise ModelFileError(
-            f"{what}: arrays must hold exactly {key!r}; got {sorted(map(str, arrays))}"
-        )
+    names = set(map(str, arrays))
+    if key not in names or names - {key, *optional}:
+        accepted = ", ".join(repr(name) for name in (key, *optional))
+        raise ModelFileError(f"{what}: arrays must hold {accepted}; got {sorted(names)}")
     data = arrays[key]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 1:
-        desc = (
-            f"{data.dtype} array of shape {data.shape}"
-            if isinstance(data, np.ndarray)
-            else type(data).__name__
-        )
-        raise ModelFileError(f"{what}: {key!r} must be a 1-D uint8 array; got {desc}")
+        raise ModelFileError(f"{what}: {key!r} must be a 1-D uint8 array; got {_describe(data)}")
     if data.size == 0:
         raise ModelFileError(f"{what}: {key!r} is empty")
     return np.ascontiguousarray(data)
+
+
+def index_int(arrays: Mapping, key: str, what: str, low: int = 1) -> int | None:
+    """``arrays[key]``, a one-element integer array ``>= low``, as an int; None if absent."""
+    if key not in arrays:
+        return None
+    value = arrays[key]
+    if (
+        not isinstance(value, np.ndarray)
+        or value.dtype.kind not in "iu"
+        or value.size != 1
+        or value.reshape(-1)[0] < low
+    ):
+        raise ModelFileError(
+            f"{what}: {key!r} must be one integer >= {low}; got {_describe(value)}"
+        )
+    return int(value.reshape(-1)[0])
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        shown = f" {value.tolist()}" if value.size <= 4 else ""
+        return f"{value.dtype} array of shape {value.shape}{shown}"
+    return type(value).__name__
 
 
 _CHILD_PRELUDE = """
@@ -267,21 +290,26 @@ def check_in_child(
         reason = f"loading them crashed a test process ({name})"
     else:
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = short_message(lines[-1]) if lines else f"exit status {done.returncode}"
-        if "MemoryError" in reason or "bad_alloc" in reason:
-            reason = f"loading them needs more memory than {len(payload)} bytes can hold ({reason})"
+        last = lines[-1] if lines else f"exit status {done.returncode}"
+        reason = short_message(last)
+        if "MemoryError" in last or "bad_alloc" in last:
+            reason = f"loading them asks for more memory than {len(payload)} bytes can justify"
     raise ModelFileError(f"{what} are damaged: {reason}")
 
 
 def short_message(message: str) -> str:
-    """A C++ library's message without its ``Error in <signature> at <file>:<line>:`` prefix."""
+    """A C++ library's message without the exception name and faiss's source location.
+
+    ``"RuntimeError: Error in <signature> at <file>:<line>: Error: 'nx >= k' failed:
+    Number of training points ..."`` becomes ``"Number of training points ..."``.
+    """
     message = message.strip()
-    for marker in ("Error: ", "RuntimeError: "):
-        if marker in message:
-            message = message[message.rindex(marker) + len(marker) :]
-            break
-    # faiss: "'nx >= k' failed: Number of training points ..." -> the sentence
-    message = re.sub(r"^'.*?' failed: (?=\S)", "", message)
+    message = re.sub(r"^\w+(Error|Exception): ", "", message)
+    message = re.sub(r"^Error in .*? at \S+:\d+: ", "", message, flags=re.S)
+    message = re.sub(r"^Error: ", "", message)
+    message = re.sub(r"^'.*?' failed: (?=\S)", "", message, flags=re.S)
+    if message.startswith("read error"):
+        message = f"they end too soon ({message})"
     return message[:500]
 
 

@@ -430,7 +430,9 @@ def _check_loaded(faiss, index, factory: str, metric: str, n: int, d: int) -> No
             f"they hold {index.ntotal} vectors of {index.d} features, not the database's {n} of {d}"
         )
     elif index.metric_type != _metric_type(faiss, metric):
-        problem = f"their metric type is {index.metric_type}, not {metric!r}"
+        names = {faiss.METRIC_L2: "'l2'", faiss.METRIC_L1: "'l1'"}
+        have = names.get(index.metric_type, f"faiss metric type {index.metric_type}")
+        problem = f"their metric is {have}, not {metric!r}"
     elif not index.is_trained:
         problem = "the index in them is not trained"
     else:

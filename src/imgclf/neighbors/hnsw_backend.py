@@ -1,0 +1,290 @@
+"""Approximate search on an HNSW graph from ``hnswlib``, with the engine's exact contract.
+
+hnswlib proposes ``2 * k`` candidates (``rerank_factor`` changes that) from its
+graph, searched with breadth ``max(ef_search, 2 * k)``; imgclf re-ranks them
+against the stored database, so distances are true Euclidean distances
+(float64, not hnswlib's squared float32 ones), ascending, ties to the lower
+index, as :class:`~imgclf.neighbors.ExactIndex` gives. hnswlib has no L1: for
+L1 use imgclf's exact or IVF index, or faiss (``FaissIndex`` with
+``factory="HNSW32"`` is an HNSW graph that does L1).
+
+Examples
+--------
+>>> import numpy as np
+>>> X = np.random.default_rng(0).random((500, 8), dtype=np.float32)
+>>> index = HnswIndex(X, ef_search=50, n_jobs=1)
+>>> dist, idx = index.search(X[:2], k=3)
+>>> idx[:, 0].tolist(), dist[:, 0].tolist()
+([0, 1], [0.0, 0.0])
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from imgclf._validation import check_choice, check_int
+from imgclf.errors import ModelFileError
+from imgclf.neighbors._index_bytes import (
+    L1_ALGORITHMS,
+    RerankedIndex,
+    check_in_child,
+    check_setting,
+    float32_rows,
+    index_bytes,
+    index_int,
+    short_message,
+)
+from imgclf.neighbors.search import METRICS
+
+__all__ = ["HnswIndex", "hnswlib_available"]
+
+ADD_CHUNK = 16384  # database rows converted to float32 and added at a time
+_FILE = "index.bin"
+
+_CHILD_IMPORTS = "import os\nimport tempfile\nimport numpy as np\nimport hnswlib"
+_CHILD_CHECK = """
+n, d = int(sys.argv[1]), int(sys.argv[2])
+with tempfile.TemporaryDirectory() as folder:
+    path = os.path.join(folder, "index.bin")
+    with open(path, "wb") as file:
+        file.write(payload)
+    index = hnswlib.Index(space="l2", dim=d)
+    index.load_index(path, max_elements=n)
+if index.element_count != n:
+    sys.exit(f"they hold {index.element_count} vectors, not the database's {n}")
+index.set_num_threads(1)
+index.knn_query(np.random.default_rng(0).standard_normal((4, d)).astype(np.float32), k=1)
+"""
+
+
+def hnswlib_available() -> bool:
+    """True if ``import hnswlib`` works."""
+    try:
+        import hnswlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _hnswlib():
+    try:
+        import hnswlib
+    except ImportError as exc:
+        raise ImportError(
+            "the hnsw backend needs the hnsw extra: pip install 'imgclf[hnsw]'"
+        ) from exc
+    return hnswlib
+
+
+def _check_metric(metric) -> str:
+    check_choice("metric", metric, METRICS)
+    if metric != "l2":
+        raise ValueError(
+            f"metric={metric!r} is not supported by hnswlib (its spaces are L2, inner product "
+            f"and cosine); L1 is available in {L1_ALGORITHMS}"
+        )
+    return metric
+
+
+class HnswIndex(RerankedIndex):
+    """An hnswlib HNSW graph over the database (L2 only), searched with exact re-ranking.
+
+    Parameters
+    ----------
+    database : array-like, shape (n, d) or (n, H, W, C)
+        uint8 (kept as uint8 for re-ranking; hnswlib gets float32) or floats.
+    metric : {"l2"}
+        hnswlib has no L1 (a ValueError names the algorithms that have).
+    n_jobs : int, optional
+        Threads for building and searching (default: every core).
+    seed : int, default=0
+        hnswlib's ``random_seed`` (the levels of the graph's nodes). A build
+        with ``n_jobs=1`` is reproducible; more threads insert in varying order.
+    M : int, default=16
+        Links per node (hnswlib's ``M``); more: better recall, more memory.
+    ef_construction : int, default=200
+        Search breadth while building.
+    ef_search : int, optional
+        Search breadth (hnswlib's ``ef``, default 10); the search uses at
+        least the number of candidates it fetches. Settable after the build.
+    rerank_factor : int, optional
+        Candidates fetched per neighbour for exact re-ranking (default 2).
+    working_memory : int, optional
+        Bytes re-ranking (and the exact fallback) may use at once.
+    """
+
+    backend = "hnsw"
+
+    def __init__(
+        self,
+        database,
+        metric: str = "l2",
+        *,
+        n_jobs: int | None = None,
+        seed: int = 0,
+        M: int = 16,  # noqa: N803 (hnswlib's and the paper's name)
+        ef_construction: int = 200,
+        ef_search: int | None = None,
+        rerank_factor: int | None = None,
+        working_memory: int | None = None,
+    ):
+        hnswlib = _hnswlib()
+        self._setup(database, _check_metric(metric), n_jobs, seed, working_memory, rerank_factor)
+        self.M = check_int("M", M, low=2, high=4096)
+        self.ef_construction = check_int("ef_construction", ef_construction, low=1)
+        n, d = self.database.shape
+        index = hnswlib.Index(space="l2", dim=d)
+        try:
+            index.init_index(
+                max_elements=n,
+                ef_construction=self.ef_construction,
+                M=self.M,
+                random_seed=self.seed,
+            )
+            for start in range(0, n, ADD_CHUNK):
+                rows = float32_rows(self.database, start, start + ADD_CHUNK)
+                ids = np.arange(start, start + len(rows))
+                index.add_items(rows, ids=ids, num_threads=self._threads())
+        except (RuntimeError, MemoryError) as exc:
+            raise ValueError(
+                f"building hnswlib index (M={self.M}) on {n} rows: {short_message(str(exc))}"
+            ) from None
+        self._attach(index, ef_search)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        database,
+        arrays,
+        metric: str = "l2",
+        *,
+        n_jobs: int | None = None,
+        trusted: bool = False,
+        seed: int = 0,
+        M: int | None = None,  # noqa: N803
+        ef_construction: int | None = None,
+        ef_search: int | None = None,
+        rerank_factor: int | None = None,
+        working_memory: int | None = None,
+    ) -> HnswIndex:
+        """The graph :meth:`to_arrays` gave, over the same ``database``; no rebuild.
+
+        Unless ``trusted`` (the model file's signature was verified), the bytes
+        are first loaded and searched once in a child Python under a memory cap
+        and a timeout, because hnswlib parses them in C++ and crafted bytes
+        could crash this process. ``M`` and ``ef_construction``, when given,
+        must match the saved graph; ``ef_search`` overrides the saved one.
+        ``arrays`` may lack ``ef_search`` (hnswlib's default 10 then).
+
+        Raises
+        ------
+        ModelFileError (a ValueError)
+            ``"hnswlib index bytes are damaged: ..."``, or the graph does not
+            match the database or the settings.
+        """
+        hnswlib = _hnswlib()
+        self = cls.__new__(cls)
+        self._setup(database, _check_metric(metric), n_jobs, seed, working_memory, rerank_factor)
+        if not isinstance(trusted, bool | np.bool_):
+            raise ValueError(f"trusted must be True or False; got {trusted!r}")
+        what = "hnswlib index arrays"
+        data = index_bytes(arrays, "hnsw_index", what, optional=("ef_search",))
+        saved_ef = index_int(arrays, "ef_search", what)
+        n, d = self.database.shape
+        if not trusted:
+            check_in_child(data, _CHILD_IMPORTS, _CHILD_CHECK, [n, d], what="hnswlib index bytes")
+        index = hnswlib.Index(space="l2", dim=d)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, _FILE)
+            data.tofile(path)
+            try:
+                index.load_index(path, max_elements=n)
+            except (RuntimeError, MemoryError, ValueError) as exc:
+                raise ModelFileError(
+                    f"hnswlib index bytes are damaged: {short_message(str(exc))}"
+                ) from None
+        self.M, self.ef_construction = int(index.M), int(index.ef_construction)
+        _check_loaded(index, self.database, M=M, ef_construction=ef_construction)
+        self._attach(index, saved_ef if ef_search is None else ef_search)
+        return self
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """``hnsw_index``: the file hnswlib's ``save_index`` writes (uint8); ``ef_search``.
+
+        hnswlib's file leaves out the search breadth, so it travels beside it.
+        """
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, _FILE)
+            self._index.save_index(path)
+            data = np.fromfile(path, dtype=np.uint8)
+        return {"hnsw_index": data, "ef_search": np.array([self.ef_search], dtype=np.int64)}
+
+    @property
+    def settings(self) -> dict:
+        """The keyword arguments :meth:`from_arrays` needs besides the arrays."""
+        return {
+            "seed": self.seed,
+            "M": self.M,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
+            "rerank_factor": self.rerank_factor,
+            "working_memory": self.working_memory,
+        }
+
+    @property
+    def ef_search(self) -> int:
+        """Search breadth (hnswlib's ``ef``)."""
+        return int(self._index.ef)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._index.set_ef(check_setting("ef_search", value))
+
+    def _attach(self, index, ef_search) -> None:
+        self._index = index
+        self._lossy = False  # float32 rows, as the database (uint8 or float32) holds them
+        if ef_search is not None:
+            self.ef_search = ef_search
+
+    def _threads(self) -> int:
+        return -1 if self.n_jobs is None else self.n_jobs
+
+    def _candidates(self, queries: np.ndarray, wanted: int, k: int) -> np.ndarray:
+        # hnswlib refuses a whole batch if any query finds fewer than asked (a sparse
+        # graph); then ask for k only, and failing that let the exact scan answer.
+        for depth in dict.fromkeys((wanted, k)):
+            try:
+                labels, _ = self._index.knn_query(queries, k=depth, num_threads=self._threads())
+            except RuntimeError:
+                continue
+            return labels.astype(np.int64)
+        return np.empty((len(queries), 0), np.int64)
+
+
+def _check_loaded(index, database: np.ndarray, *, M, ef_construction) -> None:  # noqa: N803
+    """The loaded graph must hold exactly the database's rows 0..n-1 with these settings."""
+    n = len(database)
+    problem = None
+    if index.element_count != n:
+        problem = f"they hold {index.element_count} vectors, not the database's {n}"
+    elif M is not None and index.M != M:
+        problem = f"the graph has M={index.M}, not M={M}"
+    elif ef_construction is not None and index.ef_construction != ef_construction:
+        problem = (
+            f"the graph was built with ef_construction={index.ef_construction}, "
+            f"not {ef_construction}"
+        )
+    else:
+        ids = np.sort(np.asarray(index.get_ids_list(), dtype=np.int64))
+        if not np.array_equal(ids, np.arange(n)):
+            problem = f"their ids are not the database rows 0..{n - 1}"
+        else:
+            probe = np.unique([0, n // 2, n - 1])
+            stored = np.asarray(index.get_items(probe), dtype=np.float32)
+            if not np.array_equal(stored, float32_rows(database[probe])):
+                problem = "the vectors in them are not the database's rows"
+    if problem:
+        raise ModelFileError(f"hnswlib index bytes do not match: {problem}")
