@@ -15,6 +15,8 @@ lower database index.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +28,16 @@ from imgclf._validation import check_choice, check_finite, check_int
 from imgclf.neighbors.kernels import PAD, l1, l2, topk
 from imgclf.neighbors.pruning import LowerBoundPruner
 
-__all__ = ["METRICS", "ExactIndex", "as_features", "pairwise_distances", "search"]
+__all__ = [
+    "METRICS",
+    "ExactIndex",
+    "as_features",
+    "available_cores",
+    "match_queries",
+    "padded",
+    "pairwise_distances",
+    "search",
+]
 
 METRICS = ("l1", "l2")
 DEFAULT_WORKING_MEMORY = 256 * 2**20
@@ -60,14 +71,14 @@ def as_features(X, name: str = "X") -> np.ndarray:
     return check_finite(name, np.ascontiguousarray(X, dtype=dtype))
 
 
-def _padded(X: np.ndarray) -> np.ndarray:
+def padded(X: np.ndarray) -> np.ndarray:
     """Zero columns up to a multiple of PAD: they add nothing to L1 or to dot products."""
     extra = -X.shape[1] % PAD
     return X if extra == 0 else np.pad(X, ((0, 0), (0, extra)))
 
 
 @dataclass(frozen=True)
-class _Kernel:
+class Kernel:
     """One kernel family bound to one dtype."""
 
     prepare: object
@@ -75,24 +86,22 @@ class _Kernel:
     dist_dtype: type
     query_block: int
     database_block: int
+    lean: bool = False  # prepare() keeps no reference to the rows it was given
 
     @classmethod
-    def lookup(cls, metric: str, dtype) -> _Kernel:
+    def lookup(cls, metric: str, dtype, *, lean: bool = False) -> Kernel:
+        """The kernel for ``metric`` and ``dtype``; ``lean``: one that drops the rows
+        after preparing where it can (L2 on uint8 reads only its packed copy)."""
         module = _KERNELS[metric]
-        if dtype == np.uint8:
-            return cls(
-                module.prepare_u8,
-                module.block_u8,
-                np.int32,
-                module.QUERY_BLOCK,
-                module.DATABASE_BLOCK,
-            )
+        if dtype != np.uint8:
+            blocks = (module.QUERY_BLOCK, module.DATABASE_BLOCK)
+            return cls(module.prepare_f32, module.block_f32, np.float32, *blocks)
+        prepare = module.prepare_u8
+        lean = lean and "keep_rows" in inspect.signature(prepare).parameters
+        if lean:
+            prepare = functools.partial(prepare, keep_rows=False)
         return cls(
-            module.prepare_f32,
-            module.block_f32,
-            np.float32,
-            module.QUERY_BLOCK,
-            module.DATABASE_BLOCK,
+            prepare, module.block_u8, np.int32, module.QUERY_BLOCK, module.DATABASE_BLOCK, lean
         )
 
 
@@ -125,13 +134,13 @@ class ExactIndex:
         self.working_memory = check_int(
             "working_memory", working_memory or DEFAULT_WORKING_MEMORY, low=2**16
         )
-        self.n_jobs = check_int("n_jobs", n_jobs or _available_cores(), low=1)
+        self.n_jobs = check_int("n_jobs", n_jobs or available_cores(), low=1)
         self._prepare()
 
     def _prepare(self) -> None:
         self._pruner = None
-        self._kernel = _Kernel.lookup(self.metric, self.database.dtype)
-        self._prepared = self._kernel.prepare(_padded(self.database))
+        self._kernel = Kernel.lookup(self.metric, self.database.dtype)
+        self._prepared = self._kernel.prepare(padded(self.database))
 
     def __getstate__(self) -> dict:
         # The prepared database is derived (and holds compiled kernels): pickle the source only.
@@ -161,7 +170,7 @@ class ExactIndex:
             Database rows; ties go to the lower index.
         """
         k = check_int("k", k, low=1, high=len(self))
-        queries = _padded(self._matching(as_features(queries, "queries")))
+        queries = padded(match_queries(as_features(queries, "queries"), self.database))
         if self._prunes(len(queries), k):
             dist, index = self._pruned(queries, k)
         else:
@@ -184,22 +193,22 @@ class ExactIndex:
 
     def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._pruner is None:  # built on first use: batch-only users never pay for it
-            self._pruner = LowerBoundPruner(_padded(self.database), self.metric, self.n_jobs)
+            self._pruner = LowerBoundPruner(padded(self.database), self.metric, self.n_jobs)
         results = [self._pruner.search(query, k) for query in queries]
         return np.stack([d for d, _ in results]), np.stack([i for _, i in results])
 
-    def _matching(self, queries: np.ndarray) -> np.ndarray:
-        if queries.shape[1] != self.n_features:
-            raise ValueError(
-                f"queries have {queries.shape[1]} features but the database has {self.n_features}"
-            )
-        if queries.dtype != self.database.dtype:
-            queries = (
-                queries.astype(self.database.dtype)
-                if queries.dtype == np.uint8
-                else _float_queries_on_uint8(queries)
-            )
+
+def match_queries(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """``queries`` (from :func:`as_features`) in the database's dtype; widths must agree."""
+    if queries.shape[1] != database.shape[1]:
+        raise ValueError(
+            f"queries have {queries.shape[1]} features but the database has {database.shape[1]}"
+        )
+    if queries.dtype == database.dtype:
         return queries
+    if queries.dtype == np.uint8:
+        return queries.astype(database.dtype)
+    return _float_queries_on_uint8(queries)
 
 
 def _float_queries_on_uint8(queries: np.ndarray) -> np.ndarray:
@@ -212,7 +221,7 @@ def _float_queries_on_uint8(queries: np.ndarray) -> np.ndarray:
     )
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -257,7 +266,7 @@ class _Search:
         queries = self.queries[q_start : q_start + self.q_block]
         kernel, m = self.index._kernel, len(queries)
         block = np.empty((m, self.db_block), kernel.dist_dtype)
-        best = np.full((m, self.k), _worst(kernel.dist_dtype), kernel.dist_dtype)
+        best = np.full((m, self.k), worst_distance(kernel.dist_dtype), kernel.dist_dtype)
         best_index = np.full((m, self.k), -1, np.int64)
         for start in range(lo, hi, self.db_block):
             stop = min(start + self.db_block, hi)
@@ -274,7 +283,7 @@ class _Search:
         return (np.concatenate([d for d, _ in results]), np.concatenate([i for _, i in results]))
 
 
-def _worst(dtype) -> float | int:
+def worst_distance(dtype) -> float | int:
     return np.iinfo(dtype).max if np.dtype(dtype).kind == "i" else np.inf
 
 

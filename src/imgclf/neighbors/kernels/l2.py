@@ -486,11 +486,16 @@ def _portable_block(queries, database, norms, lo, hi, out):
 # --------------------------------------------------------------------------- uint8: public
 
 
-def prepare_u8(database: np.ndarray, use: str | None = None) -> PreparedU8:
+def prepare_u8(
+    database: np.ndarray, use: str | None = None, *, keep_rows: bool = True
+) -> PreparedU8:
     """Pack a ``(n, d)`` uint8 database for :func:`block_u8` (``d % 64 == 0``, ``d <= MAX_D``).
 
     ``use`` picks the variant to pack for (default: :func:`variant`); the
-    packed layout only suits that variant.
+    packed layout only suits that variant. ``keep_rows=False`` keeps no
+    reference to ``database`` where the variant reads only the packed panels
+    (an index that owns a reordered copy then holds one copy, not two); its
+    ``database`` field is a zero-byte stand-in of the same shape.
     """
     x = np.ascontiguousarray(database)
     if x.dtype != np.uint8 or x.ndim != 2:
@@ -510,6 +515,8 @@ def prepare_u8(database: np.ndarray, use: str | None = None) -> PreparedU8:
     else:
         packed, width = np.empty(0, np.uint8), 1
     norms = _row_norms(x, -(-x.shape[0] // width) * width)
+    if not keep_rows and use != "portable":
+        x = np.broadcast_to(np.zeros((), np.uint8), x.shape)
     return PreparedU8(x, packed, norms, use)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["merge_block", "merge_sorted", "reference_topk"]
+__all__ = ["merge_block", "merge_gathered", "merge_sorted", "reference_topk"]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -67,3 +67,37 @@ def reference_topk(distances: np.ndarray, k: int):
     """The k smallest of each row of a full matrix, ties to the lower index (stable sort)."""
     order = np.argsort(distances, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(distances, order, 1), order
+
+
+@numba.njit(nogil=True, cache=True)
+def merge_gathered(block, query_rows, row_ids, best_dist, best_index):
+    """Fold ``block`` into the top-k of scattered queries, for rows in any order.
+
+    ``block[i, j]`` is the distance from query ``query_rows[i]`` to the database
+    row whose id is ``row_ids[j]``; ``best_dist`` / ``best_index`` hold every
+    query's running top-k (as in :func:`merge_block`). Rows need not arrive in
+    id order (an inverted index visits its lists by nearness), so ties are
+    ordered by comparing ids: equal distances still go to the lower id.
+    """
+    k = best_dist.shape[1]
+    for i in range(len(query_rows)):
+        dist, index = best_dist[query_rows[i]], best_index[query_rows[i]]
+        for j in range(len(row_ids)):
+            value, position = block[i, j], row_ids[j]
+            if value < dist[k - 1] or (value == dist[k - 1] and 0 <= position < index[k - 1]):
+                _insert_by_id(dist, index, value, position)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _insert_by_id(dist, index, value, position):
+    """Insert ``(value, position)`` in (distance, id) order; unfilled slots (id -1) last."""
+    slot = dist.shape[0] - 1
+    while slot > 0 and (
+        dist[slot - 1] > value
+        or (dist[slot - 1] == value and (index[slot - 1] < 0 or index[slot - 1] > position))
+    ):
+        dist[slot] = dist[slot - 1]
+        index[slot] = index[slot - 1]
+        slot -= 1
+    dist[slot] = value
+    index[slot] = position

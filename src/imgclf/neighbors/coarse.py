@@ -1,0 +1,155 @@
+"""The coarse quantizer of an inverted index: PCA, then the nearest of a few centroids.
+
+``project(x) = (x - mean) @ components.T`` maps a row to the coarse space
+(``components`` has orthonormal rows, the leading principal directions of a
+training sample; with none, the coarse space is the features themselves).
+A row belongs to the list of its nearest centroid there (Euclidean, ties to
+the lower list), and a query probes the lists of its nearest centroids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils.extmath import randomized_svd
+
+__all__ = ["CoarseQuantizer"]
+
+CHUNK = 4096  # rows projected at once: 4096 x d float32 (48 MiB at CIFAR's 3,072)
+PCA_SAMPLE = 8192  # rows the principal directions are estimated from
+
+
+@dataclass(frozen=True)
+class CoarseQuantizer:
+    """A fitted quantizer.
+
+    ``mean (d,)``, ``components (c, d)`` (``c = 0``: no projection) and
+    ``centroids (n_lists, c or d)``, all float32.
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+    centroids: np.ndarray
+
+    @classmethod
+    def fit(
+        cls,
+        sample: np.ndarray,
+        n_lists: int,
+        n_components: int | None,
+        *,
+        seed: int,
+        cluster: Callable,
+    ) -> CoarseQuantizer:
+        """Learn the projection and ``n_lists`` centroids from ``sample`` ``(s, d)``."""
+        d = sample.shape[1]
+        mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if n_components is None or n_components >= d:
+            components = np.zeros((0, d), np.float32)
+        else:
+            components = _principal_directions(sample, mean, int(n_components), seed)
+        empty = np.zeros((0, components.shape[0] or d), np.float32)
+        quantizer = cls(mean, components, empty)
+        centroids = cluster(quantizer.project(sample), n_lists, seed=seed)
+        return cls(mean, components, np.ascontiguousarray(centroids, np.float32))
+
+    @property
+    def n_lists(self) -> int:
+        return len(self.centroids)
+
+    def project(self, X: np.ndarray) -> np.ndarray:
+        """Rows of ``X`` ``(m, d)`` in the coarse space, float32, in chunks of :data:`CHUNK`."""
+        if not len(self.components):
+            return np.asarray(X, np.float32)
+        out = np.empty((len(X), len(self.components)), np.float32)
+        for lo in range(0, len(X), CHUNK):
+            chunk = X[lo : lo + CHUNK].astype(np.float32)
+            chunk -= self.mean
+            np.matmul(chunk, self.components.T, out=out[lo : lo + CHUNK])
+        return out
+
+    def _scores(self, Z: np.ndarray) -> np.ndarray:
+        """``|z - c|^2 - |z|^2`` for every centroid: the same order as the distances."""
+        scores = Z @ self.centroids.T
+        scores *= -2
+        scores += np.einsum("ij,ij->i", self.centroids, self.centroids)
+        return scores
+
+    def assign(self, X: np.ndarray) -> np.ndarray:
+        """The list of every row of ``X``: its nearest centroid (ties: the lower list)."""
+        labels = np.empty(len(X), np.int64)
+        for lo in range(0, len(X), CHUNK):
+            labels[lo : lo + CHUNK] = self._scores(self.project(X[lo : lo + CHUNK])).argmin(axis=1)
+        return labels
+
+    def probes(self, queries: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):
+        """(query, list) pairs to scan, sorted by query, each query's lists nearest first.
+
+        Each query probes its ``n_probe`` nearest lists, and further lists, nearest
+        first, while those hold fewer than ``k`` rows between them.
+        """
+        sizes = np.diff(offsets)
+        pairs = [
+            _pairs(self._scores(self.project(queries[lo : lo + CHUNK])), n_probe, k, sizes, lo)
+            for lo in range(0, len(queries), CHUNK)
+        ]
+        return np.concatenate([q for q, _ in pairs]), np.concatenate([lists for _, lists in pairs])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean, "components": self.components, "centroids": self.centroids}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, d: int) -> CoarseQuantizer:
+        """Check saved arrays against each other and ``d`` features; ValueError names the array."""
+        mean, components, centroids = (
+            arrays.get(name) for name in ("mean", "components", "centroids")
+        )
+        c = components.shape[0] if isinstance(components, np.ndarray) else -1
+        width = c or d
+        for name, value, shape in (
+            ("mean", mean, (d,)),
+            ("components", components, (c, d)),
+            (
+                "centroids",
+                centroids,
+                (len(centroids) if isinstance(centroids, np.ndarray) else -1, width),
+            ),
+        ):
+            if (
+                not isinstance(value, np.ndarray)
+                or value.ndim != len(shape)
+                or value.shape != shape
+            ):
+                raise ValueError(f"ivf array {name!r} must have shape {shape}")
+            if value.dtype.kind != "f" or not np.isfinite(value).all():
+                raise ValueError(f"ivf array {name!r} must hold finite floats")
+        if len(centroids) < 1:
+            raise ValueError("ivf array 'centroids' holds no centroid")
+        as32 = (np.ascontiguousarray(a, np.float32) for a in (mean, components, centroids))
+        return cls(*as32)
+
+
+def _principal_directions(sample: np.ndarray, mean: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).permutation(len(sample))[:PCA_SAMPLE]
+    centred = sample[np.sort(rows)].astype(np.float32) - mean
+    _, _, vt = randomized_svd(centred, n, n_iter=4, random_state=seed)
+    return np.ascontiguousarray(vt, np.float32)
+
+
+def _pairs(scores: np.ndarray, n_probe: int, k: int, sizes: np.ndarray, first: int):
+    """(query, list) pairs for the queries ``first, first + 1, ...`` whose rows are ``scores``."""
+    m, n_lists = scores.shape
+    if n_probe < n_lists:
+        near = np.argpartition(scores, n_probe - 1, axis=1)[:, :n_probe]
+    else:
+        near = np.broadcast_to(np.arange(n_lists), scores.shape)
+    # nearest first; equal scores: the lower list
+    near = np.take_along_axis(near, np.lexsort((near, np.take_along_axis(scores, near, 1))), 1)
+    lists = list(near)
+    for row in np.flatnonzero(sizes[near].sum(axis=1) < k):  # too few rows: probe on
+        everything = np.lexsort((np.arange(n_lists), scores[row]))
+        lists[row] = everything[: np.searchsorted(np.cumsum(sizes[everything]), k) + 1]
+    counts = np.array([len(x) for x in lists])
+    return np.repeat(np.arange(first, first + m), counts), np.concatenate(lists).astype(np.int64)

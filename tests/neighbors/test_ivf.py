@@ -1,0 +1,215 @@
+"""The IVF index against the exact engine and NumPy: exact when every list is probed,
+true distances always, ties to the lower index, recall that grows with n_probe."""
+
+import numpy as np
+import pytest
+
+from imgclf._kmeans import assign, kmeans
+from imgclf.neighbors import ExactIndex
+from imgclf.neighbors.ivf import IVFIndex, default_n_lists, default_n_probe
+from imgclf.neighbors.recall import recall
+from tests.neighbors.test_search import full_distances, random_data, reference_search
+
+METRICS = ["l1", "l2"]
+DTYPES = [np.uint8, np.float32]
+
+
+def clustered(rng, n, d, centres=12, spread=12, dtype=np.uint8):
+    """Rows scattered around a few centres: data on which an IVF index can do well."""
+    base = rng.integers(40, 216, size=(centres, d))
+    rows = base[rng.integers(0, centres, n)] + rng.integers(-spread, spread + 1, (n, d))
+    rows = np.clip(rows, 0, 255)
+    return rows.astype(np.uint8) if dtype == np.uint8 else (rows / 7).astype(dtype)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 7])
+def test_probing_every_list_is_exact(metric, dtype, k):
+    rng = np.random.default_rng(k)
+    database, queries = random_data(rng, 400, 70, dtype), random_data(rng, 23, 70, dtype)
+    index = IVFIndex(database, metric, n_lists=9, n_probe=9, pca_components=8)
+    dist, found = index.search(queries, k)
+    ref_dist, ref_index = reference_search(queries, database, k, metric)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-5)
+    if dtype == np.uint8:
+        np.testing.assert_array_equal(found, ref_index)
+    assert dist.dtype == np.float64 and found.dtype == np.int64
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_distances_are_true_distances_of_the_rows_returned(metric, dtype):
+    rng = np.random.default_rng(1)
+    database = clustered(rng, 2000, 64, dtype=dtype)
+    queries = clustered(rng, 50, 64, dtype=dtype)
+    dist, found = IVFIndex(database, metric, n_lists=30, n_probe=2).search(queries, 10)
+    true = np.take_along_axis(full_distances(queries, database, metric), found, 1)
+    np.testing.assert_allclose(dist, true, rtol=1e-5)
+    assert (np.diff(dist, axis=1) >= 0).all()
+    assert all(len(set(row)) == 10 for row in found.tolist())
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_ties_go_to_the_lower_index(metric):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=(6, 64), dtype=np.uint8)
+    database = np.tile(base, (50, 1))  # every row 50 times, in different lists' order
+    index = IVFIndex(database, metric, n_lists=6, n_probe=6)
+    _, found = index.search(base, 20)
+    expected = np.arange(6)[:, None] + 6 * np.arange(20)[None, :]
+    np.testing.assert_array_equal(found, expected)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_recall_grows_with_n_probe(metric):
+    rng = np.random.default_rng(2)
+    database, queries = clustered(rng, 3000, 96), clustered(rng, 200, 96)
+    _, exact = ExactIndex(database, metric).search(queries, 10)
+    index = IVFIndex(database, metric, n_lists=40, n_probe=1)
+    recalls = []
+    for n_probe in (1, 4, 40):
+        index.n_probe = n_probe
+        recalls.append(recall(index.search(queries, 10)[1], exact))
+    assert recalls[0] <= recalls[1] <= recalls[2] == 1.0
+    assert recalls[1] > 0.5
+
+
+def test_single_queries_and_batches_agree():
+    rng = np.random.default_rng(3)
+    database, queries = clustered(rng, 3000, 128), clustered(rng, 30, 128)
+    index = IVFIndex(database, "l2", n_lists=25, n_probe=3)
+    _, batch = index.search(queries, 5)
+    single = np.concatenate([index.search(q[None], 5)[1] for q in queries])
+    np.testing.assert_array_equal(single, batch)
+
+
+def test_threads_do_not_change_results():
+    rng = np.random.default_rng(4)
+    database, queries = clustered(rng, 3000, 64), clustered(rng, 300, 64)
+    results = [
+        IVFIndex(database, "l1", n_lists=20, n_probe=3, n_jobs=jobs).search(queries, 8)
+        for jobs in (1, 2, 3)
+    ]
+    for dist, found in results[1:]:
+        np.testing.assert_array_equal(found, results[0][1])
+        np.testing.assert_array_equal(dist, results[0][0])
+
+
+def test_a_fixed_seed_builds_the_same_index():
+    rng = np.random.default_rng(5)
+    database = clustered(rng, 2000, 64)
+    a, b = (IVFIndex(database, n_lists=16, seed=7, n_jobs=1) for _ in range(2))
+    for name, array in a.to_arrays().items():
+        np.testing.assert_array_equal(array, b.to_arrays()[name], err_msg=name)
+
+
+def test_queries_whose_lists_hold_fewer_than_k_rows_probe_further():
+    rng = np.random.default_rng(6)
+    database = clustered(rng, 500, 64, centres=25, spread=2)
+    index = IVFIndex(database, "l2", n_lists=25, n_probe=1)
+    k = int(np.diff(index.offsets).max()) + 5  # more than any single list holds
+    dist, found = index.search(database[:10], k)
+    assert (found >= 0).all() and all(len(set(row)) == k for row in found.tolist())
+    assert np.isfinite(dist).all()
+
+
+def test_k_equal_to_the_database_size_returns_every_row():
+    rng = np.random.default_rng(7)
+    database = random_data(rng, 60, 32, np.uint8)
+    _, found = IVFIndex(database, n_lists=5, n_probe=1).search(database[:3], 60)
+    assert all(sorted(row) == list(range(60)) for row in found.tolist())
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_saved_arrays_rebuild_the_same_index(metric):
+    rng = np.random.default_rng(8)
+    database, queries = clustered(rng, 2000, 64), clustered(rng, 40, 64)
+    index = IVFIndex(database, metric, n_lists=20, n_probe=2)
+    again = IVFIndex.from_arrays(database, index.to_arrays(), metric, n_probe=2)
+    for got, want in zip(again.search(queries, 6), index.search(queries, 6), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_damaged_saved_arrays_are_refused_by_name():
+    rng = np.random.default_rng(9)
+    database = clustered(rng, 500, 64)
+    arrays = IVFIndex(database, n_lists=10).to_arrays()
+    cases = {
+        "ids": {**arrays, "ids": np.zeros_like(arrays["ids"])},
+        "offsets": {**arrays, "offsets": arrays["offsets"][::-1].copy()},
+        "centroids": {**arrays, "centroids": np.full_like(arrays["centroids"], np.nan)},
+        "components": {**arrays, "components": arrays["components"][:, :10]},
+    }
+    for name, damaged in cases.items():
+        with pytest.raises(ValueError, match=name):
+            IVFIndex.from_arrays(database, damaged)
+
+
+def test_pca_is_skipped_when_it_would_not_reduce():
+    rng = np.random.default_rng(10)
+    database = clustered(rng, 500, 32)
+    assert IVFIndex(database, n_lists=8, pca_components=64).coarse.components.shape == (0, 32)
+    assert IVFIndex(database, n_lists=8, pca_components=None).coarse.components.shape == (0, 32)
+    assert IVFIndex(database, n_lists=8, pca_components=4).coarse.components.shape == (4, 32)
+
+
+def test_index_memory_is_about_the_data():
+    rng = np.random.default_rng(11)
+    database = clustered(rng, 4000, 512)
+    for metric in METRICS:
+        assert IVFIndex(database, metric, n_lists=60).nbytes <= 1.1 * database.nbytes
+
+
+def test_defaults_follow_the_database_size():
+    assert default_n_lists(50_000) == 894
+    assert default_n_probe(894) == 32
+    assert default_n_lists(1) == default_n_probe(1) == 1
+    index = IVFIndex(np.arange(400 * 8, dtype=np.uint8).reshape(400, 8) % 251)
+    assert (index.n_lists, index.n_probe) == (default_n_lists(400), default_n_probe(80))
+
+
+def test_bad_settings_are_named():
+    database = np.arange(100 * 8, dtype=np.uint8).reshape(100, 8)
+    with pytest.raises(ValueError, match="fewer than n_lists=200"):
+        IVFIndex(database, n_lists=200)
+    index = IVFIndex(database, n_lists=10, n_probe=2)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="n_probe must be >= 1"):
+            index.n_probe = bad
+    with pytest.warns(UserWarning, match="n_probe=50 is more than the index's 10 lists"):
+        index.n_probe = 50
+    assert index.n_probe == 10
+    with pytest.raises(ValueError, match="queries have 9 features but the database has 8"):
+        index.search(np.zeros((1, 9), np.uint8), 1)
+    with pytest.raises(ValueError, match="non-integer"):
+        index.search(np.full((1, 8), 0.5), 1)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        IVFIndex(database, "cosine")
+    with pytest.raises(ValueError, match="k must be <= 100"):
+        index.search(database[:1], 101)
+
+
+def test_kmeans_finds_separated_clusters_and_assigns_to_the_nearest():
+    rng = np.random.default_rng(12)
+    centres = rng.normal(0, 100, (5, 16)).astype(np.float32)
+    points = centres[np.repeat(np.arange(5), 40)] + rng.normal(0, 1, (200, 16)).astype(np.float32)
+    found = kmeans(points, 5, seed=0)
+    labels, dist = assign(points, found)
+    assert len(set(labels.tolist())) == 5
+    for cluster in range(5):  # every true cluster lands whole in one found cluster
+        assert len(set(labels[cluster * 40 : (cluster + 1) * 40].tolist())) == 1
+    brute = ((points[:, None, :] - found[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(labels, brute.argmin(axis=1))
+    # |x|^2 - 2 x.c + |c|^2 in float32 cancels: points are ~400 from the origin
+    np.testing.assert_allclose(dist, brute.min(axis=1), rtol=1e-3, atol=0.5)
+
+
+def test_recall_counts_found_neighbours():
+    assert recall([[1, 2, 3]], [[3, 2, 1]]) == 1.0
+    assert recall([[1, 2], [7, 8]], [[1, 9], [9, 9]]) == 0.25
+    assert recall([[1, 2, 3]], [[1, 5]], k=1) == 1.0
+    with pytest.raises(ValueError, match="k must be in 1..2"):
+        recall([[1, 2]], [[1, 2, 3]])
+    with pytest.raises(ValueError, match="same rows"):
+        recall([[1]], [[1], [2]])
