@@ -249,6 +249,8 @@ def _split_state(name: str, estimator) -> tuple[dict, dict[str, np.ndarray]]:
             state[attr] = value.item()
         elif _json_able(value):
             state[attr] = value
+    if hasattr(estimator, "_saved_arrays"):  # e.g. a k-NN model's built search index
+        arrays |= {f"{name}/{attr}": a for attr, a in estimator._saved_arrays().items()}
     return state, arrays
 
 
@@ -555,7 +557,19 @@ _MATRIX = ("f", 2)
 _SCALING = {"mean_": _VECTOR, "scale_": _VECTOR}
 _OPTIONAL = {"feature_names_in_": ("U", 1)}
 _ARRAYS = {
-    "KNNClassifier": ({"classes_": _LABELS, "_y": ("iu", 1), "_fit_X": ("uf", 2)}, {}),
+    "KNNClassifier": (
+        {"classes_": _LABELS, "_y": ("iu", 1), "_fit_X": ("uf", 2)},
+        {  # an approximate index (neighbors.algorithms), checked by its from_arrays
+            "_index_mean": _VECTOR,
+            "_index_components": _MATRIX,
+            "_index_centroids": _MATRIX,
+            "_index_ids": ("iu", 1),
+            "_index_offsets": ("iu", 1),
+            "_index_faiss_index": ("u", 1),
+            "_index_hnsw_index": ("u", 1),
+            "_index_ef_search": ("iu", 1),
+        },
+    ),
     "LinearClassifier": (
         {"classes_": _LABELS, "coef_": _MATRIX, "intercept_": _VECTOR, **_SCALING},
         {"loss_history_": _VECTOR, "val_score_history_": _VECTOR},
@@ -569,7 +583,23 @@ _ARRAYS = {
     "Standardize": (_SCALING, {}),
 }
 # Integer parameters that size work at prediction time: (low, high).
-_INT_PARAMS = {"n_jobs": (1, 4096), "working_memory": (1 << 10, 1 << 40)}
+# Parameters added after files were first written: older files lack them and get these.
+_ADDED_PARAMS = {
+    "KNNClassifier": {
+        "algorithm": "exact",
+        "n_lists": None,
+        "n_probe": None,
+        "ef_search": None,
+        "seed": 0,
+    },
+}
+_INT_PARAMS = {
+    "n_jobs": (1, 4096),
+    "working_memory": (1 << 10, 1 << 40),
+    "n_lists": (1, 1 << 24),
+    "n_probe": (1, 1 << 24),
+    "ef_search": (1, 1 << 20),
+}
 
 
 def _is_int(value) -> bool:
@@ -677,6 +707,7 @@ def _check_step(path: Path, index: int, step, seen: set) -> type:
     expected = set(inspect.signature(cls.__init__).parameters) - {"self"}
     if not isinstance(params, dict):
         raise _wrong(path, f"{where}.params", params, f"an object of {cls_name}'s parameters")
+    params = _with_added_params(cls_name, params)
     if params.keys() != expected:
         unknown = sorted(params.keys() - expected)
         raise ModelFileError(
@@ -858,8 +889,14 @@ def _check_scale(value) -> None:
         raise ValueError(f"scale must be None, 'std' or a positive number; got {value!r}")
 
 
-def _build_step(step: dict, cls: type, arrays: dict):
-    estimator = cls(**step["params"])
+def _with_added_params(cls_name: str, params: dict) -> dict:
+    """``params`` with the defaults of parameters newer than the file (the header stays as
+    read: its checksum covers it)."""
+    return {**_ADDED_PARAMS.get(cls_name, {}), **params}
+
+
+def _build_step(step: dict, cls: type, arrays: dict, trusted: bool):
+    estimator = cls(**_with_added_params(cls.__name__, step["params"]))
     if hasattr(estimator, "_check_params"):
         estimator._check_params()
     if "scale" in step["params"]:
@@ -869,7 +906,8 @@ def _build_step(step: dict, cls: type, arrays: dict):
     for attr, array in arrays.items():
         setattr(estimator, attr, array)
     if hasattr(estimator, "_rebuild"):
-        estimator._rebuild()  # derived state (e.g. a search index) is recomputed, not stored
+        # derived state (a search index) is recomputed, or restored from its saved arrays
+        estimator._rebuild(trusted=trusted)
     return estimator
 
 
@@ -902,7 +940,7 @@ def _load(path: Path, key, max_bytes: int | None) -> SavedModel:
         arrays = {attr: read[f"{step['name']}/{attr}"] for attr in arrays}
         _check_values(path, step, arrays)
         try:
-            steps.append((step["name"], _build_step(step, cls, arrays)))
+            steps.append((step["name"], _build_step(step, cls, arrays, verified)))
         except Exception as exc:  # noqa: BLE001 - any failure of a forged step is the file's
             raise ModelFileError(
                 f"{path}: step {step['name']!r} ({cls.__name__}) cannot be rebuilt: "

@@ -213,3 +213,14 @@ def test_recall_counts_found_neighbours():
         recall([[1, 2]], [[1, 2, 3]])
     with pytest.raises(ValueError, match="same rows"):
         recall([[1]], [[1], [2]])
+
+
+def test_a_pickled_index_searches_the_same():
+    import pickle
+
+    rng = np.random.default_rng(13)
+    database, queries = clustered(rng, 1000, 64), clustered(rng, 20, 64)
+    index = IVFIndex(database, n_lists=10, n_probe=2)
+    again = pickle.loads(pickle.dumps(index))
+    np.testing.assert_array_equal(again.search(queries, 5)[1], index.search(queries, 5)[1])
+    assert len(pickle.dumps(index)) < 2.5 * database.nbytes  # the database, not its copies

@@ -8,9 +8,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from imgclf._validation import check_choice, check_int, encoded_training_data, flat_images
 from imgclf.defaults import KNN
-from imgclf.neighbors import voting
-from imgclf.neighbors.faiss_backend import FaissIndex, faiss_available
-from imgclf.neighbors.search import DEFAULT_WORKING_MEMORY, METRICS, ExactIndex, as_features
+from imgclf.neighbors import algorithms, voting
+from imgclf.neighbors.search import DEFAULT_WORKING_MEMORY, METRICS, as_features
 
 __all__ = ["BACKENDS", "KNNClassifier"]
 
@@ -23,6 +22,7 @@ BACKENDS = ("auto", "imgclf", "faiss")
 # passes beat small steps.
 RANK_DEPTH_PER_CLASS = 20
 RANK_DEEPER = 4
+INDEX_ARRAYS = "_index_"  # model files store an approximate index's arrays under this prefix
 
 
 class KNNClassifier(ClassifierMixin, BaseEstimator):
@@ -39,7 +39,22 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         A tied vote goes to the smallest label, or to the tied class whose
         nearest member is closest.
     backend : {"auto", "imgclf", "faiss"}, default="auto"
-        Search engine. ``"auto"`` is imgclf's own, the fastest exact one.
+        Engine of exact search. ``"auto"`` is imgclf's own, the fastest.
+    algorithm : str, default="exact"
+        ``"exact"``; ``"ivf"`` (imgclf's inverted lists, L1 and L2); ``"hnsw"``
+        (hnswlib, L2); or ``"faiss:<factory>"`` with any faiss factory string,
+        e.g. ``"faiss:IVF1024,Flat"``. Approximate indexes may miss neighbours
+        (see :func:`imgclf.neighbors.recall`) but always report true distances.
+        See :mod:`imgclf.neighbors.algorithms`.
+    n_lists : int, optional
+        ``"ivf"``: lists of the index (default ``4 sqrt(n)``).
+    n_probe : int, optional
+        ``"ivf"`` and faiss IVF factories: lists searched per query (default:
+        ``n_lists / 28`` for ``"ivf"``, faiss's 1 otherwise).
+    ef_search : int, optional
+        ``"hnsw"`` and faiss HNSW factories: the graph search's breadth.
+    seed : int, default=0
+        Seeds an approximate index's build (k-means, graph levels).
     working_memory : int, optional
         Byte budget of the search's distance blocks (default 256 MiB).
     n_jobs : int, optional
@@ -73,6 +88,11 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         weights=KNN["weights"],
         tie_break="smallest",
         backend="auto",
+        algorithm="exact",
+        n_lists=None,
+        n_probe=None,
+        ef_search=None,
+        seed=0,
         working_memory=None,
         n_jobs=None,
     ):
@@ -81,6 +101,11 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.weights = weights
         self.tie_break = tie_break
         self.backend = backend
+        self.algorithm = algorithm
+        self.n_lists = n_lists
+        self.n_probe = n_probe
+        self.ef_search = ef_search
+        self.seed = seed
         self.working_memory = working_memory
         self.n_jobs = n_jobs
 
@@ -97,9 +122,36 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self._rebuild()
         return self
 
-    def _rebuild(self) -> None:
-        """Prepare the search index from the memorised ``_fit_X`` (after fit or loading)."""
-        self._index = self._make_index(self._fit_X)
+    def _rebuild(self, trusted: bool = True) -> None:
+        """Prepare the search index from the memorised ``_fit_X`` (after fit or loading).
+
+        A loaded model's index arrays (``_index_*``) become the index without a
+        new build; ``trusted``: the model file's signature was verified.
+        """
+        saved = {
+            name[len(INDEX_ARRAYS) :]: vars(self).pop(name)
+            for name in list(vars(self))
+            if name.startswith(INDEX_ARRAYS)
+        }
+        settings = self._index_settings()
+        if saved and algorithms.is_approximate(self.algorithm):
+            self._index = algorithms.load_index(
+                self._fit_X, saved, self.algorithm, self.metric, trusted=trusted, **settings
+            )
+        else:
+            self._index = algorithms.build_index(
+                self._fit_X, self.algorithm, self.metric, **settings
+            )
+
+    def _index_settings(self) -> dict:
+        names = ("backend", "n_lists", "n_probe", "ef_search", "seed", "working_memory", "n_jobs")
+        return {name: getattr(self, name) for name in names}
+
+    def _saved_arrays(self) -> dict:
+        """Arrays a model file stores besides the fitted attributes: the built index."""
+        if not algorithms.is_approximate(self.algorithm):
+            return {}
+        return {INDEX_ARRAYS + name: a for name, a in self._index.to_arrays().items()}
 
     def _check_params(self) -> None:
         check_int("k", self.k, low=1)
@@ -107,12 +159,11 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         check_choice("weights", self.weights, voting.WEIGHTS)
         check_choice("tie_break", self.tie_break, voting.TIE_BREAKS)
         check_choice("backend", self.backend, BACKENDS)
-
-    def _make_index(self, X: np.ndarray):
-        if self.backend == "faiss" and not faiss_available():
-            raise ImportError("backend='faiss' needs the faiss extra: pip install 'imgclf[faiss]'")
-        engine = FaissIndex if self.backend == "faiss" else ExactIndex
-        return engine(X, self.metric, working_memory=self.working_memory, n_jobs=self.n_jobs)
+        algorithms.check_algorithm(self.algorithm)
+        for name in ("n_lists", "n_probe", "ef_search"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), low=1)
+        check_int("seed", self.seed, low=0)
 
     def kneighbors(self, X, k=None, return_distance=True):
         """Distances and training indices of the ``k`` nearest, each ``(m, k)``."""

@@ -112,9 +112,10 @@ class IVFIndex:
         n = len(self.database)
         n_lists = check_int("n_lists", default_n_lists(n) if n_lists is None else n_lists, low=1)
         if n_lists > n:
+            noun = "sample" if n == 1 else "samples"
             raise ValueError(
-                f"the database has {n} rows, fewer than n_lists={n_lists}: "
-                f"use n_lists <= {n} (default: about sqrt(n) = {default_n_lists(n)})"
+                f"the database has {n} {noun}, fewer than n_lists={n_lists}: use "
+                f"n_lists <= {n} (the default for {n} {noun}: {default_n_lists(n)})"
             )
         self.seed = check_int("seed", seed, low=0)
         self.coarse = CoarseQuantizer.fit(
@@ -145,6 +146,18 @@ class IVFIndex:
         self.ids = np.argsort(labels, kind="stable").astype(np.int64)
         counts = np.bincount(labels, minlength=self.n_lists)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._prepared = self._kernel.prepare(padded(self.database[self.ids]))
+
+    def __getstate__(self) -> dict:
+        # The prepared lists are derived (and may hold a zero-stride stand-in): pickle the layout.
+        return {
+            k: v for k, v in self.__dict__.items() if k not in ("_kernel", "_prepared", "_pruner")
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._kernel = Kernel.lookup(self.metric, self.database.dtype, lean=True)
+        self._pruner = None
         self._prepared = self._kernel.prepare(padded(self.database[self.ids]))
 
     # --- the model-file form ----------------------------------------------------------------
