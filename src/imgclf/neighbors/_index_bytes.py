@@ -287,7 +287,7 @@ def check_in_child(
             name = signal.Signals(-done.returncode).name
         except ValueError:
             name = f"signal {-done.returncode}"
-        reason = f"loading them crashed a test process ({name})"
+        reason = f"a separate process loading and searching them crashed ({name})"
     else:
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
         last = lines[-1] if lines else f"exit status {done.returncode}"

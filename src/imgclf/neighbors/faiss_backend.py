@@ -50,8 +50,8 @@ _CHILD_CHECK = """
 faiss.omp_set_num_threads(1)
 n, d = int(sys.argv[1]), int(sys.argv[2])
 index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
-if index.ntotal != n or index.d != d:
-    sys.exit(f"they hold {index.ntotal} vectors of {index.d} features, not {n} of {d}")
+if index.d != d:
+    sys.exit(f"their vectors have {index.d} features, not the database's {d}")
 index.search(np.random.default_rng(0).standard_normal((4, d)).astype(np.float32), min(n, 10))
 """
 

@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 
 import numpy as np
@@ -53,8 +54,6 @@ with tempfile.TemporaryDirectory() as folder:
         file.write(payload)
     index = hnswlib.Index(space="l2", dim=d)
     index.load_index(path, max_elements=n)
-if index.element_count != n:
-    sys.exit(f"they hold {index.element_count} vectors, not the database's {n}")
 index.set_num_threads(1)
 index.knn_query(np.random.default_rng(0).standard_normal((4, d)).astype(np.float32), k=1)
 """
@@ -172,10 +171,12 @@ class HnswIndex(RerankedIndex):
     ) -> HnswIndex:
         """The graph :meth:`to_arrays` gave, over the same ``database``; no rebuild.
 
-        Unless ``trusted`` (the model file's signature was verified), the bytes
-        are first loaded and searched once in a child Python under a memory cap
-        and a timeout, because hnswlib parses them in C++ and crafted bytes
-        could crash this process. ``M`` and ``ef_construction``, when given,
+        The file's layout is checked first in NumPy (header, sizes, every link
+        id in range, the vectors equal to the database's rows), since hnswlib
+        itself checks little. Unless ``trusted`` (the model file's signature was
+        verified), the bytes are then loaded and searched once in a child
+        Python under a memory cap and a timeout, because hnswlib parses them in
+        C++ and crafted bytes could crash this process. ``M`` and ``ef_construction``, when given,
         must match the saved graph; ``ef_search`` overrides the saved one.
         ``arrays`` may lack ``ef_search`` (hnswlib's default 10 then).
 
@@ -194,6 +195,7 @@ class HnswIndex(RerankedIndex):
         data = index_bytes(arrays, "hnsw_index", what, optional=("ef_search",))
         saved_ef = index_int(arrays, "ef_search", what)
         n, d = self.database.shape
+        _check_file(data, self.database)
         if not trusted:
             check_in_child(data, _CHILD_IMPORTS, _CHILD_CHECK, [n, d], what="hnswlib index bytes")
         index = hnswlib.Index(space="l2", dim=d)
@@ -288,3 +290,94 @@ def _check_loaded(index, database: np.ndarray, *, M, ef_construction) -> None:  
                 problem = "the vectors in them are not the database's rows"
     if problem:
         raise ModelFileError(f"hnswlib index bytes do not match: {problem}")
+
+
+# hnswlib 0.8's save_index: a header of size_t/int fields, then every element's level-0
+# block (link count, maxM0 link ids, the vector, the label), then per element a uint32
+# byte count and its upper-level link blocks (count and maxM ids each).
+_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
+
+
+def _check_file(data: np.ndarray, database: np.ndarray) -> None:
+    """hnswlib's file, parsed without hnswlib: ModelFileError unless it is a graph of ``database``.
+
+    Every link id must name an element and every count fit its block, so that a
+    search cannot read outside the graph; the labels must be rows 0..n-1 and the
+    stored vectors equal to the database's rows (as float32).
+    """
+    n, d = database.shape
+    raw = data.tobytes()
+    if len(raw) < _HEADER.size:
+        raise _damaged(f"they end too soon: {len(raw)} bytes, the header alone is {_HEADER.size}")
+    (level0, _, count, per_element, label_at, data_at, max_level, entry, max_m, max_m0, m, _, _) = (
+        _HEADER.unpack_from(raw)
+    )
+    if count != n:
+        raise ModelFileError(
+            f"hnswlib index bytes do not match: they hold {count} vectors, not the database's {n}"
+        )
+    links0 = 4 * max_m0 + 4
+    expected = {
+        "offsetLevel0": (level0, 0),
+        "M": (m, max_m),
+        "maxM0": (max_m0, 2 * m),
+        "offsetData": (data_at, links0),
+        "label offset": (label_at, links0 + 4 * d),
+        "bytes per element": (per_element, links0 + 4 * d + 8),
+    }
+    for name, (have, want) in expected.items():
+        if have != want:
+            raise _damaged(f"{name} is {have}, expected {want}")
+    if not 2 <= m <= 4096 or not 0 <= max_level < 256 or entry >= n:
+        raise _damaged(f"M={m}, top level {max_level}, entry point {entry} (of {n} elements)")
+    end0 = _HEADER.size + n * per_element
+    if len(raw) < end0:
+        raise _damaged(f"they end too soon: {len(raw)} bytes, the base layer needs {end0}")
+    block = np.frombuffer(raw, np.uint8, n * per_element, _HEADER.size).reshape(n, per_element)
+    _check_links(block[:, :links0], max_m0, n, "base layer")
+    labels = block[:, label_at : label_at + 8].copy().view("<u8").ravel()
+    if not np.array_equal(np.sort(labels), np.arange(n, dtype=np.uint64)):
+        raise _damaged(f"their labels are not the rows 0..{n - 1}")
+    vectors = block[:, data_at : data_at + 4 * d].copy().view("<f4")
+    if not np.array_equal(vectors[np.argsort(labels)], float32_rows(database)):
+        raise ModelFileError(
+            "hnswlib index bytes do not match: the vectors in them are not the database's rows"
+        )
+    _check_upper_levels(raw, end0, n, max_m, max_level, entry)
+
+
+def _check_upper_levels(raw: bytes, at: int, n: int, max_m: int, max_level: int, entry: int):
+    links = 4 * max_m + 4
+    for element in range(n):
+        if at + 4 > len(raw):
+            raise _damaged("they end too soon, in the upper levels of the graph")
+        size = struct.unpack_from("<I", raw, at)[0]
+        at += 4
+        levels, extra = divmod(size, links)
+        if extra or levels > max_level or (element == entry and levels != max_level):
+            raise _damaged(f"element {element} has {size} bytes of upper-level links")
+        if levels:
+            if at + size > len(raw):
+                raise _damaged("they end too soon, in the upper levels of the graph")
+            part = np.frombuffer(raw, np.uint8, size, at).reshape(levels, links)
+            _check_links(part, max_m, n, f"level links of element {element}")
+            at += size
+    if at != len(raw):
+        raise _damaged(f"{len(raw) - at} bytes follow the graph")
+
+
+def _check_links(blocks: np.ndarray, capacity: int, n: int, where: str) -> None:
+    """Rows of ``[count (uint16), flags, ids (uint32) x capacity]``: counts and ids in range."""
+    words = blocks.copy().view("<u4")
+    counts = words[:, 0] & 0xFFFF
+    if (words[:, 0] >> 16).any():
+        raise _damaged(f"{where}: elements marked deleted")
+    if (counts > capacity).any():
+        raise _damaged(f"{where}: a link count is {counts.max()}, more than {capacity}")
+    used = np.arange(capacity) < counts[:, None]
+    if (words[:, 1:][used] >= n).any():
+        raise _damaged(f"{where}: a link names element {words[:, 1:][used].max()} of {n}")
+
+
+def _damaged(why: str) -> ModelFileError:
+    return ModelFileError(f"hnswlib index bytes are damaged: {why}")
