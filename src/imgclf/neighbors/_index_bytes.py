@@ -35,6 +35,7 @@ __all__ = [
     "RerankedIndex",
     "check_in_child",
     "check_setting",
+    "check_trusted",
     "float32_rows",
     "index_bytes",
     "index_int",
@@ -270,7 +271,7 @@ def check_in_child(
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     try:
         done = subprocess.run(
-            [sys.executable, "-c", script, *map(str, args)],
+            [sys.executable, "-P", "-c", script, *map(str, args)],
             input=payload,
             capture_output=True,
             timeout=timeout,
@@ -406,6 +407,13 @@ class RerankedIndex:
             **state["settings"],
         )
         self.__dict__.update(loaded.__dict__)
+
+
+def check_trusted(trusted) -> bool:
+    """``trusted`` as a bool; anything but True/False is a ValueError (no truthy strings)."""
+    if not isinstance(trusted, bool | np.bool_):
+        raise ValueError(f"trusted must be True or False; got {trusted!r}")
+    return bool(trusted)
 
 
 def check_setting(name: str, value, low: int = 1, high: int | None = None) -> int | None:

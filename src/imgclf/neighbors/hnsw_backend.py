@@ -33,6 +33,7 @@ from imgclf.neighbors._index_bytes import (
     RerankedIndex,
     check_in_child,
     check_setting,
+    check_trusted,
     float32_rows,
     index_bytes,
     index_int,
@@ -189,8 +190,7 @@ class HnswIndex(RerankedIndex):
         hnswlib = _hnswlib()
         self = cls.__new__(cls)
         self._setup(database, _check_metric(metric), n_jobs, seed, working_memory, rerank_factor)
-        if not isinstance(trusted, bool | np.bool_):
-            raise ValueError(f"trusted must be True or False; got {trusted!r}")
+        trusted = check_trusted(trusted)
         what = "hnswlib index arrays"
         data = index_bytes(arrays, "hnsw_index", what, optional=("ef_search",))
         saved_ef = index_int(arrays, "ef_search", what)
@@ -306,7 +306,7 @@ def _check_file(data: np.ndarray, database: np.ndarray) -> None:
     stored vectors equal to the database's rows (as float32).
     """
     n, d = database.shape
-    raw = data.tobytes()
+    raw = memoryview(data)
     if len(raw) < _HEADER.size:
         raise _damaged(f"they end too soon: {len(raw)} bytes, the header alone is {_HEADER.size}")
     (level0, _, count, per_element, label_at, data_at, max_level, entry, max_m, max_m0, m, _, _) = (
@@ -338,15 +338,17 @@ def _check_file(data: np.ndarray, database: np.ndarray) -> None:
     labels = block[:, label_at : label_at + 8].copy().view("<u8").ravel()
     if not np.array_equal(np.sort(labels), np.arange(n, dtype=np.uint64)):
         raise _damaged(f"their labels are not the rows 0..{n - 1}")
-    vectors = block[:, data_at : data_at + 4 * d].copy().view("<f4")
-    if not np.array_equal(vectors[np.argsort(labels)], float32_rows(database)):
-        raise ModelFileError(
-            "hnswlib index bytes do not match: the vectors in them are not the database's rows"
-        )
+    labels = labels.astype(np.int64)
+    for lo in range(0, n, ADD_CHUNK):  # element i holds database row labels[i]
+        vectors = block[lo : lo + ADD_CHUNK, data_at : data_at + 4 * d].copy().view("<f4")
+        if not np.array_equal(vectors, float32_rows(database[labels[lo : lo + ADD_CHUNK]])):
+            raise ModelFileError(
+                "hnswlib index bytes do not match: the vectors in them are not the database's rows"
+            )
     _check_upper_levels(raw, end0, n, max_m, max_level, entry)
 
 
-def _check_upper_levels(raw: bytes, at: int, n: int, max_m: int, max_level: int, entry: int):
+def _check_upper_levels(raw: memoryview, at: int, n: int, max_m: int, max_level: int, entry: int):
     links = 4 * max_m + 4
     for element in range(n):
         if at + 4 > len(raw):
