@@ -543,3 +543,43 @@ def test_signed_models(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert run("predict", str(unsigned), str(tmp_path / "x.png")) == 1
     assert "not signed" in capsys.readouterr().err
+
+
+def test_cv_sweeps_n_probe_of_an_ivf_index(tmp_path, capsys):
+    out = tmp_path / "cv.json"
+    plot = tmp_path / "cv.png"
+    argv = ["cv", "digits", "--algorithm", "ivf", "--n-lists", "20", "--n-probe", "1,4,20"]
+    assert run(*argv, "--k", "1", "--metric", "l1", "-o", str(out), "--plot", str(plot)) == 0
+    text = capsys.readouterr().out
+    assert "n_probe" in text and "chosen: k=1" in text
+    results = json.loads(out.read_text())["results"]
+    assert [row["n_probe"] for row in results] == [1, 4, 20]
+    assert results[-1]["mean"] >= results[0]["mean"] - 0.01  # every list: exact k-NN
+    assert plot.stat().st_size > 0
+
+
+def test_train_evaluate_with_an_approximate_index(tmp_path, capsys):
+    model = tmp_path / "ivf.imgclf"
+    assert run("train", "digits", "--algorithm", "ivf", "--n-probe", "3", "-o", str(model)) == 0
+    trained = capsys.readouterr().out
+    assert "algorithm='ivf'" in trained and "n_probe=3" in trained
+    assert run("evaluate", str(model), "digits", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["cv", "digits", "--n-probe", "2,4"], "n_probe values apply to approximate search"),
+        (["train", "digits", "--algorithm", "annoy", "-o", "{tmp}/m"], "algorithm must be one of"),
+        (
+            ["train", "digits", "--algorithm", "ivf", "--n-lists", "5000", "-o", "{tmp}/m"],
+            "fewer than",
+        ),
+    ],
+)
+def test_index_errors_are_one_line(tmp_path, capsys, argv, message):
+    assert run(*[a.format(tmp=tmp_path) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and message in err and "Traceback" not in err

@@ -210,7 +210,20 @@ def _search(model, train: Dataset, grid: dict, splitting: dict, seed: int, fixed
             extract = _feature_step(fixed["features"], fixed["image_shape"])
             X, val = extract.fit_transform(X), val and (extract.transform(val[0]), val[1])
         metric, weights = grid.get("metric", ("l2",)), grid.get("weights", ("uniform",))
-        return sweep_knn(X, y, grid["k"], metric, weights, folds, val=val, seed=seed)
+        index = {name: fixed[name] for name in ("n_lists", "seed") if fixed.get(name) is not None}
+        return sweep_knn(
+            X,
+            y,
+            grid["k"],
+            metric,
+            weights,
+            folds,
+            val=val,
+            seed=seed,
+            algorithm=fixed.get("algorithm", "exact"),
+            n_probes=grid.get("n_probe"),
+            index_params=index,
+        )
     estimator = make_model(model, **fixed)
     grid = _as_pipeline_grid(estimator, grid)
     return _without_step_prefix(cross_validate(estimator, X, y, grid, folds, val=val, seed=seed))
@@ -456,12 +469,34 @@ def _inputs_of(image_shape, n_features: int | None = None) -> str | None:
 def hyperparameters(model) -> dict:
     """The classifier's hyperparameters (a Pipeline's last step), as it trains with them.
 
-    A learning rate left to the default is the value used, not None.
+    A learning rate left to the default is the value used, not None; so are a
+    fitted approximate index's ``n_lists`` / ``n_probe`` / ``ef_search``. Exact
+    k-NN shows none of the index settings.
     """
-    params = final_estimator(model).get_params(deep=False)
+    estimator = final_estimator(model)
+    params = estimator.get_params(deep=False)
     if "loss" in params and params.get("learning_rate") is None:  # "by loss": say which
         params["learning_rate"] = defaults.learning_rate("linear", params["loss"])
-    return {name: value for name, value in params.items() if name not in _NOT_HYPERPARAMETERS}
+    if "algorithm" in params:
+        params |= _index_settings(estimator, params["algorithm"])
+    return {
+        name: value
+        for name, value in params.items()
+        if name not in _NOT_HYPERPARAMETERS and value is not _UNUSED
+    }
+
+
+_UNUSED = object()
+_INDEX_SETTINGS = ("n_lists", "n_probe", "ef_search", "seed")
+
+
+def _index_settings(estimator, algorithm: str) -> dict:
+    """The index settings a k-NN model searches with (those that do not apply: _UNUSED)."""
+    if algorithm == "exact":  # the default: say nothing of indexes
+        return dict.fromkeys(("algorithm", *_INDEX_SETTINGS), _UNUSED)
+    index = getattr(estimator, "_index", None)
+    used = {name: getattr(index, name, None) for name in _INDEX_SETTINGS[:3]}
+    return {name: _UNUSED if value is None else value for name, value in used.items()}
 
 
 # settings of how a model runs, not of what it learns

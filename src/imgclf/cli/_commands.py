@@ -123,6 +123,9 @@ def cv(
     k: opt.KsOpt = None,
     metric: opt.MetricsOpt = None,
     weights: opt.WeightingsOpt = None,
+    algorithm: opt.AlgorithmOpt = "exact",
+    n_lists: opt.NListsOpt = None,
+    n_probe: opt.NProbesOpt = None,
     loss: opt.LossOpt = defaults.LINEAR["loss"],
     lr: opt.LrsOpt = None,
     reg: opt.RegsOpt = None,
@@ -154,24 +157,34 @@ def cv(
     run = experiments.run_model(
         _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed),
         model,
-        opt.search_grid(model, loss, k, metric, weights, lr, reg),
+        opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe),
         folds=folds,
         val_size=opt.size_or_fraction(val_size, "--val-size"),
         repeats=repeats,
         train_size=train_size,
         seed=seed,
         final_test=final_test,
-        fixed=opt.model_settings(model, loss, epochs, seed, features, hidden, dropout),
+        fixed=opt.model_settings(
+            model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
+        ),
     )
     if as_json:
         print_json(run.to_dict())
     else:
         print_run(run)
     if plot:
-        plots.cv_curve(run.selection.search, plot, x="k" if model == "knn" else "learning_rate")
+        plots.cv_curve(run.selection.search, plot, x=_swept(run.selection.search, model))
         out.print(f"wrote {plot}")
     if output:
         _write_json(output, run.to_dict())
+
+
+def _swept(search, model: str) -> str:
+    """The cv picture's x axis: k (or n_probe, when only it varies), or the learning rate."""
+    if model != "knn":
+        return "learning_rate"
+    varies = {name: len({c.get(name) for c in search.configs}) > 1 for name in ("k", "n_probe")}
+    return "n_probe" if varies["n_probe"] and not varies["k"] else "k"
 
 
 @app.command()
@@ -183,6 +196,9 @@ def train(
     k: opt.KOpt = defaults.KNN["k"],
     metric: opt.MetricOpt = defaults.KNN["metric"],
     weights: opt.WeightsOpt = defaults.KNN["weights"],
+    algorithm: opt.AlgorithmOpt = "exact",
+    n_lists: opt.NListsOpt = None,
+    n_probe: opt.NProbeOpt = None,
     loss: opt.LossOpt = defaults.LINEAR["loss"],
     lr: opt.LrOpt = None,
     reg: opt.RegOpt = None,
@@ -202,8 +218,11 @@ def train(
     key = opt.signing_key(sign_key_file)
     from imgclf import experiments, io
 
-    fixed = opt.model_settings(model, loss, epochs, seed, features, hidden, dropout)
+    fixed = opt.model_settings(
+        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
+    )
     chosen = {"k": k, "metric": metric, "weights": weights} if model == "knn" else {}
+    chosen |= {"n_probe": n_probe} if model == "knn" and n_probe is not None else {}
     chosen |= {name: v for name, v in (("learning_rate", lr), ("reg", reg)) if v is not None}
     start = time.perf_counter()
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
@@ -312,6 +331,9 @@ def report(
     k: opt.KsOpt = None,
     metric: opt.MetricsOpt = None,
     weights: opt.WeightingsOpt = None,
+    algorithm: opt.AlgorithmOpt = "exact",
+    n_lists: opt.NListsOpt = None,
+    n_probe: opt.NProbesOpt = None,
     loss: opt.LossOpt = defaults.LINEAR["loss"],
     lr: opt.LrsOpt = None,
     reg: opt.RegsOpt = None,
@@ -339,13 +361,15 @@ def report(
     run = experiments.run_model(
         splits,
         model,
-        opt.search_grid(model, loss, k, metric, weights, lr, reg),
+        opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe),
         folds=folds,
         val_size=opt.size_or_fraction(val_size, "--val-size"),
         repeats=repeats,
         train_size=train_size,
         seed=seed,
-        fixed=opt.model_settings(model, loss, epochs, seed, features, hidden, dropout),
+        fixed=opt.model_settings(
+            model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
+        ),
     )
     print_run(run)
     experiment_report(f"imgclf report: {data}", splits, [run], timings).write(output)

@@ -136,6 +136,25 @@ LrOpt = Annotated[
 RegOpt = Annotated[
     float | None, typer.Option(help=f"Regularization strength. \\[default: {_both('reg')}]")
 ]
+NProbeOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Lists searched per query (knn with an IVF index). \\[default: the index's]"
+    ),
+]
+
+# the search index (knn): one value each, for cv, train and report
+AlgorithmOpt = Annotated[
+    str,
+    typer.Option(
+        help="Neighbour search (knn): exact; ivf (imgclf's approximate index, L1 and L2); "
+        "hnsw (hnswlib, L2); or faiss:FACTORY, e.g. faiss:IVF1024,Flat or faiss:HNSW32."
+    ),
+]
+NListsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Lists of the ivf index. \\[default: 4 sqrt(training images)]"),
+]
 
 # lists of values to search (cv, report)
 KsOpt = Annotated[
@@ -172,6 +191,14 @@ RegsOpt = Annotated[
     typer.Option(
         "--reg",
         help=f"Regularization strengths to try. \\[default: {_grid_text('reg')}]",
+    ),
+]
+NProbesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--n-probe",
+        help="Lists searched per query to try (knn with --algorithm ivf or faiss:IVF...), "
+        "e.g. 1,2,4,8,16. \\[default: the index's]",
     ),
 ]
 FoldsOpt = Annotated[int, typer.Option(help="k-fold cross-validation folds.")]
@@ -257,7 +284,7 @@ def size_or_fraction(value: float | None, option: str) -> int | float | None:
 
 
 def search_grid(
-    model: str, loss: str, k=None, metric=None, weights=None, lr=None, reg=None
+    model: str, loss: str, k=None, metric=None, weights=None, lr=None, reg=None, n_probe=None
 ) -> dict:
     """The grid to search: the values given, the default grid for the rest."""
     from imgclf.experiments import default_grid
@@ -270,14 +297,28 @@ def search_grid(
         "reg": numbers(reg, "--reg"),
     }
     grid = default_grid(model, loss)
-    return {name: values if given[name] is None else given[name] for name, values in grid.items()}
+    grid = {name: values if given[name] is None else given[name] for name, values in grid.items()}
+    probes = numbers(n_probe, "--n-probe", int)
+    if probes is not None and model == "knn":
+        grid["n_probe"] = probes
+    return grid
 
 
 def model_settings(
-    model: str, loss: str, epochs, seed: int, features=None, hidden=None, dropout=None
+    model: str,
+    loss: str,
+    epochs,
+    seed: int,
+    features=None,
+    hidden=None,
+    dropout=None,
+    algorithm: str = "exact",
+    n_lists=None,
 ) -> dict:
     """Parameters held fixed while a search varies the grid (absent: the model's default)."""
     given = {"features": words(features, "--features")}
+    if model == "knn" and algorithm != "exact":
+        given |= {"algorithm": algorithm, "n_lists": n_lists, "seed": seed}
     if model == "linear":
         given |= {"loss": loss, "seed": seed, "epochs": epochs}
     elif model == "net":

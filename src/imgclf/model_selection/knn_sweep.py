@@ -5,6 +5,11 @@ But the k nearest neighbours are the first k of the ``k_max`` nearest (ties
 go to the lower index in both), so one search at the largest k, followed by
 votes built up rank by rank, scores every k and weighting, *exactly* as
 running each configuration separately would.
+
+With an approximate index (``algorithm="ivf"`` and friends) the index is built
+once per fold and metric, and every ``n_probe`` re-searches it: the sweep then
+scores what :class:`~imgclf.neighbors.KNNClassifier` with that algorithm and
+``n_probe`` would, so speed can be traded for accuracy on validation data.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from imgclf._progress import progress
 from imgclf._validation import check_choice, check_int
 from imgclf.model_selection.cross_validation import resolve_folds
 from imgclf.model_selection.result import SearchResult
-from imgclf.neighbors import voting
-from imgclf.neighbors.search import METRICS, ExactIndex
+from imgclf.neighbors import algorithms, voting
+from imgclf.neighbors.search import METRICS
 
 __all__ = ["sweep_knn"]
 
@@ -34,6 +39,9 @@ def sweep_knn(
     val=None,
     seed: int = 0,
     tie_break: str = "smallest",
+    algorithm: str = "exact",
+    n_probes=None,
+    index_params: dict | None = None,
     working_memory: int | None = None,
     n_jobs: int | None = None,
 ) -> SearchResult:
@@ -54,40 +62,91 @@ def sweep_knn(
     seed : int
         Shuffle seed of the folds.
     tie_break : {"smallest", "nearest"}
+    algorithm : str, default="exact"
+        The search index, as :class:`~imgclf.neighbors.KNNClassifier` names it.
+    n_probes : iterable of int, optional
+        ``n_probe`` values to score (``"ivf"`` and faiss IVF indexes); each is
+        a column of the grid like ``k``.
+    index_params : dict, optional
+        Other index settings held fixed: ``n_lists``, ``ef_search``, ``seed``, ``backend``.
 
     Returns
     -------
     SearchResult
-        Configurations ordered metric, then weights, then k; scores equal
-        those of :class:`~imgclf.neighbors.KNNClassifier` fitted per configuration.
+        Configurations ordered metric, then weights, then n_probe, then k;
+        scores equal those of :class:`~imgclf.neighbors.KNNClassifier` fitted
+        per configuration.
     """
     ks, metrics, weights = _check_grid(ks, metrics, weights)
+    n_probes = _check_probes(n_probes, algorithms.check_algorithm(algorithm))
     check_choice("tie_break", tie_break, voting.TIE_BREAKS)
     X, y, splits = resolve_folds(X, y, folds, val, seed)
     X = np.asarray(X)
     classes, y_index = np.unique(np.asarray(y), return_inverse=True)
     _check_k_fits(max(ks), splits)
-    configs = [{"k": k, "metric": m, "weights": w} for m in metrics for w in weights for k in ks]
-    row_of = {(c["metric"], c["weights"], c["k"]): i for i, c in enumerate(configs)}
+    configs = _configs(ks, metrics, weights, n_probes)
+    row_of = {tuple(c.values()): i for i, c in enumerate(configs)}
     scores = np.empty((len(configs), len(splits)))
     timings = {"search_s": 0.0, "vote_s": 0.0}
+    settings = _index_settings(index_params, working_memory, n_jobs)
     tasks = [(f, m) for f in range(len(splits)) for m in metrics]
     for f, metric in progress(tasks, len(tasks), "Sweeping k-NN"):
         train, held_out = splits[f]
         start = time.perf_counter()
-        index = ExactIndex(X[train], metric, working_memory=working_memory, n_jobs=n_jobs)
-        dist, neighbors = index.search(X[held_out], max(ks))
+        index = algorithms.build_index(X[train], algorithm, metric, **settings)
         timings["search_s"] += time.perf_counter() - start
-        start = time.perf_counter()
-        labels = y_index[train][neighbors]
-        for w in weights:
-            fold_scores = _score_every_k(
-                labels, dist, w, ks, len(classes), y_index[held_out], tie_break
-            )
-            for k, score in fold_scores.items():
-                scores[row_of[metric, w, k], f] = score
-        timings["vote_s"] += time.perf_counter() - start
+        for n_probe in n_probes:
+            start = time.perf_counter()
+            if n_probe is not None:
+                index.n_probe = n_probe
+            dist, neighbors = index.search(X[held_out], max(ks))
+            timings["search_s"] += time.perf_counter() - start
+            start = time.perf_counter()
+            labels = y_index[train][neighbors]
+            for w in weights:
+                fold_scores = _score_every_k(
+                    labels, dist, w, ks, len(classes), y_index[held_out], tie_break
+                )
+                for k, score in fold_scores.items():
+                    key = (k, metric, w) if n_probe is None else (k, metric, w, n_probe)
+                    scores[row_of[key], f] = score
+            timings["vote_s"] += time.perf_counter() - start
     return SearchResult(configs, scores, timings)
+
+
+def _configs(ks, metrics, weights, n_probes) -> list[dict]:
+    """Every configuration, as KNNClassifier parameters (``n_probe`` only when swept)."""
+    configs = []
+    for m in metrics:
+        for w in weights:
+            for p in n_probes:
+                probe = {} if p is None else {"n_probe": p}
+                configs += [{"k": k, "metric": m, "weights": w, **probe} for k in ks]
+    return configs
+
+
+def _check_probes(n_probes, algorithm: str) -> list:
+    if n_probes is None:
+        return [None]
+    n_probes = sorted({check_int("n_probe", p, low=1) for p in n_probes})
+    if not n_probes:
+        raise ValueError("n_probes is empty; give at least one value, or None")
+    if algorithm == "exact":
+        raise ValueError(
+            "n_probe values apply to approximate search; give algorithm='ivf' "
+            "(--algorithm ivf) or a faiss IVF factory such as 'faiss:IVF1024,Flat' too"
+        )
+    return n_probes
+
+
+def _index_settings(index_params: dict | None, working_memory, n_jobs) -> dict:
+    settings = {"backend": "auto", "n_lists": None, "n_probe": None, "ef_search": None, "seed": 0}
+    unknown = set(index_params or {}) - settings.keys()
+    if unknown:
+        raise ValueError(
+            f"index_params has unknown settings {sorted(unknown)}; accepted: {sorted(settings)}"
+        )
+    return {**settings, **(index_params or {}), "working_memory": working_memory, "n_jobs": n_jobs}
 
 
 def _score_every_k(labels, dist, weights, ks, n_classes, truth, tie_break) -> dict[int, float]:
