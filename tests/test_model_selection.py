@@ -156,6 +156,20 @@ def test_sweep_equals_classifier_fitted_per_configuration(digits):
             assert row[f] == clf.score(X[val], y[val])
 
 
+def test_an_ivf_sweep_equals_classifiers_fitted_per_n_probe(digits):
+    X, y = digits
+    folds = kfold(y, 3, seed=1)
+    settings = {"n_lists": 12, "seed": 3}
+    result = sweep_knn(
+        X, y, [1, 5], ("l2",), folds=folds, algorithm="ivf", n_probes=[1, 3], index_params=settings
+    )
+    assert [(c["n_probe"], c["k"]) for c in result.configs] == [(1, 1), (1, 5), (3, 1), (3, 5)]
+    for config, row in zip(result.configs, result.scores, strict=True):
+        for f, (train, val) in enumerate(folds):
+            clf = KNNClassifier(**config, algorithm="ivf", **settings).fit(X[train], y[train])
+            assert row[f] == clf.score(X[val], y[val])
+
+
 def test_sweep_with_a_fixed_validation_set(digits):
     X, y = digits
     result = sweep_knn(X[:1000], y[:1000], [1, 5], ("l2",), val=(X[1000:], y[1000:]))
@@ -173,13 +187,16 @@ def test_sweep_with_a_fixed_validation_set(digits):
         ({"ks": [0]}, "k must be >= 1"),
         ({"metrics": ["cosine"]}, "metric must be one of"),
         ({"weights": ()}, "weights is empty"),
+        ({"n_probes": [2]}, "n_probe values apply to approximate search"),
+        ({"n_probes": [0], "algorithm": "ivf"}, "n_probe must be >= 1"),
+        ({"algorithm": "ivf", "index_params": {"nlist": 4}}, "unknown settings"),
     ],
 )
 def test_sweep_errors_name_the_value(digits, kwargs, message):
     X, y = digits
     args = {"ks": [1], "metrics": ("l1",), "weights": ("uniform",)} | kwargs
     with pytest.raises(ValueError, match=message):
-        sweep_knn(X, y, args["ks"], args["metrics"], args["weights"])
+        sweep_knn(X, y, args.pop("ks"), args.pop("metrics"), args.pop("weights"), **args)
 
 
 def test_cross_validate_any_classifier_and_result_table(digits):
