@@ -12,12 +12,14 @@ Text from data goes through ``_figure.literal`` (``$`` escaped), so a class
 name is drawn as written and never parsed as mathtext.
 ``linear``   templates, loss_curve, lr_reg_grid, decision_regions (hyperplanes)
 ``nn``       training_curves (loss, train/val accuracy per epoch), first_layer (weights as tiles)
+``recall_speed``  recall_speed: approximate search's recall@k against queries/s, exact as reference
 """
 
 from imgclf.plots.cv import cv_curve, search_heatmap
 from imgclf.plots.images import confusion, distances, neighbours, samples
 from imgclf.plots.linear import decision_regions, loss_curve, lr_reg_grid, templates
 from imgclf.plots.nn import first_layer, training_curves
+from imgclf.plots.recall_speed import recall_speed
 from imgclf.plots.regions import knn_regions, scatter_points
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "loss_curve",
     "lr_reg_grid",
     "neighbours",
+    "recall_speed",
     "samples",
     "scatter_points",
     "search_heatmap",
