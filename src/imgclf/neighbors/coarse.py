@@ -65,9 +65,10 @@ class CoarseQuantizer:
             return np.asarray(X, np.float32)
         out = np.empty((len(X), len(self.components)), np.float32)
         for lo in range(0, len(X), CHUNK):
-            chunk = X[lo : lo + CHUNK].astype(np.float32)
-            chunk -= self.mean
-            np.matmul(chunk, self.components.T, out=out[lo : lo + CHUNK])
+            np.matmul(
+                X[lo : lo + CHUNK].astype(np.float32), self.components.T, out=out[lo : lo + CHUNK]
+            )
+        out -= self.mean @ self.components.T  # (x - mean) P = xP - mean P: no centred copy of X
         return out
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:
