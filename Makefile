@@ -17,7 +17,7 @@ install: $(BIN)/python
 	$(PIP) -e .
 
 install-dev: $(BIN)/python
-	@echo "==> installing imgclf with every extra (faiss, dask, serve) and the dev tools"
+	@echo "==> installing imgclf with every extra (faiss, hnsw, dask, serve) and the dev tools"
 	$(PIP) -e '.[dev]'
 
 demo: install
