@@ -114,6 +114,23 @@ def test_every_command_on_digits(tmp_path, model, features):
         assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
 
 
+@pytest.mark.parametrize("algorithm", ["ivf", "faiss:IVF16,Flat", "hnsw"])
+def test_approximate_knn_commands(tmp_path, algorithm):
+    """cv sweeps n_probe, train saves the index, evaluate and predict reload it."""
+    from PIL import Image
+
+    from imgclf.datasets import load_digits
+
+    probes = [] if algorithm == "hnsw" else ["--n-probe", "2,8"]
+    cv = imgclf("cv", "digits", "--algorithm", algorithm, *probes, "--k", "1", cwd=tmp_path)
+    assert "chosen: k=1" in cv.stdout
+    imgclf("train", "digits", "--algorithm", algorithm, "-o", "m.imgclf", cwd=tmp_path)
+    evaluation = json.loads(imgclf("evaluate", "m.imgclf", "digits", "--json", cwd=tmp_path).stdout)
+    assert evaluation["accuracy"] > 0.9
+    Image.fromarray(load_digits()["test"].images[0][:, :, 0]).save(tmp_path / "0.png")
+    assert "0.png: " in imgclf("predict", "m.imgclf", "0.png", cwd=tmp_path).stdout
+
+
 @pytest.mark.parametrize("model", ["knn", "linear", "net"])
 def test_features_on_a_folder_without_test_split(tmp_path, rgb_folder, model):
     """HOG and colour features need RGB images of 16x16 or more: a made-up folder."""

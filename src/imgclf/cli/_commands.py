@@ -157,7 +157,9 @@ def cv(
     run = experiments.run_model(
         _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed),
         model,
-        opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe),
+        opt.metrics_for(
+            opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe), metric, algorithm
+        ),
         folds=folds,
         val_size=opt.size_or_fraction(val_size, "--val-size"),
         repeats=repeats,
@@ -361,7 +363,9 @@ def report(
     run = experiments.run_model(
         splits,
         model,
-        opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe),
+        opt.metrics_for(
+            opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe), metric, algorithm
+        ),
         folds=folds,
         val_size=opt.size_or_fraction(val_size, "--val-size"),
         repeats=repeats,

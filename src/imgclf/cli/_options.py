@@ -304,6 +304,16 @@ def search_grid(
     return grid
 
 
+def metrics_for(grid: dict, given, algorithm: str) -> dict:
+    """A default metric grid keeps only what ``algorithm`` searches (hnsw: L2 only)."""
+    if given is not None or "metric" not in grid:
+        return grid
+    from imgclf.neighbors.algorithms import check_algorithm, metrics_of
+
+    usable = metrics_of(check_algorithm(algorithm))
+    return {**grid, "metric": [m for m in grid["metric"] if m in usable] or list(usable)}
+
+
 def model_settings(
     model: str,
     loss: str,

@@ -18,9 +18,18 @@ trains its index again.
 
 from __future__ import annotations
 
-from imgclf.neighbors.search import ExactIndex
+import re
 
-__all__ = ["ALGORITHMS", "build_index", "check_algorithm", "is_approximate", "load_index"]
+from imgclf.neighbors.search import METRICS, ExactIndex
+
+__all__ = [
+    "ALGORITHMS",
+    "build_index",
+    "check_algorithm",
+    "is_approximate",
+    "load_index",
+    "metrics_of",
+]
 
 ALGORITHMS = ("exact", "ivf", "hnsw", "faiss:<factory>")
 FAISS_PREFIX = "faiss:"
@@ -39,6 +48,20 @@ def check_algorithm(algorithm) -> str:
 
 def is_approximate(algorithm: str) -> bool:
     return algorithm != "exact"
+
+
+# faiss factories that search L1 correctly (measured on faiss 1.15; faiss_backend refuses others)
+_FAISS_L1 = re.compile(r"Flat|IVF\d+,Flat|HNSW\d+(,Flat)?")
+
+
+def metrics_of(algorithm: str) -> tuple[str, ...]:
+    """The metrics ``algorithm`` searches: what a search grid may try with it."""
+    if algorithm == "hnsw":
+        return ("l2",)
+    factory = algorithm[len(FAISS_PREFIX) :] if algorithm.startswith(FAISS_PREFIX) else None
+    if factory is not None and not _FAISS_L1.fullmatch(factory.strip()):
+        return ("l2",)
+    return METRICS
 
 
 def _index_class(algorithm: str):
