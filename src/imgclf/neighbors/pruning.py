@@ -1,24 +1,60 @@
-"""Exact search for a few queries by lower-bound pruning.
+"""Exact search for a few queries by a cascade of lower bounds.
 
 One query against a large database is bound by memory bandwidth: every byte
 of the database is read to compute a single row of distances (50,000 CIFAR
-images are 154 MB, ~8 ms at 20 GB/s). A much smaller summary gives a lower
-bound on every distance, and only rows whose bound could beat the k-th best
-need their exact distance. The summary holds, per row, the sums of
-consecutive groups of ``g`` features (``S_x[j] = sum of x[j*g : (j+1)*g]``):
+images are 154 MB, ~8 ms at 20 GB/s). Small summaries give lower bounds on
+every distance, and only rows whose bound could beat the k-th best need their
+exact distance. Three stages, each run only on the rows that survived the
+one before:
 
-* L1, by the triangle inequality:  ``|q - x|_1 >= sum_j |S_q[j] - S_x[j]|``
-* L2, by Cauchy-Schwarz:           ``g |q - x|_2^2 >= sum_j (S_q[j] - S_x[j])^2``
+1. **First bound**, ``m1`` float32 numbers per row (:data:`FIRST_DIMS`),
+   stored feature-major so the pass over every row is one vector loop (3.2 MB
+   for L2 and 6.4 MB for L1 on CIFAR, instead of 154 MB of pixels):
 
-Everything is integer arithmetic, so the pruning is exact, not approximate.
-The search: bound every row; take the few rows with the smallest bounds and
-their exact distances; the k-th smallest of those, ``tau``, is at least the
-true k-th distance, so any row whose bound exceeds ``tau`` cannot be among the
-k nearest (nor tie with them). The rest get exact distances, and the k best
-are kept, ties to the lower index as everywhere in the engine.
+   * L1: sums over coarse groups (unions of the groups of stage 2). For any
+     partition into groups ``G``, by the triangle inequality
+     ``|q - x|_1 >= sum_G |S_q[G] - S_x[G]|``. Sums below 2^24 are exact in
+     float32, and so is the whole bound.
+   * L2: ``m1 - 1`` principal axes of a sample plus the residual norm. For
+     ``A`` (``m x d``) of spectral norm at most 1, ``rho(v)^2 = |v|^2 -
+     |A v|^2`` is a seminorm, so ``|q - x|^2 = |A(q - x)|^2 + rho(q - x)^2
+     >= |A(q - mu) - A(x - mu)|^2 + (rho(q - mu) - rho(x - mu))^2``. ``A``
+     is the axes rounded to int16 (``P_int = round(2^14 P)``) divided by its
+     spectral norm, so ``A(x - mu)`` is an exact integer vector scaled once.
+     Storing it as float32 moves each row's summary by less than
+     ``2^-22 |x - mu|``, and summing in float32 errs by less than 2^-19; the
+     threshold allows both before it prunes.
 
-On CIFAR-10 with ``g = 16`` (a summary 16x smaller than the pixels) about 3%
-of rows survive for k = 10.
+2. **Group-sum bound**, per row the sums of ``g = 16`` features each
+   (``S_x[j]``, uint16):
+
+   * L1, by the triangle inequality:  ``|q - x|_1 >= sum_j |S_q[j] - S_x[j]|``
+   * L2, by Cauchy-Schwarz, with the residual as above (``A`` = the averages
+     over the groups): ``g |q - x|^2 >= sum_j (S_q[j] - S_x[j])^2 +
+     (r_q - r_x)^2`` where ``r_x^2 = g |x|^2 - sum_j S_x[j]^2``, an exact
+     integer (its root in float64: the threshold allows 2^-30 for it).
+
+   The bounds hold for any partition, and are tight where ``q - x`` has one
+   sign across each group. The groups are learned from a sample: features
+   are paired by correlation, pairs paired again, four times (16 features),
+   and again for the coarse groups of stage 1. On CIFAR they come out as
+   compact patches of one colour channel, and half as many rows survive
+   them as survive 16 consecutive bytes (half a row of pixels, all channels).
+
+3. **Exact distances** (int64 L1 or squared L2) of the rows that survive
+   both, in increasing order of their bound, stopping at the first bound
+   above the k-th best distance so far.
+
+The threshold ``tau``: the first pass keeps the rows with the smallest first
+bounds; the k-th smallest of their exact distances is at least the true k-th
+distance, so a row whose bound exceeds ``tau`` cannot be among the k nearest
+(nor tie with them). Threads take contiguous shares of the rows and run the
+whole cascade on them, each pruning with the smallest k-th distance any of
+them has found; the k best of all are merged, ties to the lower id as
+everywhere in the engine.
+
+On CIFAR-10 (k = 10, median) about 4% of rows survive the first bound and
+1% the second (``benchmarks/bench_single_query.py``).
 """
 
 from __future__ import annotations
@@ -27,28 +63,57 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import int16, int32, int64, types, uint32, uint64
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-__all__ = ["GROUP", "LowerBoundPruner"]
+from imgclf.neighbors.kernels import _cpu
+from imgclf.neighbors.kernels.l1 import _sad256
+
+__all__ = ["CASCADE_MIN_ROWS", "FIRST_DIMS", "GROUP", "LowerBoundPruner"]
 
 GROUP = 16  # features per summed group: divides the engine's padding (64)
-_SEED_ROWS = 64  # rows whose exact distance sets the first pruning threshold
+FIRST_DIMS = {"l1": 32, "l2": 16}  # numbers per row in the first bound
+CASCADE_MIN_ROWS = 1024  # below this, one group-sum pass is as fast
+MAX_CASCADE_D = 1 << 16  # first-bound sums stay exact in float32 (255 d < 2^24)
+_SEEDS = 32  # rows (at least k) whose exact distances set a thread's first threshold
+_SAMPLE = 2048  # rows the principal axes are estimated from
+_PAIRING_SAMPLE = 256  # rows the groups are learned from
+_PCA_SCALE = 1 << 14  # axes are rounded to multiples of 2^-14 (int16)
+_CHUNK = 256  # rows per vector pass of the first bound
+_AHEAD = 8  # candidates whose group sums are fetched ahead of use
+_BIG = np.iinfo(np.int64).max
+
+
+# --------------------------------------------------------------------------- #
+# Summaries
+# --------------------------------------------------------------------------- #
 
 
 @numba.njit(nogil=True, cache=True)
-def _group_sums(X, group):
-    n, d = X.shape
-    out = np.empty((n, d // group), np.uint16)
-    for i in range(n):
-        for j in range(d // group):
-            total = 0
-            for t in range(j * group, (j + 1) * group):
-                total += X[i, t]
-            out[i, j] = total
-    return out
+def _group_sums(X, groups, lo, hi, sums, norms):
+    """Rows ``lo..hi``: ``sums[i, j]`` = sum of ``X[i, groups[j]]``, ``norms[i] = |X[i]|^2``."""
+    for i in range(lo, hi):
+        row = X[i]
+        for j in range(groups.shape[0]):
+            total = int32(0)
+            for t in range(groups.shape[1]):
+                total += int32(row[groups[j, t]])
+            sums[i, j] = total
+        sq = int32(0)  # exact: 255^2 d < 2^31 for d <= 2^15 ...
+        big = int64(0)  # ... and in int64 pieces beyond
+        for t in range(row.shape[0]):
+            sq = int32(sq + int32(row[t]) * int32(row[t]))
+            if t % 32768 == 32767:
+                big += sq
+                sq = 0
+        norms[i] = big + sq
 
 
 @numba.njit(nogil=True, cache=True)
 def _lower_bounds(summary, query_sums, squared):
+    """The group-sum bound (stage 2 without its residual term) of every row, int64."""
     n, groups = summary.shape
     out = np.empty(n, np.int64)
     for i in range(n):
@@ -61,17 +126,407 @@ def _lower_bounds(summary, query_sums, squared):
 
 
 @numba.njit(nogil=True, cache=True)
-def _exact(query, X, rows, squared):
-    """Exact L1 or squared-L2 distance from ``query`` to ``X[rows]``, int64."""
-    out = np.empty(len(rows), np.int64)
-    for r in range(len(rows)):
-        total = 0
-        row = X[rows[r]]
-        for t in range(X.shape[1]):
-            diff = np.int32(query[t]) - np.int32(row[t])
-            total += diff * diff if squared else abs(diff)
-        out[r] = total
-    return out
+def _coarse_sums(sums, labels, lo, hi, out):
+    """``out[l, i]`` = sum of ``sums[i, j]`` over ``labels[j] == l``, rows ``lo..hi`` (exact)."""
+    for i in range(lo, hi):
+        for c in range(out.shape[0]):
+            out[c, i] = 0
+        for j in range(sums.shape[1]):
+            out[labels[j], i] += sums[i, j]
+
+
+@numba.njit(nogil=True, cache=True)
+def _project(X, axes, mean, sigma, lo, hi, out):
+    """L2 first summaries of rows ``lo..hi``: ``(P_int (x - mu) / sigma, rho)`` into ``out``.
+
+    ``P_int (x - mu)`` is exact in int32: ``|P_int[j]| <= 2^14 (1 + eps)`` and
+    ``|x - mu| <= 255 sqrt(d)``, so by Cauchy-Schwarz each sum stays below 2^31
+    for ``d <= 2^16``. Returns the largest ``|x - mu|`` seen.
+    """
+    m, d = axes.shape
+    centred = np.empty(d, np.int16)
+    largest = 0.0
+    for i in range(lo, hi):
+        row = X[i]
+        sq = int64(0)
+        for t in range(d):
+            c = int16(int16(row[t]) - mean[t])
+            centred[t] = c
+            sq += int32(c) * int32(c)
+        projected = 0.0
+        for j in range(m):
+            axis = axes[j]
+            dot = int32(0)
+            for t in range(d):
+                dot = int32(dot + int32(axis[t]) * int32(centred[t]))
+            z = dot / sigma
+            out[j, i] = z
+            projected += z * z
+        out[m, i] = np.sqrt(max(sq - projected, 0.0))
+        largest = max(largest, np.sqrt(sq))
+    return largest
+
+
+def _pair_up(columns: np.ndarray, target: int) -> np.ndarray:
+    """Label each column with a group: merge the most correlated pairs until ``target`` remain.
+
+    Each round pairs groups (each in at most one pair, so the count at most
+    halves) greedily by decreasing correlation of their sums over the sample
+    rows ``columns`` (s, c); groups left over are paired in order while the
+    round needs more pairs. Rounds that pair everything keep the groups equal.
+    """
+    sums = columns.astype(np.float32)
+    labels = np.arange(sums.shape[1])
+    while sums.shape[1] > target:
+        groups = sums.shape[1]
+        merges = groups - max(target, (groups + 1) // 2)
+        z = sums - sums.mean(axis=0)
+        z /= np.maximum(np.linalg.norm(z, axis=0), 1e-12)  # constant columns: correlation 0
+        corr = z.T @ z
+        np.fill_diagonal(corr, -np.inf)
+        width = min(16, groups - 1)
+        partner = np.argpartition(-corr, width - 1, axis=1)[:, :width]
+        first = np.repeat(np.arange(groups), width)
+        second = partner.ravel()
+        new = np.full(groups, -1)
+        count = 0
+        for pair in np.argsort(-corr[first, second], kind="stable"):
+            a, b = first[pair], second[pair]
+            if count < merges and new[a] < 0 and new[b] < 0:
+                new[a] = new[b] = count
+                count += 1
+        left = np.flatnonzero(new < 0)
+        pairs_left = merges - count
+        new[left[: 2 * pairs_left]] = count + np.arange(2 * pairs_left) // 2
+        new[left[2 * pairs_left :]] = merges + np.arange(len(left) - 2 * pairs_left)
+        merged = np.zeros((len(sums), groups - merges), np.float32)
+        np.add.at(merged.T, new, sums.T)
+        labels, sums = new[labels], merged
+    return labels
+
+
+def _principal_axes(database: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(P_int, mu, sigma)``: ``m`` principal axes of a sample, rounded, and their norm.
+
+    Randomised subspace iteration on evenly spaced rows (deterministic). Only
+    the bound's tightness depends on how good the axes are, never its
+    validity: ``sigma >= ||P_int||_2`` makes ``P_int / sigma`` a contraction.
+    """
+    n, d = database.shape
+    sample = database[np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64)]
+    sample = sample.astype(np.float32)
+    mean = np.rint(sample.mean(axis=0))
+    sample -= mean
+    basis = np.random.default_rng(0).standard_normal((d, min(d, m + 8))).astype(np.float32)
+    for _ in range(3):
+        basis, _ = np.linalg.qr(sample.T @ (sample @ basis))
+    basis = basis.astype(np.float64)
+    _, _, vt = np.linalg.svd(sample @ basis, full_matrices=False)
+    axes = np.rint(vt[:m] @ basis.T * _PCA_SCALE).astype(np.int16)  # orthonormal rows, x 2^14
+    sigma = np.linalg.norm(axes.astype(np.float64), 2) * (1 + 2.0**-30)
+    return axes, mean.astype(np.int16), float(sigma)
+
+
+# --------------------------------------------------------------------------- #
+# The cascade, one thread's share of the rows
+# --------------------------------------------------------------------------- #
+
+
+@intrinsic
+def _prefetch(typingctx, array, row, col):
+    """Ask the CPU to fetch the cache line of ``array[row, col]`` (2-D, C order) early."""
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        index = [
+            context.cast(builder, v, t, types.intp)
+            for v, t in zip(args[1:], sig.args[1:], strict=True)
+        ]
+        shape = cgutils.unpack_tuple(builder, ary.shape, 2)
+        strides = cgutils.unpack_tuple(builder, ary.strides, 2)
+        ptr = cgutils.get_item_pointer2(context, builder, ary.data, shape, strides, "C", index)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+        )  # read, keep in all cache levels, data
+        builder.call(fn, [builder.bitcast(ptr, i8p), *(ir.Constant(i32, v) for v in (0, 3, 1))])
+        return context.get_dummy_value()
+
+    return types.void(array, row, col), codegen
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _prefetch_row(array, row):
+    """Fetch a whole row early: candidates are scattered, so the CPU cannot guess them."""
+    for col in range(0, array.shape[1], 64 // array.itemsize):
+        _prefetch(array, row, col)
+
+
+# The hot loops index arrays directly with unsigned integers: no views (each is
+# a reference count, an atomic shared by the threads) and no negative-index
+# wraparound, so LLVM vectorises them.
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _first_bounds(first, qfirst, lo, hi, squared, out):
+    """``out[i]`` = the first bound of row ``lo + i``, summed in float32 (a vector loop)."""
+    w = uint64(hi - lo)
+    for i in range(w):
+        out[i] = 0
+    for j in range(uint64(first.shape[0])):
+        qj = qfirst[j]
+        if squared:
+            for i in range(w):
+                diff = first[j, uint64(lo) + i] - qj
+                out[i] += diff * diff
+        else:
+            for i in range(w):
+                out[i] += abs(first[j, uint64(lo) + i] - qj)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _group_bound(sums, row, qsums, squared):
+    """``sum_j |S_q[j] - S_x[j]|`` or ``sum_j (S_q[j] - S_x[j])^2`` for one row, int64.
+
+    Group sums are at most 255 * 16 < 2^12: differences fit int16, 256 of
+    their squares fit uint32 and 256 absolute differences int32.
+    """
+    r, groups = uint64(row), uint64(sums.shape[1])
+    total = int64(0)
+    for start in range(uint64(0), groups, uint64(256)):
+        stop = min(start + uint64(256), groups)
+        if squared:
+            part = uint32(0)
+            for j in range(start, stop):
+                diff = int32(int16(sums[r, j]) - qsums[j])
+                part = uint32(part + uint32(diff * diff))
+            total += part
+        else:
+            part = int32(0)
+            for j in range(start, stop):
+                part = int32(part + int32(abs(int16(int16(sums[r, j]) - qsums[j]))))
+            total += part
+    return total
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _second_bound(sums, residual, row, qsums, qresidual, squared):
+    """The stage-2 bound of one row, float64 (L2: in units of ``g |q - x|^2``)."""
+    b = np.float64(_group_bound(sums, row, qsums, squared))
+    if squared:
+        b += (residual[row] - qresidual) ** 2
+    return b
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _distance(pixels, norms, row, query, qnorm, squared, simd):
+    """Exact L1 or squared L2 distance from ``query`` (1, d) to one database row, int64."""
+    r, d, zero = uint64(row), uint64(pixels.shape[1]), uint64(0)
+    if squared:  # |q|^2 + |x|^2 - 2 q.x, the dot in int32 pieces (exact: 255^2 2^15 < 2^31)
+        dot = int64(0)
+        for start in range(zero, d, uint64(1 << 15)):
+            part = int32(0)
+            for t in range(start, min(start + uint64(1 << 15), d)):
+                part = int32(part + int32(query[zero, t]) * int32(pixels[r, t]))
+            dot += part
+        return qnorm + norms[row] - 2 * dot
+    if simd:
+        return _sad256(query, (0,), pixels, (row,))[0]
+    total = int32(0)  # exact: 255 d < 2^31
+    for t in range(d):
+        total = int32(total + abs(int32(query[zero, t]) - int32(pixels[r, t])))
+    return int64(total)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _insert(best, best_id, value, ident):
+    """Insert ``(value, ident)`` into the k best, sorted by (distance, id), unless already in."""
+    k = best.shape[0]
+    if value > best[k - 1] or (value == best[k - 1] and ident >= best_id[k - 1]):
+        return
+    slot = k - 1
+    while slot > 0 and (
+        best[slot - 1] > value or (best[slot - 1] == value and best_id[slot - 1] > ident)
+    ):
+        slot -= 1
+    if slot > 0 and best[slot - 1] == value and best_id[slot - 1] == ident:
+        return  # a seed, met again among the candidates
+    for i in range(k - 1, slot, -1):
+        best[i] = best[i - 1]
+        best_id[i] = best_id[i - 1]
+    best[slot] = value
+    best_id[slot] = ident
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _keep_smallest(values, where, value, position):
+    """Insert ``value`` into the ascending ``values`` (dropping the last) and its position."""
+    slot = values.shape[0] - 1
+    while slot > 0 and values[slot - 1] > value:
+        values[slot] = values[slot - 1]
+        where[slot] = where[slot - 1]
+        slot -= 1
+    values[slot] = value
+    where[slot] = position
+
+
+@numba.njit(nogil=True, cache=True)
+def _first_pass(first, qfirst, sums, residual, qsums, qresidual, ranges, squared, cascade,
+                bounds, seed_bound, seed_row):  # fmt: skip
+    """Stage 1 (or, without the cascade, stage 2) bound of every row in ``ranges``.
+
+    Fills ``bounds`` in range order and keeps the rows with the smallest bounds.
+    """
+    acc = np.empty(_CHUNK, np.float32)
+    p = 0
+    for r in range(ranges.shape[0]):
+        for lo in range(ranges[r, 0], ranges[r, 1], _CHUNK):
+            hi = min(lo + _CHUNK, ranges[r, 1])
+            if cascade:
+                _first_bounds(first, qfirst, lo, hi, squared, acc)
+                for i in range(uint64(hi - lo)):
+                    bounds[uint64(p) + i] = acc[i]
+            else:
+                for row in range(lo, hi):
+                    bounds[p + row - lo] = _second_bound(sums, residual, row, qsums, qresidual,
+                                                         squared)  # fmt: skip
+            worst = seed_bound[-1]
+            for row in range(lo, hi):
+                if bounds[p] < worst:
+                    _keep_smallest(seed_bound, seed_row, bounds[p], row)
+                    worst = seed_bound[-1]
+                p += 1
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _thresholds(tau, squared, cascade, group, slack, residual_scale):
+    """The first and second bounds a row may have and still tie with k-th distance ``tau``.
+
+    With allowances for rounding: float32 first bounds (L2: each summary off
+    by < 2^-22 |x - mu|, so distances by ``slack``; sums by < 2^-19), and
+    the float64 residual term of the second (``residual_scale = (r_q + max r_x)^2``).
+    """
+    if tau == _BIG:
+        return np.inf, np.inf
+    t = np.float64(tau)
+    if not squared:
+        return t * (1 + 2.0**-18), t
+    second = group * t + 2.0**-30 * (group * t + residual_scale)
+    if not cascade:
+        return second, second
+    return (np.sqrt(t) + slack) ** 2 * (1 + 2.0**-17), second
+
+
+@numba.njit(nogil=True, cache=True)
+def _summarise(query, groups, axes, mean, labels, consts, m1, squared, cascade):
+    """The query's (|q|^2, group sums, residual, first summaries, slack).
+
+    ``consts`` = (sigma, largest |x - mu|, largest r_x) of the database.
+    """
+    sums = np.empty((1, groups.shape[0]), np.uint16)
+    norms = np.empty(1, np.int64)
+    _group_sums(query, groups, 0, 1, sums, norms)
+    qsums = sums[0].astype(np.int16)
+    fine = groups.shape[1] * norms[0]
+    for j in range(qsums.shape[0]):
+        fine -= int64(qsums[j]) * int64(qsums[j])
+    first = np.zeros(m1, np.float32)
+    slack = 0.0
+    if cascade and squared:
+        out = np.empty((m1, 1), np.float32)
+        largest = _project(query, axes, mean, consts[0], 0, 1, out)
+        first[:] = out[:, 0]
+        slack = 2.0**-22 * (largest + consts[1])
+    elif cascade:
+        for j in range(labels.shape[0]):
+            first[labels[j]] += qsums[j]
+    return norms[0], qsums, np.sqrt(fine), first, slack
+
+
+def _make_search_part(simd: bool):
+    """One thread's cascade over its row ranges; ``simd``: L1 distances by ``vpsadbw``.
+
+    Compiled once per value of ``simd`` (a closure constant, so the other
+    branch is never typed: the intrinsic needs AVX2).
+    """
+
+    @numba.njit(nogil=True, cache=True)
+    def search_part(pixels, norms, sums, residual, first, groups, axes, mean, labels, consts,
+                    query, ranges, ids, k, squared, cascade, shared, part):  # fmt: skip
+        """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact]).
+
+        ``shared[part]`` holds this thread's k-th distance so far; any thread's
+        is at least the k-th of the whole search, so all prune with the least.
+        """
+        qnorm, qsums, qres, qfirst, slack = _summarise(
+            query, groups, axes, mean, labels, consts, first.shape[0], squared, cascade
+        )
+        group, scale = groups.shape[1], (qres + consts[2]) ** 2
+        n = 0
+        for r in range(ranges.shape[0]):
+            n += ranges[r, 1] - ranges[r, 0]
+        bounds = np.empty(n, np.float64)
+        seeds = max(_SEEDS, k)
+        seed_bound = np.full(seeds, np.inf)
+        seed_row = np.full(seeds, -1, np.int64)
+        _first_pass(first, qfirst, sums, residual, qsums, qres, ranges, squared, cascade,
+                    bounds, seed_bound, seed_row)  # fmt: skip
+
+        best = np.full(k, _BIG, np.int64)
+        best_id = np.full(k, _BIG, np.int64)
+        for row in seed_row:
+            if row >= 0:
+                dist = _distance(pixels, norms, row, query, qnorm, squared, simd)
+                _insert(best, best_id, dist, ids[row])
+        shared[part] = best[k - 1]
+        first_limit, second_limit = _thresholds(shared.min(), squared, cascade, group, slack, scale)
+
+        passing = np.empty(n, np.int64)  # rows whose first bound is small enough
+        passed = p = 0
+        for r in range(ranges.shape[0]):
+            for row in range(ranges[r, 0], ranges[r, 1]):
+                if bounds[p] <= first_limit:
+                    passing[passed] = row
+                    passed += 1
+                p += 1
+        cand_row = np.empty(passed, np.int64)
+        cand_bound = np.empty(passed, np.float64)
+        found = 0
+        for i in range(passed):
+            if i + _AHEAD < passed:
+                _prefetch_row(sums, passing[i + _AHEAD])
+            b = _second_bound(sums, residual, passing[i], qsums, qres, squared)
+            if b <= second_limit:
+                cand_row[found] = passing[i]
+                cand_bound[found] = b
+                found += 1
+
+        # exact distances in increasing order of bound, until no bound can beat the k-th
+        order = np.argsort(cand_bound[:found], kind="mergesort")
+        exact = 0
+        for i in range(found):
+            shared[part] = best[k - 1]
+            if cand_bound[order[i]] > _thresholds(shared.min(), squared, cascade, group, slack,
+                                                  scale)[1]:  # fmt: skip
+                break
+            if i + 1 < found:
+                _prefetch_row(pixels, cand_row[order[i + 1]])
+            row = cand_row[order[i]]
+            _insert(best, best_id, _distance(pixels, norms, row, query, qnorm, squared, simd),
+                    ids[row])  # fmt: skip
+            exact += 1
+        shared[part] = best[k - 1]
+        return best, best_id, np.array([n, passed, found, exact], np.int64)
+
+    return search_part
+
+
+_search_part = {simd: _make_search_part(simd) for simd in (False, True)}
+
+
+# --------------------------------------------------------------------------- #
+# The index
+# --------------------------------------------------------------------------- #
 
 
 class LowerBoundPruner:
@@ -82,41 +537,158 @@ class LowerBoundPruner:
     database : ndarray of uint8, shape (n, d), d a multiple of :data:`GROUP`
     metric : {"l1", "l2"}
     n_jobs : int
-        Threads for the bounds pass (one query is still spread over the cores).
+        Threads; each runs the cascade on a share of the rows.
+    cascade : bool, optional
+        False: the single-stage pruner (sums of 16 consecutive features for
+        every row, then exact distances), kept for comparison. The cascade
+        also needs :data:`CASCADE_MIN_ROWS` rows, ``d <= 65,536`` and, for
+        L1, ``d >= 32``.
+
+    Building on CIFAR-10 (50,000 x 3,072, two threads) takes about 0.3 s:
+    learning the groups, the sums, and the principal axes and projections (L2).
     """
 
-    def __init__(self, database: np.ndarray, metric: str, n_jobs: int = 1):
-        self.database = database
+    def __init__(self, database: np.ndarray, metric: str, n_jobs: int = 1, *, cascade=True):
+        self.database = np.ascontiguousarray(database, np.uint8)
+        self.metric = metric
         self.n_jobs = n_jobs
         self.squared = metric == "l2"
-        self.summary = _group_sums(database, GROUP)
+        n, d = self.database.shape
+        self.cascade = (
+            cascade
+            and n >= CASCADE_MIN_ROWS
+            and d <= MAX_CASCADE_D
+            and (self.squared or d >= 2 * GROUP)
+        )
+        self._pool = ThreadPoolExecutor(n_jobs - 1) if n_jobs > 1 else None
+        self.groups = np.arange(d).reshape(-1, GROUP)  # features summed by each group
+        sample = self.database[np.linspace(0, n - 1, min(n, _PAIRING_SAMPLE)).astype(np.int64)]
+        if self.cascade:
+            self.groups = np.argsort(_pair_up(sample, d // GROUP), kind="stable")
+            self.groups = self.groups.reshape(-1, GROUP)
+        self.summary = np.empty((n, len(self.groups)), np.uint16)
+        norms = np.empty(n, np.int64)
+        self._over_rows(lambda lo, hi: _group_sums(self.database, self.groups, lo, hi,
+                                                   self.summary, norms))  # fmt: skip
+        fine = GROUP * norms - np.square(self.summary, dtype=np.int64).sum(axis=1)
+        first, consts = self._first_summaries(sample)
+        consts = np.array([*consts, np.sqrt(fine.max())])
+        self._arrays = (self.database, norms, self.summary, np.sqrt(fine), first, self.groups,
+                        self._axes, self._mean, self._labels, consts)  # fmt: skip
+        self._all = np.array([[0, n]], np.int64)
+        self._positions = np.arange(n, dtype=np.int64)
+        self._simd = not self.squared and d % 32 == 0 and _cpu.compiles_for("avx2")
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _first_summaries(self, sample: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """Feature-major ``(m1, n)`` float32 summaries, and (sigma, largest |x - mu|) for L2."""
+        n, d = self.database.shape
+        self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
+        self._labels = np.zeros(len(self.groups), np.int64)
+        if not self.cascade:
+            return np.zeros((1, n), np.float32), (1.0, 0.0)
+        m1 = FIRST_DIMS[self.metric]
+        if self.squared:
+            self._axes, self._mean, sigma = _principal_axes(self.database, min(m1 - 1, d))
+            first = np.empty((len(self._axes) + 1, n), np.float32)
+            largest = self._over_rows(lambda lo, hi: _project(self.database, self._axes,
+                                      self._mean, sigma, lo, hi, first))  # fmt: skip
+            return first, (sigma, max(largest))
+        fine_sample = self.summary[np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64)]
+        self._labels = _pair_up(fine_sample, min(m1, len(self.groups) // 2))
+        first = np.empty((self._labels.max() + 1, n), np.float32)
+        self._over_rows(lambda lo, hi: _coarse_sums(self.summary, self._labels, lo, hi, first))
+        return first, (1.0, 0.0)
+
+    def _over_rows(self, fn) -> list:
+        """``fn(lo, hi)`` over contiguous shares of the rows, on the threads."""
+        n = len(self.database)
+        edges = np.linspace(0, n, (self.n_jobs if n >= 4096 else 1) + 1).astype(np.int64)
+        shares = zip(edges[:-1], edges[1:], strict=True)
+        return self._on_threads([lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in shares])
+
+    def _on_threads(self, tasks: list) -> list:
+        """Run the tasks at once: the first on this thread, the others in the pool."""
+        later = [self._pool.submit(task) for task in tasks[1:]]
+        return [tasks[0]()] + [future.result() for future in later]
+
+    # ------------------------------------------------------------------ search
+
+    def search(self, query: np.ndarray, k: int, ranges=None, ids=None):
         """The k nearest rows of one padded uint8 ``query`` ``(d,)``: (distances, indices).
 
-        Distances are L1, or *squared* L2, as int64; sorted, ties to the lower index.
+        Distances are L1, or *squared* L2, as int64; sorted, ties to the lower
+        index (or id).
+
+        ranges : (r, 2) int64 array, optional
+            Only rows in these ``[lo, hi)`` ranges are candidates (only their
+            bounds are computed). Disjoint; an inverted-file index passes the
+            row ranges of the lists it probes.
+        ids : (n,) int64 array, optional
+            An external id per database row, returned instead of the row
+            position and used by the tie rule (equal distances: lower id first).
         """
-        query_sums = query.reshape(-1, GROUP).sum(axis=1, dtype=np.int64)
-        bounds = self._bounds(query_sums)
-        threshold = self._threshold(query, bounds, k)
-        survivors = np.flatnonzero(bounds <= threshold)
-        dist = _exact(query, self.database, survivors, self.squared)
-        best = np.lexsort((survivors, dist))[:k]
-        return dist[best], survivors[best]
+        dist, found, _ = self._search(query, k, ranges, ids)
+        return dist, found
 
-    def _bounds(self, query_sums: np.ndarray) -> np.ndarray:
-        """Every row's lower bound; the rows are split over the threads (the kernel is nogil)."""
-        edges = np.linspace(0, len(self.summary), self.n_jobs + 1).astype(int)
-        parts = [self.summary[lo:hi] for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-        if len(parts) == 1:
-            return _lower_bounds(parts[0], query_sums, self.squared)
-        with ThreadPoolExecutor(len(parts)) as pool:
-            done = pool.map(lambda part: _lower_bounds(part, query_sums, self.squared), parts)
-            return np.concatenate(list(done))
+    def stage_counts(self, query: np.ndarray, k: int, ranges=None) -> dict:
+        """How many rows one search considered, and how many passed each stage."""
+        counts = self._search(query, k, ranges, None)[2]
+        return dict(zip(("rows", "first", "second", "exact"), counts.tolist(), strict=True))
 
-    def _threshold(self, query: np.ndarray, bounds: np.ndarray, k: int) -> int:
-        """A bound no true top-k row exceeds: from the exact distances of a few promising rows."""
-        seeds = min(len(bounds), max(_SEED_ROWS, 4 * k))
-        rows = np.argpartition(bounds, seeds - 1)[:seeds]
-        kth = np.partition(_exact(query, self.database, rows, self.squared), k - 1)[k - 1]
-        return kth * GROUP if self.squared else kth  # L2 bounds are scaled by g
+    def _search(self, query, k, ranges, ids):
+        n, d = self.database.shape
+        query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
+        if query.shape[1] != d:
+            raise ValueError(f"query has {query.shape[1]} features, the database {d}")
+        ranges = self._all if ranges is None else _checked_ranges(ranges, n)
+        if ids is None:
+            ids = self._positions
+        elif np.shape(ids) != (n,):
+            raise ValueError(f"ids must have one entry per database row ({n}); got {np.shape(ids)}")
+        n_rows = int((ranges[:, 1] - ranges[:, 0]).sum())
+        if not 1 <= k <= n_rows:
+            raise ValueError(f"k must be between 1 and the {n_rows} candidate rows; got {k}")
+        ids = np.asarray(ids, np.int64)
+        parts = _split(ranges, self.n_jobs) if n_rows >= 4096 and self.n_jobs > 1 else [ranges]
+        shared = np.full(len(parts), _BIG, np.int64)
+        kernel = _search_part[self._simd]
+        flags = (self.squared, self.cascade, shared)
+        results = self._on_threads(
+            [
+                lambda part=part, j=j: kernel(*self._arrays, query, part, ids, k, *flags, j)
+                for j, part in enumerate(parts)
+            ]
+        )
+        counts = sum(c for _, _, c in results)
+        if len(results) == 1:
+            return results[0][0], results[0][1], counts
+        dist = np.concatenate([d for d, _, _ in results])
+        found = np.concatenate([i for _, i, _ in results])
+        best = np.lexsort((found, dist))[:k]
+        return dist[best], found[best], counts
+
+
+def _checked_ranges(ranges, n: int) -> np.ndarray:
+    """``ranges`` as an (r, 2) int64 array of disjoint ``[lo, hi)`` inside ``[0, n]``."""
+    out = np.ascontiguousarray(np.asarray(ranges, np.int64).reshape(-1, 2))
+    lo, hi = out[:, 0], out[:, 1]
+    order = np.argsort(lo, kind="stable")
+    overlap = (hi[order][:-1] > lo[order][1:]).any()
+    if (lo < 0).any() or (hi < lo).any() or (hi > n).any() or overlap:
+        raise ValueError(f"ranges must be disjoint [lo, hi) pairs within [0, {n}]; got {ranges!r}")
+    return out
+
+
+def _split(ranges: np.ndarray, parts: int) -> list[np.ndarray]:
+    """Cut ``[lo, hi)`` ranges into ``parts`` lists of ranges with about equal numbers of rows."""
+    sizes = ranges[:, 1] - ranges[:, 0]
+    ends = np.cumsum(sizes)
+    starts = ends - sizes  # each range's place in the concatenation of all ranges
+    out = []
+    for p in range(parts):
+        a, b = ends[-1] * p // parts, ends[-1] * (p + 1) // parts
+        lo, hi = np.maximum(starts, a), np.minimum(ends, b)
+        keep = hi > lo
+        shift = ranges[keep, 0] - starts[keep]
+        out.append(np.stack([lo[keep] + shift, hi[keep] + shift], axis=1))
+    return [part for part in out if len(part)]
