@@ -76,7 +76,7 @@ def recall_speed(results, path: str | os.PathLike | None = None, *, k: int = 10,
     styles = _styles(records)
     columns = min(2, len(panels))
     rows = math.ceil(len(panels) / columns)
-    figure = new_figure(6.6 * columns + 0.6, 4.6 * rows + 1.0)
+    figure = new_figure(7.2 * columns + 0.6, 5.0 * rows + 1.0)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, (label, members) in zip(axes, panels.items(), strict=False):
         _draw_panel(ax, members, styles, k)
