@@ -8,6 +8,7 @@ from imgclf._kmeans import assign, kmeans
 from imgclf.neighbors import ExactIndex
 from imgclf.neighbors.ivf import IVFIndex, default_n_lists, default_n_probe
 from imgclf.neighbors.recall import recall
+from imgclf.neighbors.search import PRUNE_MIN_DATABASE
 from tests.neighbors.test_search import full_distances, random_data, reference_search
 
 METRICS = ["l1", "l2"]
@@ -75,13 +76,18 @@ def test_recall_grows_with_n_probe(metric):
     assert recalls[1] > 0.5
 
 
-def test_single_queries_and_batches_agree():
+@pytest.mark.parametrize("metric", METRICS)
+def test_single_queries_and_batches_agree(metric):
+    """Single uint8 queries in a large database take the pruned path; batches scan lists."""
     rng = np.random.default_rng(3)
-    database, queries = clustered(rng, 3000, 128), clustered(rng, 30, 128)
-    index = IVFIndex(database, "l2", n_lists=25, n_probe=3)
-    _, batch = index.search(queries, 5)
-    single = np.concatenate([index.search(q[None], 5)[1] for q in queries])
-    np.testing.assert_array_equal(single, batch)
+    database = clustered(rng, PRUNE_MIN_DATABASE + 1000, 128)
+    queries = np.concatenate([clustered(rng, 30, 128), database[:5]])  # and exact duplicates
+    index = IVFIndex(database, metric, n_lists=25, n_probe=3)
+    batch = index.search(queries, 5)
+    single = [index.search(q[None], 5) for q in queries]
+    assert index._pruner is not None  # the single queries were pruned
+    np.testing.assert_array_equal(np.concatenate([i for _, i in single]), batch[1])
+    np.testing.assert_array_equal(np.concatenate([d for d, _ in single]), batch[0])
 
 
 def test_threads_do_not_change_results():

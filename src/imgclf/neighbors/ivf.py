@@ -35,6 +35,7 @@ from imgclf._kmeans import kmeans
 from imgclf._validation import check_choice, check_int
 from imgclf.neighbors.coarse import CoarseQuantizer
 from imgclf.neighbors.kernels import topk
+from imgclf.neighbors.pruning import LowerBoundPruner
 from imgclf.neighbors.search import (
     DEFAULT_WORKING_MEMORY,
     METRICS,
@@ -43,6 +44,7 @@ from imgclf.neighbors.search import (
     available_cores,
     match_queries,
     padded,
+    prunes,
     worst_distance,
 )
 
@@ -230,9 +232,30 @@ class IVFIndex:
         k = check_int("k", k, low=1, high=len(self))
         queries = match_queries(as_features(queries, "queries"), self.database)
         probes = self.coarse.probes(queries, self.n_probe, k, self.offsets)
-        dist, index = _ListSearch(self, padded(queries), probes, k).run()
+        if prunes(self.database, len(queries), k):
+            dist, index = self._pruned(padded(queries), probes, k)
+        else:
+            dist, index = _ListSearch(self, padded(queries), probes, k).run()
         dist = dist.astype(np.float64)
         return (np.sqrt(dist) if self.metric == "l2" else dist), index
+
+    def _pruned(self, queries: np.ndarray, probes, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """A few uint8 queries: the exact cascade of lower bounds, over the probed rows only.
+
+        The pruner holds summaries of the original rows (built on the first such
+        query, as :class:`ExactIndex` does); each probed row is a range of one.
+        """
+        if self._pruner is None:
+            self._pruner = LowerBoundPruner(padded(self.database), self.metric, self.n_jobs)
+        pair_query, pair_list = probes
+        results = []
+        for i, query in enumerate(queries):
+            lists = pair_list[pair_query == i]
+            rows = np.sort(
+                np.concatenate([self.ids[self.offsets[j] : self.offsets[j + 1]] for j in lists])
+            )
+            results.append(self._pruner.search(query, k, ranges=np.stack([rows, rows + 1], axis=1)))
+        return np.stack([d for d, _ in results]), np.stack([i for _, i in results])
 
 
 def _labels_from_layout(arrays: dict, n: int, n_lists: int) -> np.ndarray:

@@ -36,6 +36,7 @@ __all__ = [
     "match_queries",
     "padded",
     "pairwise_distances",
+    "prunes",
     "search",
 ]
 
@@ -171,31 +172,32 @@ class ExactIndex:
         """
         k = check_int("k", k, low=1, high=len(self))
         queries = padded(match_queries(as_features(queries, "queries"), self.database))
-        if self._prunes(len(queries), k):
+        if prunes(self.database, len(queries), k):
             dist, index = self._pruned(queries, k)
         else:
             dist, index = _Search(self, queries, k).run()
         dist = dist.astype(np.float64)
         return (np.sqrt(dist) if self.metric == "l2" else dist), index
 
-    def _prunes(self, n_queries: int, k: int) -> bool:
-        """Lower-bound pruning pays for a few uint8 queries with a small k in a large database.
-
-        Batches are compute-bound and the blocked kernels win; a few queries are
-        bound by reading the database, which pruning mostly avoids.
-        """
-        return (
-            self.database.dtype == np.uint8
-            and n_queries <= PRUNE_MAX_QUERIES
-            and len(self) >= PRUNE_MIN_DATABASE
-            and k <= len(self) // 64
-        )
-
     def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._pruner is None:  # built on first use: batch-only users never pay for it
             self._pruner = LowerBoundPruner(padded(self.database), self.metric, self.n_jobs)
         results = [self._pruner.search(query, k) for query in queries]
         return np.stack([d for d, _ in results]), np.stack([i for _, i in results])
+
+
+def prunes(database: np.ndarray, n_queries: int, k: int) -> bool:
+    """Lower-bound pruning pays for a few uint8 queries with a small k in a large database.
+
+    Batches are compute-bound and the blocked kernels win; a few queries are
+    bound by reading the database, which pruning mostly avoids.
+    """
+    return (
+        database.dtype == np.uint8
+        and n_queries <= PRUNE_MAX_QUERIES
+        and len(database) >= PRUNE_MIN_DATABASE
+        and k <= len(database) // 64
+    )
 
 
 def match_queries(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
