@@ -67,6 +67,7 @@ from llvmlite import ir
 from numba import int16, int32, int64, types, uint32, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
+from threadpoolctl import threadpool_limits
 
 from imgclf.neighbors.kernels import _cpu
 from imgclf.neighbors.kernels.l1 import _sad256
@@ -83,6 +84,7 @@ _PAIRING_SAMPLE = 256  # rows the groups are learned from
 _PCA_SCALE = 1 << 14  # axes are rounded to multiples of 2^-14 (int16)
 _CHUNK = 256  # rows per vector pass of the first bound
 _AHEAD = 8  # candidates whose group sums are fetched ahead of use
+_MIN_RUN = 8  # the first stage needs ranges this long on average (it reads rows in runs)
 _BIG = np.iinfo(np.int64).max
 
 
@@ -172,8 +174,9 @@ def _pair_up(columns: np.ndarray, target: int) -> np.ndarray:
 
     Each round pairs groups (each in at most one pair, so the count at most
     halves) greedily by decreasing correlation of their sums over the sample
-    rows ``columns`` (s, c); groups left over are paired in order while the
-    round needs more pairs. Rounds that pair everything keep the groups equal.
+    rows ``columns`` (s, c), among each group's 32 best partners; groups left
+    over are paired in order while the round needs pairs. Rounds that pair
+    everything keep the groups equal in size.
     """
     sums = columns.astype(np.float32)
     labels = np.arange(sums.shape[1])
@@ -182,49 +185,110 @@ def _pair_up(columns: np.ndarray, target: int) -> np.ndarray:
         merges = groups - max(target, (groups + 1) // 2)
         z = sums - sums.mean(axis=0)
         z /= np.maximum(np.linalg.norm(z, axis=0), 1e-12)  # constant columns: correlation 0
-        corr = z.T @ z
-        np.fill_diagonal(corr, -np.inf)
-        width = min(16, groups - 1)
-        partner = np.argpartition(-corr, width - 1, axis=1)[:, :width]
-        first = np.repeat(np.arange(groups), width)
-        second = partner.ravel()
-        new = np.full(groups, -1)
-        count = 0
-        for pair in np.argsort(-corr[first, second], kind="stable"):
-            a, b = first[pair], second[pair]
-            if count < merges and new[a] < 0 and new[b] < 0:
-                new[a] = new[b] = count
-                count += 1
-        left = np.flatnonzero(new < 0)
-        pairs_left = merges - count
-        new[left[: 2 * pairs_left]] = count + np.arange(2 * pairs_left) // 2
-        new[left[2 * pairs_left :]] = merges + np.arange(len(left) - 2 * pairs_left)
+        with threadpool_limits(1):  # small products; BLAS threads only contend
+            corr = z.T @ z
+        first, second, value = _best_partners(corr, min(32, groups - 1))
+        new = _greedy_pairs(first, second, np.argsort(-value, kind="stable"), merges)
         merged = np.zeros((len(sums), groups - merges), np.float32)
         np.add.at(merged.T, new, sums.T)
         labels, sums = new[labels], merged
     return labels
 
 
+@numba.njit(nogil=True, cache=True)
+def _best_partners(corr, width):
+    """The ``width`` most correlated other columns of each column: (column, partner, corr)."""
+    groups = corr.shape[0]
+    first = np.empty(groups * width, np.int64)
+    second = np.empty(groups * width, np.int64)
+    value = np.empty(groups * width, np.float32)
+    for a in range(groups):
+        best, where = value[a * width : (a + 1) * width], second[a * width : (a + 1) * width]
+        best[:] = -np.inf
+        where[:] = a
+        for b in range(groups):
+            if b != a and corr[a, b] > best[-1]:
+                _keep_largest(best, where, corr[a, b], b)
+        first[a * width : (a + 1) * width] = a
+    return first, second, value
+
+
+@numba.njit(nogil=True, cache=True)
+def _keep_largest(values, where, value, position):
+    """Insert ``value`` into the descending ``values`` (dropping the last) and its position."""
+    slot = values.shape[0] - 1
+    while slot > 0 and values[slot - 1] < value:
+        values[slot] = values[slot - 1]
+        where[slot] = where[slot - 1]
+        slot -= 1
+    values[slot] = value
+    where[slot] = position
+
+
+@numba.njit(nogil=True, cache=True)
+def _greedy_pairs(first, second, order, merges):
+    """New labels: ``merges`` disjoint pairs, best candidates first, then leftovers in order."""
+    groups = first.max() + 1
+    new = np.full(groups, -1, np.int64)
+    count = 0
+    for o in order:
+        a, b = first[o], second[o]
+        if count < merges and a != b and new[a] < 0 and new[b] < 0:
+            new[a] = new[b] = count
+            count += 1
+    single = merges  # groups after the pairs keep their own label
+    pending = -1
+    for g in range(groups):
+        if new[g] >= 0:
+            continue
+        if count < merges and pending >= 0:
+            new[pending] = new[g] = count
+            count += 1
+            pending = -1
+        elif count < merges:
+            pending = g
+        else:
+            new[g] = single
+            single += 1
+    if pending >= 0:  # an odd one out (the round needed one pair fewer than it could make)
+        new[pending] = single
+    return new
+
+
 def _principal_axes(database: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, float]:
     """``(P_int, mu, sigma)``: ``m`` principal axes of a sample, rounded, and their norm.
 
-    Randomised subspace iteration on evenly spaced rows (deterministic). Only
-    the bound's tightness depends on how good the axes are, never its
-    validity: ``sigma >= ||P_int||_2`` makes ``P_int / sigma`` a contraction.
+    Randomised subspace iteration on evenly spaced rows (deterministic), each
+    step orthonormalised through its small Gram matrix. Only the bound's
+    tightness depends on how good the axes are, never its validity:
+    ``sigma >= ||P_int||_2`` makes ``P_int / sigma`` a contraction.
     """
     n, d = database.shape
     sample = database[np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64)]
-    sample = sample.astype(np.float32)
     mean = np.rint(sample.mean(axis=0))
-    sample -= mean
+    sample = sample.astype(np.float32) - mean.astype(np.float32)
     basis = np.random.default_rng(0).standard_normal((d, min(d, m + 8))).astype(np.float32)
-    for _ in range(3):
-        basis, _ = np.linalg.qr(sample.T @ (sample @ basis))
-    basis = basis.astype(np.float64)
-    _, _, vt = np.linalg.svd(sample @ basis, full_matrices=False)
-    axes = np.rint(vt[:m] @ basis.T * _PCA_SCALE).astype(np.int16)  # orthonormal rows, x 2^14
-    sigma = np.linalg.norm(axes.astype(np.float64), 2) * (1 + 2.0**-30)
+    with threadpool_limits(1):  # small products; BLAS threads only contend
+        for _ in range(3):
+            basis = _orthonormal(sample.T @ (sample @ basis))
+        projected = (sample @ basis).astype(np.float64)
+    _, vectors = np.linalg.eigh(projected.T @ projected)
+    axes = basis.astype(np.float64) @ vectors[:, ::-1][:, :m]  # (d, m), orthonormal columns
+    axes = np.ascontiguousarray(np.rint(axes.T * _PCA_SCALE), np.int16)
+    gram = axes.astype(np.float64) @ axes.T.astype(np.float64)  # exact: integers below 2^53
+    sigma = np.sqrt(np.linalg.eigvalsh(gram)[-1]) * (1 + 2.0**-30)
     return axes, mean.astype(np.int16), float(sigma)
+
+
+def _orthonormal(basis: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning ``basis`` (directions with no weight are dropped)."""
+    values, vectors = np.linalg.eigh(basis.T.astype(np.float64) @ basis.astype(np.float64))
+    keep = values > values[-1] * 1e-10
+    if not keep.any():  # no variance at all: any axes will do
+        return np.eye(*basis.shape, dtype=np.float32)
+    return (basis @ (vectors[:, keep] / np.sqrt(values[keep])).astype(np.float32)).astype(
+        np.float32
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -319,7 +383,7 @@ def _second_bound(sums, residual, row, qsums, qresidual, squared):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _distance(pixels, norms, row, query, qnorm, squared, simd):
+def _distance(pixels, norms, row, query, qnorm, squared):
     """Exact L1 or squared L2 distance from ``query`` (1, d) to one database row, int64."""
     r, d, zero = uint64(row), uint64(pixels.shape[1]), uint64(0)
     if squared:  # |q|^2 + |x|^2 - 2 q.x, the dot in int32 pieces (exact: 255^2 2^15 < 2^31)
@@ -330,12 +394,16 @@ def _distance(pixels, norms, row, query, qnorm, squared, simd):
                 part = int32(part + int32(query[zero, t]) * int32(pixels[r, t]))
             dot += part
         return qnorm + norms[row] - 2 * dot
-    if simd:
-        return _sad256(query, (0,), pixels, (row,))[0]
     total = int32(0)  # exact: 255 d < 2^31
     for t in range(d):
         total = int32(total + abs(int32(query[zero, t]) - int32(pixels[r, t])))
     return int64(total)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _sad(pixels, row, query):
+    """L1 distance by ``vpsadbw`` (AVX2; ``d`` a multiple of 32)."""
+    return _sad256(query, (0,), pixels, (row,))[0]
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -371,31 +439,44 @@ def _keep_smallest(values, where, value, position):
 
 
 @numba.njit(nogil=True, cache=True)
-def _first_pass(first, qfirst, sums, residual, qsums, qresidual, ranges, squared, cascade,
-                bounds, seed_bound, seed_row):  # fmt: skip
-    """Stage 1 (or, without the cascade, stage 2) bound of every row in ``ranges``.
-
-    Fills ``bounds`` in range order and keeps the rows with the smallest bounds.
-    """
+def _first_pass(first, qfirst, ranges, squared, bounds, seed_bound, seed_row):
+    """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``;
+    the rows with the smallest bounds into the seeds."""
     acc = np.empty(_CHUNK, np.float32)
     p = 0
     for r in range(ranges.shape[0]):
         for lo in range(ranges[r, 0], ranges[r, 1], _CHUNK):
             hi = min(lo + _CHUNK, ranges[r, 1])
-            if cascade:
-                _first_bounds(first, qfirst, lo, hi, squared, acc)
-                for i in range(uint64(hi - lo)):
-                    bounds[uint64(p) + i] = acc[i]
-            else:
-                for row in range(lo, hi):
-                    bounds[p + row - lo] = _second_bound(sums, residual, row, qsums, qresidual,
-                                                         squared)  # fmt: skip
+            _first_bounds(first, qfirst, lo, hi, squared, acc)
             worst = seed_bound[-1]
-            for row in range(lo, hi):
-                if bounds[p] < worst:
-                    _keep_smallest(seed_bound, seed_row, bounds[p], row)
+            for i in range(hi - lo):
+                bounds[p] = acc[i]
+                if acc[i] < worst:
+                    _keep_smallest(seed_bound, seed_row, acc[i], lo + i)
                     worst = seed_bound[-1]
                 p += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _second_pass(sums, residual, qsums, qresidual, ranges, squared, bounds, seed_bound, seed_row):
+    """Without the first stage: the second bound of every row in ``ranges``, as above.
+
+    Rows are fetched ahead: this path serves scattered rows (short ranges) too.
+    """
+    rows = np.empty(bounds.shape[0], np.int64)
+    p = 0
+    for r in range(ranges.shape[0]):
+        for row in range(ranges[r, 0], ranges[r, 1]):
+            rows[p] = row
+            p += 1
+    worst = seed_bound[-1]
+    for p in range(rows.shape[0]):
+        if p + _AHEAD < rows.shape[0]:
+            _prefetch_row(sums, rows[p + _AHEAD])
+        bounds[p] = _second_bound(sums, residual, rows[p], qsums, qresidual, squared)
+        if bounds[p] < worst:
+            _keep_smallest(seed_bound, seed_row, bounds[p], rows[p])
+            worst = seed_bound[-1]
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -443,11 +524,37 @@ def _summarise(query, groups, axes, mean, labels, consts, m1, squared, cascade):
     return norms[0], qsums, np.sqrt(fine), first, slack
 
 
+@numba.njit(nogil=True, cache=True)
+def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums, qres, squared):
+    """Rows whose first bound is at most ``first_limit`` get the second bound; those at most
+    ``second_limit`` are returned, with it: (rows, bounds, how many passed the first)."""
+    passing = np.empty(bounds.shape[0], np.int64)
+    passed = p = 0
+    for r in range(ranges.shape[0]):
+        for row in range(ranges[r, 0], ranges[r, 1]):
+            if bounds[p] <= first_limit:
+                passing[passed] = row
+                passed += 1
+            p += 1
+    rows = np.empty(passed, np.int64)
+    second = np.empty(passed, np.float64)
+    found = 0
+    for i in range(passed):
+        if i + _AHEAD < passed:
+            _prefetch_row(sums, passing[i + _AHEAD])
+        b = _second_bound(sums, residual, passing[i], qsums, qres, squared)
+        if b <= second_limit:
+            rows[found] = passing[i]
+            second[found] = b
+            found += 1
+    return rows[:found], second[:found], passed
+
+
 def _make_search_part(simd: bool):
     """One thread's cascade over its row ranges; ``simd``: L1 distances by ``vpsadbw``.
 
-    Compiled once per value of ``simd`` (a closure constant, so the other
-    branch is never typed: the intrinsic needs AVX2).
+    Compiled once per value of ``simd`` (a closure constant: numba drops the
+    other branch before typing it, and the intrinsic types only with AVX2).
     """
 
     @numba.njit(nogil=True, cache=True)
@@ -466,57 +573,46 @@ def _make_search_part(simd: bool):
         for r in range(ranges.shape[0]):
             n += ranges[r, 1] - ranges[r, 0]
         bounds = np.empty(n, np.float64)
-        seeds = max(_SEEDS, k)
-        seed_bound = np.full(seeds, np.inf)
-        seed_row = np.full(seeds, -1, np.int64)
-        _first_pass(first, qfirst, sums, residual, qsums, qres, ranges, squared, cascade,
-                    bounds, seed_bound, seed_row)  # fmt: skip
+        seed_bound = np.full(max(_SEEDS, k), np.inf)
+        seed_row = np.full(max(_SEEDS, k), -1, np.int64)
+        if cascade:
+            _first_pass(first, qfirst, ranges, squared, bounds, seed_bound, seed_row)
+        else:
+            _second_pass(sums, residual, qsums, qres, ranges, squared, bounds, seed_bound, seed_row)
 
         best = np.full(k, _BIG, np.int64)
         best_id = np.full(k, _BIG, np.int64)
-        for row in seed_row:
-            if row >= 0:
-                dist = _distance(pixels, norms, row, query, qnorm, squared, simd)
-                _insert(best, best_id, dist, ids[row])
+        for row in seed_row[seed_row >= 0]:
+            if simd:
+                dist = _sad(pixels, row, query)
+            else:
+                dist = _distance(pixels, norms, row, query, qnorm, squared)
+            _insert(best, best_id, dist, ids[row])
         shared[part] = best[k - 1]
-        first_limit, second_limit = _thresholds(shared.min(), squared, cascade, group, slack, scale)
-
-        passing = np.empty(n, np.int64)  # rows whose first bound is small enough
-        passed = p = 0
-        for r in range(ranges.shape[0]):
-            for row in range(ranges[r, 0], ranges[r, 1]):
-                if bounds[p] <= first_limit:
-                    passing[passed] = row
-                    passed += 1
-                p += 1
-        cand_row = np.empty(passed, np.int64)
-        cand_bound = np.empty(passed, np.float64)
-        found = 0
-        for i in range(passed):
-            if i + _AHEAD < passed:
-                _prefetch_row(sums, passing[i + _AHEAD])
-            b = _second_bound(sums, residual, passing[i], qsums, qres, squared)
-            if b <= second_limit:
-                cand_row[found] = passing[i]
-                cand_bound[found] = b
-                found += 1
+        limits = _thresholds(shared.min(), squared, cascade, group, slack, scale)
+        rows, second, passed = _survivors(
+            bounds, ranges, *limits, sums, residual, qsums, qres, squared
+        )
 
         # exact distances in increasing order of bound, until no bound can beat the k-th
-        order = np.argsort(cand_bound[:found], kind="mergesort")
+        order = np.argsort(second, kind="mergesort")
         exact = 0
-        for i in range(found):
+        for i in range(order.shape[0]):
             shared[part] = best[k - 1]
-            if cand_bound[order[i]] > _thresholds(shared.min(), squared, cascade, group, slack,
-                                                  scale)[1]:  # fmt: skip
+            limit = _thresholds(shared.min(), squared, cascade, group, slack, scale)[1]
+            if second[order[i]] > limit:
                 break
-            if i + 1 < found:
-                _prefetch_row(pixels, cand_row[order[i + 1]])
-            row = cand_row[order[i]]
-            _insert(best, best_id, _distance(pixels, norms, row, query, qnorm, squared, simd),
-                    ids[row])  # fmt: skip
+            if i + 1 < order.shape[0]:
+                _prefetch_row(pixels, rows[order[i + 1]])
+            row = rows[order[i]]
+            if simd:
+                dist = _sad(pixels, row, query)
+            else:
+                dist = _distance(pixels, norms, row, query, qnorm, squared)
+            _insert(best, best_id, dist, ids[row])
             exact += 1
         shared[part] = best[k - 1]
-        return best, best_id, np.array([n, passed, found, exact], np.int64)
+        return best, best_id, np.array([n, passed, rows.shape[0], exact], np.int64)
 
     return search_part
 
@@ -652,7 +748,8 @@ class LowerBoundPruner:
         parts = _split(ranges, self.n_jobs) if n_rows >= 4096 and self.n_jobs > 1 else [ranges]
         shared = np.full(len(parts), _BIG, np.int64)
         kernel = _search_part[self._simd]
-        flags = (self.squared, self.cascade, shared)
+        cascade = self.cascade and n_rows >= _MIN_RUN * len(ranges)
+        flags = (self.squared, cascade, shared)
         results = self._on_threads(
             [
                 lambda part=part, j=j: kernel(*self._arrays, query, part, ids, k, *flags, j)

@@ -1,0 +1,258 @@
+"""The cascade of lower bounds against plain NumPy, on random and adversarial data.
+
+Every search must return exactly what a full distance matrix and a stable sort
+give: the same distances, the same rows, ties to the lower index (or id).
+"""
+
+import numpy as np
+import pytest
+
+from imgclf.neighbors import ExactIndex
+from imgclf.neighbors.kernels import _cpu, l1, l2
+from imgclf.neighbors.kernels.topk import reference_topk
+from imgclf.neighbors.pruning import (
+    CASCADE_MIN_ROWS,
+    GROUP,
+    LowerBoundPruner,
+    _first_pass,
+    _pair_up,
+    _second_bound,
+    _summarise,
+    _thresholds,
+)
+
+METRICS = ["l1", "l2"]
+N = CASCADE_MIN_ROWS + 76  # big enough for the cascade, small enough to be quick
+
+
+def distances(query, database, metric):
+    """Exact int64 L1 or squared L2 from one query to every row."""
+    return (l1 if metric == "l1" else l2).reference(query[None], database)[0]
+
+
+def reference(query, database, k, metric, ranges=None, ids=None):
+    """The k nearest by the full distance row and a stable sort (ties to the lower id)."""
+    dist = distances(query, database, metric)
+    if ranges is None and ids is None:
+        best_dist, best = reference_topk(dist[None], k)
+        return best_dist[0], best[0]
+    rows = np.arange(len(database))
+    if ranges is not None:
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
+    ids = np.arange(len(database)) if ids is None else ids
+    order = np.lexsort((ids[rows], dist[rows]))[:k]
+    return dist[rows][order], ids[rows][order]
+
+
+def smooth(rng, n, d):
+    """Correlated pixels, like photos (where the bounds prune most rows)."""
+    coarse = rng.integers(0, 256, size=(n, max(1, d // 16))).astype(np.float64)
+    noise = rng.normal(0, 8, size=(n, d))
+    return np.clip(np.repeat(coarse, 16, axis=1)[:, :d] + noise, 0, 255).astype(np.uint8)
+
+
+def make(kind, rng, n, d):
+    if kind == "smooth":
+        return smooth(rng, n, d)
+    if kind == "random":
+        return rng.integers(0, 256, size=(n, d), dtype=np.uint8)
+    if kind == "ties":  # few values: many equal distances
+        return rng.integers(0, 3, size=(n, d), dtype=np.uint8)
+    if kind == "duplicates":  # every row 7 times, shuffled
+        base = smooth(rng, -(-n // 7), d)
+        return base[rng.permutation(np.arange(n) % len(base))]
+    if kind == "constant":
+        return np.full((n, d), 77, np.uint8)
+    if kind == "extremes":
+        return (rng.integers(0, 2, size=(n, d)) * 255).astype(np.uint8)
+    raise ValueError(kind)
+
+
+def queries(rng, database):
+    """A database row (distance 0, ties among duplicates), a near one, a far one, extremes."""
+    near = np.clip(database[3].astype(int) + rng.integers(-3, 4, database.shape[1]), 0, 255)
+    d = database.shape[1]
+    return [
+        database[3],
+        near.astype(np.uint8),
+        rng.integers(0, 256, d, dtype=np.uint8),
+        np.zeros(d, np.uint8),
+        np.full(d, 255, np.uint8),
+    ]
+
+
+def assert_exact(pruner, query, database, k, metric, **restrict):
+    dist, found = pruner.search(query, k, **restrict)
+    ref_dist, ref_found = reference(query, database, k, metric, **restrict)
+    np.testing.assert_array_equal(found, ref_found)
+    np.testing.assert_array_equal(dist, ref_dist)
+    assert dist.dtype == found.dtype == np.int64
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("kind", ["smooth", "random", "ties", "duplicates", "constant", "extremes"])
+def test_matches_reference(metric, kind):
+    rng = np.random.default_rng(len(kind))
+    database = make(kind, rng, N, 64)
+    pruner = LowerBoundPruner(database, metric)
+    assert pruner.cascade
+    for query in queries(rng, database):
+        for k in (1, 10, 37):
+            assert_exact(pruner, query, database, k, metric)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_k_equal_to_the_number_of_rows(metric):
+    rng = np.random.default_rng(1)
+    database = make("ties", rng, N, 32)
+    pruner = LowerBoundPruner(database, metric)
+    for query in queries(rng, database)[:2]:
+        assert_exact(pruner, query, database, N, metric)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("d", [16, 3072])
+def test_narrow_and_wide_rows(metric, d):
+    rng = np.random.default_rng(d)
+    database = smooth(rng, N, d)
+    database[100:104] = database[3]
+    pruner = LowerBoundPruner(database, metric)
+    assert pruner.cascade == (metric == "l2" or d >= 2 * GROUP)  # L1 needs 2 groups to merge
+    for query in queries(rng, database):
+        for k in (1, 10):
+            assert_exact(pruner, query, database, k, metric)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("kind", ["smooth", "ties"])
+def test_ranges_and_ids(metric, kind):
+    rng = np.random.default_rng(5)
+    database = make(kind, rng, N, 64)
+    ids = rng.permutation(N) * 3 + 1000  # ties now go to the lower id, not the lower row
+    pruner = LowerBoundPruner(database, metric)
+    ranges = np.array([[700, 950], [10, 200], [200, 260], [1000, N]], np.int64)
+    for query in queries(rng, database):
+        for k in (1, 10, 50):
+            assert_exact(pruner, query, database, k, metric, ranges=ranges)
+            assert_exact(pruner, query, database, k, metric, ids=ids)
+            assert_exact(pruner, query, database, k, metric, ranges=ranges, ids=ids)
+    assert_exact(pruner, database[3], database, 1, metric, ranges=[[3, 4]])
+    assert_exact(pruner, database[3], database, 5, metric, ranges=[[0, 5], [9, 9]])
+    rows = np.sort(rng.choice(N, 300, replace=False))  # scattered rows, as an inverted file
+    scattered = np.stack([rows, rows + 1], axis=1)  # probes them: no first stage
+    for query in queries(rng, database):
+        assert_exact(pruner, query, database, 10, metric, ranges=scattered, ids=ids)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_threads_share_the_work(metric):
+    rng = np.random.default_rng(7)
+    database = make("duplicates", rng, 9000, 32)
+    ids = rng.permutation(9000)
+    for n_jobs in (2, 3):
+        pruner = LowerBoundPruner(database, metric, n_jobs)
+        for query in queries(rng, database)[:3]:
+            assert_exact(pruner, query, database, 10, metric)
+            assert_exact(pruner, query, database, 25, metric, ids=ids)
+            assert_exact(pruner, query, database, 9, metric, ranges=[[8000, 9000], [0, 4000]])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("kind", ["smooth", "ties"])
+def test_single_stage_and_small_databases(metric, kind):
+    rng = np.random.default_rng(11)
+    database = make(kind, rng, N, 64)
+    single = LowerBoundPruner(database, metric, cascade=False)
+    small = LowerBoundPruner(database[:300], metric)
+    assert not single.cascade and not small.cascade
+    for query in queries(rng, database):
+        for k in (1, 10):
+            assert_exact(single, query, database, k, metric)
+            assert_exact(small, query, database[:300], k, metric)
+
+
+def test_l1_by_psadbw_and_by_plain_loops_agree():
+    rng = np.random.default_rng(13)
+    database = make("smooth", rng, N, 64)
+    pruner = LowerBoundPruner(database, "l1")
+    for simd in [False] + [True] * _cpu.compiles_for("avx2"):
+        pruner._simd = simd
+        for query in queries(rng, database):
+            assert_exact(pruner, query, database, 10, "l1")
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("kind", ["smooth", "random", "ties", "extremes"])
+def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind):
+    """Each row's bounds pass the thresholds set by its own true distance (what pruning needs)."""
+    rng = np.random.default_rng(17)
+    database = make(kind, rng, N, 96)
+    pruner = LowerBoundPruner(database, metric)
+    pixels, norms, sums, residual, first, groups, axes, mean, labels, consts = pruner._arrays
+    squared = metric == "l2"
+    for query in queries(rng, database):
+        q = query[None]
+        _, qsums, qres, qfirst, slack = _summarise(
+            q, groups, axes, mean, labels, consts, first.shape[0], squared, True
+        )
+        bounds = np.empty(N)
+        seeds = np.full(1, np.inf), np.full(1, -1)
+        _first_pass(first, qfirst, pruner._all, squared, bounds, *seeds)
+        scale = (qres + consts[2]) ** 2
+        for row, dist in enumerate(distances(query, database, metric)):
+            first_limit, second_limit = _thresholds(dist, squared, True, GROUP, slack, scale)
+            assert bounds[row] <= first_limit
+            assert _second_bound(sums, residual, row, qsums, qres, squared) <= second_limit
+
+
+def test_learned_groups_partition_the_features():
+    rng = np.random.default_rng(19)
+    sample = smooth(rng, 256, 96)
+    labels = _pair_up(sample, 6)
+    assert sorted(np.bincount(labels)) == [16] * 6  # full rounds: equal groups
+    coarse = _pair_up(rng.random((50, 12)), 5)  # 12 -> 6 (a full round) -> 5 (one merge)
+    assert sorted(np.bincount(coarse)) == [2, 2, 2, 2, 4]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_exact_index_routes_single_queries_here(metric):
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE, prunes
+
+    rng = np.random.default_rng(23)
+    database = smooth(rng, PRUNE_MIN_DATABASE + 500, 48)  # padded to 64 by the engine
+    database[50:60] = database[7]
+    index = ExactIndex(database, metric)
+    for query in [database[7], *queries(rng, database)[1:3]]:
+        assert prunes(index.database, 1, 10)
+        dist, found = index.search(query[None], 10)
+        ref_dist, ref_found = reference(query, database, 10, metric)
+        np.testing.assert_array_equal(found[0], ref_found)
+        np.testing.assert_array_equal(dist[0], np.sqrt(ref_dist) if metric == "l2" else ref_dist)
+    assert index._pruner is not None and index._pruner.cascade
+
+
+def test_bad_arguments_are_refused():
+    database = make("random", np.random.default_rng(0), 40, 32)
+    pruner = LowerBoundPruner(database, "l1")
+    query = database[0]
+    with pytest.raises(ValueError, match="k must be"):
+        pruner.search(query, 41)
+    with pytest.raises(ValueError, match="k must be"):
+        pruner.search(query, 6, ranges=[[0, 5]])
+    with pytest.raises(ValueError, match="features"):
+        pruner.search(query[:16], 1)
+    with pytest.raises(ValueError, match="ids"):
+        pruner.search(query, 1, ids=np.arange(39))
+    for ranges in ([[5, 3]], [[-1, 3]], [[0, 41]], [[0, 10], [5, 20]]):
+        with pytest.raises(ValueError, match="ranges"):
+            pruner.search(query, 1, ranges=ranges)
+
+
+def test_stage_counts_add_up():
+    rng = np.random.default_rng(29)
+    database = smooth(rng, 5000, 64)
+    for metric in METRICS:
+        counts = LowerBoundPruner(database, metric).stage_counts(database[9], 10)
+        assert counts["rows"] == 5000
+        assert counts["rows"] >= counts["first"] >= counts["second"] >= counts["exact"] >= 10
+        assert counts["exact"] < counts["rows"] // 20  # smooth data: most rows pruned
