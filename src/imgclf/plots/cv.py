@@ -39,6 +39,9 @@ def _value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+LEGEND_HALF_WIDTH = 48  # characters of a legend label that fit half the figure's width
+
+
 def cv_curve(
     result: SearchResult,
     path: str | os.PathLike | None = None,
@@ -93,7 +96,10 @@ def cv_curve(
     ax.grid(alpha=0.3)
     # below the axes, never over a point; wide labels get the figure's whole width
     handles, labels = _literal_handles(ax)
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(2, len(labels)))
+    two_fit = max(map(len, labels)) <= LEGEND_HALF_WIDTH  # else one column: nothing clipped
+    figure.legend(
+        handles, labels, loc="outside lower center", ncols=min(2 if two_fit else 1, len(labels))
+    )
     return save(figure, path)
 
 
