@@ -188,19 +188,20 @@ def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind):
     rng = np.random.default_rng(17)
     database = make(kind, rng, N, 96)
     pruner = LowerBoundPruner(database, metric)
-    pixels, norms, sums, residual, first, groups, axes, mean, labels, consts = pruner._arrays
+    pixels, norms, sums, residual, first, groups, axes, mean, labels, consts, codes = pruner._arrays
     squared = metric == "l2"
     for query in queries(rng, database):
         q = query[None]
-        _, qsums, qres, qfirst, slack = _summarise(
-            q, groups, axes, mean, labels, consts, first.shape[0], squared, True
+        _, qsums, qres, qfirst, qcodes, slack, step = _summarise(
+            q, groups, axes, mean, labels, consts, codes, squared, True
         )
         bounds = np.empty(N)
         seeds = np.full(1, np.inf), np.full(1, -1)
-        _first_pass(first, qfirst, pruner._all, squared, bounds, *seeds)
-        scale = (qres + consts[2]) ** 2
+        _first_pass(first, qfirst, qcodes, pruner._all, squared, bounds, *seeds)
+        spread = (qres + consts[2]) ** 2
         for row, dist in enumerate(distances(query, database, metric)):
-            first_limit, second_limit = _thresholds(dist, squared, True, GROUP, slack, scale)
+            limits = _thresholds(dist, squared, True, GROUP, slack, spread, step)
+            first_limit, second_limit = limits
             assert bounds[row] <= first_limit
             assert _second_bound(sums, residual, row, qsums, qres, squared) <= second_limit
 

@@ -7,23 +7,26 @@ every distance, and only rows whose bound could beat the k-th best need their
 exact distance. Three stages, each run only on the rows that survived the
 one before:
 
-1. **First bound**, ``m1`` float32 numbers per row (:data:`FIRST_DIMS`),
-   stored feature-major so the pass over every row is one vector loop (3.2 MB
-   for L2 and 6.4 MB for L1 on CIFAR, instead of 154 MB of pixels):
+1. **First bound**, ``m1`` numbers per row (:data:`FIRST_DIMS`), stored as
+   small integer codes feature-major, so the pass over every row is one
+   vector loop (on CIFAR 3.2 MB for L1, 1.6 MB for L2, not 154 MB):
 
-   * L1: sums over coarse groups (unions of the groups of stage 2). For any
-     partition into groups ``G``, by the triangle inequality
-     ``|q - x|_1 >= sum_G |S_q[G] - S_x[G]|``. Sums below 2^24 are exact in
-     float32, and so is the whole bound.
-   * L2: ``m1 - 1`` principal axes of a sample plus the residual norm. For
-     ``A`` (``m x d``) of spectral norm at most 1, ``rho(v)^2 = |v|^2 -
-     |A v|^2`` is a seminorm, so ``|q - x|^2 = |A(q - x)|^2 + rho(q - x)^2
-     >= |A(q - mu) - A(x - mu)|^2 + (rho(q - mu) - rho(x - mu))^2``. ``A``
-     is the axes rounded to int16 (``P_int = round(2^14 P)``) divided by its
+   * L1: sums over 64 coarse groups (unions of the groups of stage 2). For
+     any partition into groups ``G``, by the triangle inequality
+     ``|q - x|_1 >= sum_G |S_q[G] - S_x[G]|``.
+   * L2: 15 principal axes of a sample plus the residual norm. For ``A``
+     (``m x d``) of spectral norm at most 1, ``rho(v)^2 = |v|^2 - |A v|^2``
+     is a seminorm, so ``|q - x|^2 = |A(q - x)|^2 + rho(q - x)^2 >=
+     |A(q - mu) - A(x - mu)|^2 + (rho(q - mu) - rho(x - mu))^2``. ``A`` is
+     the axes rounded to int16 (``P_int = round(2^14 P)``) divided by its
      spectral norm, so ``A(x - mu)`` is an exact integer vector scaled once.
-     Storing it as float32 moves each row's summary by less than
-     ``2^-22 |x - mu|``, and summing in float32 errs by less than 2^-19; the
-     threshold allows both before it prunes.
+
+   Each row's numbers ``c`` are stored as ``u = round((c - offset) / scale)``
+   (int8 for L1, int16 for L2); the query's stay exact. Rounding moves each
+   difference ``c_q - c_x`` by at most half a step (plus float rounding,
+   bounded in :func:`_summarise`), and the threshold adds that allowance
+   before it prunes: the bound is weakened, never wrong. L1 codes are summed
+   exactly in 16-bit integers, L2 squares in float32 (2^-17 allowed).
 
 2. **Group-sum bound**, per row the sums of ``g = 16`` features each
    (``S_x[j]``, uint16):
@@ -37,13 +40,13 @@ one before:
    The bounds hold for any partition, and are tight where ``q - x`` has one
    sign across each group. The groups are learned from a sample: features
    are paired by correlation, pairs paired again, four times (16 features),
-   and again for the coarse groups of stage 1. On CIFAR they come out as
+   and on for the coarse groups of stage 1. On CIFAR they come out as
    compact patches of one colour channel, and half as many rows survive
-   them as survive 16 consecutive bytes (half a row of pixels, all channels).
+   them as survive 16 consecutive bytes (a third of a row of pixels).
 
-3. **Exact distances** (int64 L1 or squared L2) of the rows that survive
-   both, in increasing order of their bound, stopping at the first bound
-   above the k-th best distance so far.
+3. **Exact distances** (int64 L1 or squared L2; L1 by ``vpsadbw`` where the
+   CPU has AVX2) of the rows that survive both, in increasing order of their
+   bound, stopping at the first bound above the k-th best distance so far.
 
 The threshold ``tau``: the first pass keeps the rows with the smallest first
 bounds; the k-th smallest of their exact distances is at least the true k-th
@@ -51,10 +54,10 @@ distance, so a row whose bound exceeds ``tau`` cannot be among the k nearest
 (nor tie with them). Threads take contiguous shares of the rows and run the
 whole cascade on them, each pruning with the smallest k-th distance any of
 them has found; the k best of all are merged, ties to the lower id as
-everywhere in the engine.
+everywhere in the engine. Scattered rows (short ranges) skip the first stage.
 
-On CIFAR-10 (k = 10, median) about 4% of rows survive the first bound and
-1% the second (``benchmarks/bench_single_query.py``).
+On CIFAR-10 (k = 10, median) about 3% of rows survive the first bound and
+under 1% the second (``benchmarks/bench_single_query.py``).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import int16, int32, int64, types, uint32, uint64
+from numba import int16, int32, int64, types, uint16, uint32, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 from threadpoolctl import threadpool_limits
@@ -75,15 +78,17 @@ from imgclf.neighbors.kernels.l1 import _sad256
 __all__ = ["CASCADE_MIN_ROWS", "FIRST_DIMS", "GROUP", "LowerBoundPruner"]
 
 GROUP = 16  # features per summed group: divides the engine's padding (64)
-FIRST_DIMS = {"l1": 32, "l2": 16}  # numbers per row in the first bound
+FIRST_DIMS = {"l1": 64, "l2": 16}  # numbers per row in the first bound
+FIRST_CODES = {"l1": np.int8, "l2": np.int16}  # and their storage
 CASCADE_MIN_ROWS = 1024  # below this, one group-sum pass is as fast
-MAX_CASCADE_D = 1 << 16  # first-bound sums stay exact in float32 (255 d < 2^24)
+MAX_CASCADE_D = 1 << 16  # the L2 projections stay exact in int32 (see _project)
 _SEEDS = 32  # rows (at least k) whose exact distances set a thread's first threshold
 _SAMPLE = 2048  # rows the principal axes are estimated from
 _PAIRING_SAMPLE = 256  # rows the groups are learned from
 _PCA_SCALE = 1 << 14  # axes are rounded to multiples of 2^-14 (int16)
 _CHUNK = 256  # rows per vector pass of the first bound
 _AHEAD = 8  # candidates whose group sums are fetched ahead of use
+_AHEAD_EXACT = 2  # and whose pixels are
 _MIN_RUN = 8  # the first stage needs ranges this long on average (it reads rows in runs)
 _BIG = np.iinfo(np.int64).max
 
@@ -115,7 +120,8 @@ def _group_sums(X, groups, lo, hi, sums, norms):
 
 @numba.njit(nogil=True, cache=True)
 def _lower_bounds(summary, query_sums, squared):
-    """The group-sum bound (stage 2 without its residual term) of every row, int64."""
+    """The group-sum bound (stage 2 without its residual term) of every row, int64
+    (for tests: the cascade computes it only for the rows it needs)."""
     n, groups = summary.shape
     out = np.empty(n, np.int64)
     for i in range(n):
@@ -291,6 +297,23 @@ def _orthonormal(basis: np.ndarray) -> np.ndarray:
     )
 
 
+def _codes(summary: np.ndarray, dtype, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``u = round((c - offset) / scale)`` as ``dtype`` (int8 or int16) per row of ``summary``
+    (m1, n), and (offset, scale, rounding error) per row. The offsets centre each
+    range; one scale for all rows spreads the widest over all but 3 steps of the
+    type (so the bound needs no weights). ``exact``: integer sums keep scale 1
+    (and no error) while their ranges fit."""
+    steps = 2.0 ** (8 * np.dtype(dtype).itemsize) - 4
+    low, high = summary.min(axis=1), summary.max(axis=1)
+    scale = max((high - low).max() / steps, 1.0 if exact else 1e-300)
+    scale = 1.0 if (high == low).all() else scale
+    offset = np.floor((low + high) / 2) if exact else (low + high) / 2
+    codes = np.rint((summary - offset[:, None]) / scale).astype(dtype)
+    error = 0.0 if exact and scale == 1.0 else scale / 2 * (1 + 2.0**-20)
+    m1 = len(summary)
+    return codes, np.stack([offset, np.full(m1, scale), np.full(m1, error)])
+
+
 # --------------------------------------------------------------------------- #
 # The cascade, one thread's share of the rows
 # --------------------------------------------------------------------------- #
@@ -332,20 +355,30 @@ def _prefetch_row(array, row):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _first_bounds(first, qfirst, lo, hi, squared, out):
-    """``out[i]`` = the first bound of row ``lo + i``, summed in float32 (a vector loop)."""
+def _first_bounds(first, qfirst, lo, hi, out):
+    """L2: ``out[i] = sum_j (q_j - u_ji)^2`` for row ``lo + i``, in float32 (a vector loop)."""
     w = uint64(hi - lo)
     for i in range(w):
         out[i] = 0
     for j in range(uint64(first.shape[0])):
         qj = qfirst[j]
-        if squared:
-            for i in range(w):
-                diff = first[j, uint64(lo) + i] - qj
-                out[i] += diff * diff
-        else:
-            for i in range(w):
-                out[i] += abs(first[j, uint64(lo) + i] - qj)
+        for i in range(w):
+            diff = qj - np.float32(first[j, uint64(lo) + i])
+            out[i] += diff * diff
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _first_bounds_l1(first, qcodes, lo, hi, out):
+    """L1: ``out[i] = sum_j |Q_j - 2 u_ji|`` for row ``lo + i``, exact in 16-bit lanes
+    (``|Q_j| <= 254``, ``|u_ji| <= 126``, at most 64 groups: sums below 2^16)."""
+    w = uint64(hi - lo)
+    for i in range(w):
+        out[i] = 0
+    for j in range(uint64(first.shape[0])):
+        qj = qcodes[j]
+        for i in range(w):
+            diff = int16(qj - int16(2 * first[j, uint64(lo) + i]))
+            out[i] = uint16(out[i] + uint16(abs(diff)))
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -439,15 +472,22 @@ def _keep_smallest(values, where, value, position):
 
 
 @numba.njit(nogil=True, cache=True)
-def _first_pass(first, qfirst, ranges, squared, bounds, seed_bound, seed_row):
+def _first_pass(first, qfirst, qcodes, ranges, squared, bounds, seed_bound, seed_row):
     """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``;
-    the rows with the smallest bounds into the seeds."""
+    the rows with the smallest bounds into the seeds. L1 bounds are offset by
+    ``qfirst[0]`` (see :func:`_summarise`)."""
     acc = np.empty(_CHUNK, np.float32)
+    acc16 = np.empty(_CHUNK, np.uint16)
     p = 0
     for r in range(ranges.shape[0]):
         for lo in range(ranges[r, 0], ranges[r, 1], _CHUNK):
             hi = min(lo + _CHUNK, ranges[r, 1])
-            _first_bounds(first, qfirst, lo, hi, squared, acc)
+            if squared:
+                _first_bounds(first, qfirst, lo, hi, acc)
+            else:
+                _first_bounds_l1(first, qcodes, lo, hi, acc16)
+                for i in range(hi - lo):
+                    acc[i] = acc16[i] + qfirst[0]
             worst = seed_bound[-1]
             for i in range(hi - lo):
                 bounds[p] = acc[i]
@@ -470,6 +510,8 @@ def _second_pass(sums, residual, qsums, qresidual, ranges, squared, bounds, seed
             rows[p] = row
             p += 1
     worst = seed_bound[-1]
+    for p in range(min(_AHEAD, rows.shape[0])):
+        _prefetch_row(sums, rows[p])
     for p in range(rows.shape[0]):
         if p + _AHEAD < rows.shape[0]:
             _prefetch_row(sums, rows[p + _AHEAD])
@@ -480,29 +522,42 @@ def _second_pass(sums, residual, qsums, qresidual, ranges, squared, bounds, seed
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _thresholds(tau, squared, cascade, group, slack, residual_scale):
+def _thresholds(tau, squared, cascade, group, slack, residual_scale, scale):
     """The first and second bounds a row may have and still tie with k-th distance ``tau``.
 
-    With allowances for rounding: float32 first bounds (L2: each summary off
-    by < 2^-22 |x - mu|, so distances by ``slack``; sums by < 2^-19), and
-    the float64 residual term of the second (``residual_scale = (r_q + max r_x)^2``).
+    The first bound is in units of its codes (``scale`` per step; L1: half
+    steps). With the allowances for rounding: ``slack`` for the codes (in distance units, see
+    :func:`_summarise`) and ``2^-17`` for the float32 sum; ``2^-30`` for the
+    float64 residual term of the second (``residual_scale = (r_q + max r_x)^2``).
     """
     if tau == _BIG:
         return np.inf, np.inf
     t = np.float64(tau)
-    if not squared:
-        return t * (1 + 2.0**-18), t
-    second = group * t + 2.0**-30 * (group * t + residual_scale)
+    second = group * t + 2.0**-30 * (group * t + residual_scale) if squared else t
     if not cascade:
         return second, second
-    return (np.sqrt(t) + slack) ** 2 * (1 + 2.0**-17), second
+    first = ((np.sqrt(t) + slack) / scale) ** 2 if squared else 2 * (t + slack) / scale
+    return first * (1 + 2.0**-17), second
 
 
 @numba.njit(nogil=True, cache=True)
-def _summarise(query, groups, axes, mean, labels, consts, m1, squared, cascade):
-    """The query's (|q|^2, group sums, residual, first summaries, slack).
+def _summarise(query, groups, axes, mean, labels, consts, codes, squared, cascade):
+    """The query's (|q|^2, group sums, residual, first summary, its L1 codes, slack, scale).
 
-    ``consts`` = (sigma, largest |x - mu|, largest r_x) of the database.
+    ``consts`` = (sigma, largest |x - mu|, largest r_x) of the database;
+    ``codes`` = (offset, scale, rounding error) of each first-stage number,
+    stored as ``u = round((c - offset) / scale)``; ``q = (c_q - offset) / scale``.
+
+    L2 sums ``(q - u)^2`` in float32. Each difference, scaled back, is within
+    ``e_j = error + 2^-22 (|c_q - offset| + 2^15 scale)`` of ``c_q - c_x``;
+    ``slack = |e| + 2^-22 (|q - mu| + max |x - mu|)`` (``c_x`` is computed in
+    float64).
+
+    L1 sums ``|Q - 2u|`` exactly in integers, ``Q = round(2q)`` clipped to
+    ``[-254, 254]``: where clipped, ``|2q - 2u| = |2q - Q| + |Q - 2u|`` (every
+    ``2u`` lies on the other side), elsewhere ``|2q - 2u| >= |Q - 2u| - |2q - Q|``;
+    those terms make ``first[0]``, added to every bound (in half steps), and
+    ``slack = sum_j e_j``.
     """
     sums = np.empty((1, groups.shape[0]), np.uint16)
     norms = np.empty(1, np.int64)
@@ -511,17 +566,24 @@ def _summarise(query, groups, axes, mean, labels, consts, m1, squared, cascade):
     fine = groups.shape[1] * norms[0]
     for j in range(qsums.shape[0]):
         fine -= int64(qsums[j]) * int64(qsums[j])
-    first = np.zeros(m1, np.float32)
-    slack = 0.0
+    summary = np.zeros((codes.shape[1], 1))
+    largest = 0.0
     if cascade and squared:
-        out = np.empty((m1, 1), np.float32)
-        largest = _project(query, axes, mean, consts[0], 0, 1, out)
-        first[:] = out[:, 0]
-        slack = 2.0**-22 * (largest + consts[1])
+        largest = _project(query, axes, mean, consts[0], 0, 1, summary)
     elif cascade:
         for j in range(labels.shape[0]):
-            first[labels[j]] += qsums[j]
-    return norms[0], qsums, np.sqrt(fine), first, slack
+            summary[labels[j], 0] += qsums[j]
+    offset, scale, error = codes[0], codes[1, 0], codes[2, 0]
+    q = (summary[:, 0] - offset) / scale
+    slack = error + 2.0**-22 * (np.abs(summary[:, 0] - offset) + 2.0**15 * scale)
+    if squared:
+        slack = np.sqrt(np.sum(slack * slack)) + 2.0**-22 * (largest + consts[1])
+        return norms[0], qsums, np.sqrt(fine), q.astype(np.float32), qsums, slack, scale
+    qcodes = np.minimum(np.maximum(np.rint(2 * q), -254), 254)
+    off = np.abs(2 * q - qcodes)
+    shift = np.sum(np.where(np.abs(2 * q) > 254, off, -off))
+    first = np.full(1, shift, np.float32)
+    return norms[0], qsums, np.sqrt(fine), first, qcodes.astype(np.int16), np.sum(slack), scale
 
 
 @numba.njit(nogil=True, cache=True)
@@ -539,6 +601,8 @@ def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums,
     rows = np.empty(passed, np.int64)
     second = np.empty(passed, np.float64)
     found = 0
+    for i in range(min(_AHEAD, passed)):
+        _prefetch_row(sums, passing[i])
     for i in range(passed):
         if i + _AHEAD < passed:
             _prefetch_row(sums, passing[i + _AHEAD])
@@ -559,16 +623,16 @@ def _make_search_part(simd: bool):
 
     @numba.njit(nogil=True, cache=True)
     def search_part(pixels, norms, sums, residual, first, groups, axes, mean, labels, consts,
-                    query, ranges, ids, k, squared, cascade, shared, part):  # fmt: skip
+                    codes, query, ranges, ids, k, squared, cascade, shared, part):  # fmt: skip
         """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact]).
 
         ``shared[part]`` holds this thread's k-th distance so far; any thread's
         is at least the k-th of the whole search, so all prune with the least.
         """
-        qnorm, qsums, qres, qfirst, slack = _summarise(
-            query, groups, axes, mean, labels, consts, first.shape[0], squared, cascade
+        qnorm, qsums, qres, qfirst, qcodes, slack, step = _summarise(
+            query, groups, axes, mean, labels, consts, codes, squared, cascade
         )
-        group, scale = groups.shape[1], (qres + consts[2]) ** 2
+        group, spread = groups.shape[1], (qres + consts[2]) ** 2
         n = 0
         for r in range(ranges.shape[0]):
             n += ranges[r, 1] - ranges[r, 0]
@@ -576,7 +640,7 @@ def _make_search_part(simd: bool):
         seed_bound = np.full(max(_SEEDS, k), np.inf)
         seed_row = np.full(max(_SEEDS, k), -1, np.int64)
         if cascade:
-            _first_pass(first, qfirst, ranges, squared, bounds, seed_bound, seed_row)
+            _first_pass(first, qfirst, qcodes, ranges, squared, bounds, seed_bound, seed_row)
         else:
             _second_pass(sums, residual, qsums, qres, ranges, squared, bounds, seed_bound, seed_row)
 
@@ -589,21 +653,23 @@ def _make_search_part(simd: bool):
                 dist = _distance(pixels, norms, row, query, qnorm, squared)
             _insert(best, best_id, dist, ids[row])
         shared[part] = best[k - 1]
-        limits = _thresholds(shared.min(), squared, cascade, group, slack, scale)
+        limits = _thresholds(shared.min(), squared, cascade, group, slack, spread, step)
         rows, second, passed = _survivors(
             bounds, ranges, *limits, sums, residual, qsums, qres, squared
         )
 
         # exact distances in increasing order of bound, until no bound can beat the k-th
         order = np.argsort(second, kind="mergesort")
+        for i in range(min(_AHEAD_EXACT, order.shape[0])):
+            _prefetch_row(pixels, rows[order[i]])
         exact = 0
         for i in range(order.shape[0]):
             shared[part] = best[k - 1]
-            limit = _thresholds(shared.min(), squared, cascade, group, slack, scale)[1]
+            limit = _thresholds(shared.min(), squared, cascade, group, slack, spread, step)[1]
             if second[order[i]] > limit:
                 break
-            if i + 1 < order.shape[0]:
-                _prefetch_row(pixels, rows[order[i + 1]])
+            if i + _AHEAD_EXACT < order.shape[0]:
+                _prefetch_row(pixels, rows[order[i + _AHEAD_EXACT]])
             row = rows[order[i]]
             if simd:
                 dist = _sad(pixels, row, query)
@@ -640,8 +706,10 @@ class LowerBoundPruner:
         also needs :data:`CASCADE_MIN_ROWS` rows, ``d <= 65,536`` and, for
         L1, ``d >= 32``.
 
-    Building on CIFAR-10 (50,000 x 3,072, two threads) takes about 0.3 s:
+    Building on CIFAR-10 (50,000 x 3,072, two threads) takes about 0.3-0.5 s:
     learning the groups, the sums, and the principal axes and projections (L2).
+    ``groups`` holds the features each group sums (consecutive without the
+    cascade), ``summary`` every row's group sums.
     """
 
     def __init__(self, database: np.ndarray, metric: str, n_jobs: int = 1, *, cascade=True):
@@ -658,8 +726,8 @@ class LowerBoundPruner:
         )
         self._pool = ThreadPoolExecutor(n_jobs - 1) if n_jobs > 1 else None
         self.groups = np.arange(d).reshape(-1, GROUP)  # features summed by each group
-        sample = self.database[np.linspace(0, n - 1, min(n, _PAIRING_SAMPLE)).astype(np.int64)]
         if self.cascade:
+            sample = self.database[np.linspace(0, n - 1, _PAIRING_SAMPLE).astype(np.int64)]
             self.groups = np.argsort(_pair_up(sample, d // GROUP), kind="stable")
             self.groups = self.groups.reshape(-1, GROUP)
         self.summary = np.empty((n, len(self.groups)), np.uint16)
@@ -667,33 +735,34 @@ class LowerBoundPruner:
         self._over_rows(lambda lo, hi: _group_sums(self.database, self.groups, lo, hi,
                                                    self.summary, norms))  # fmt: skip
         fine = GROUP * norms - np.square(self.summary, dtype=np.int64).sum(axis=1)
-        first, consts = self._first_summaries(sample)
+        first, codes, consts = self._first_summaries()
         consts = np.array([*consts, np.sqrt(fine.max())])
         self._arrays = (self.database, norms, self.summary, np.sqrt(fine), first, self.groups,
-                        self._axes, self._mean, self._labels, consts)  # fmt: skip
+                        self._axes, self._mean, self._labels, consts, codes)  # fmt: skip
         self._all = np.array([[0, n]], np.int64)
         self._positions = np.arange(n, dtype=np.int64)
         self._simd = not self.squared and d % 32 == 0 and _cpu.compiles_for("avx2")
 
-    def _first_summaries(self, sample: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-        """Feature-major ``(m1, n)`` float32 summaries, and (sigma, largest |x - mu|) for L2."""
+    def _first_summaries(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+        """The first-stage numbers of every row as integer codes, feature-major ``(m1, n)``;
+        their (offset, scale, rounding error); and (sigma, largest |x - mu|) for L2."""
         n, d = self.database.shape
         self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
         self._labels = np.zeros(len(self.groups), np.int64)
         if not self.cascade:
-            return np.zeros((1, n), np.float32), (1.0, 0.0)
+            return np.zeros((1, n), np.int16), np.ones((3, 1)), (1.0, 0.0)
         m1 = FIRST_DIMS[self.metric]
         if self.squared:
             self._axes, self._mean, sigma = _principal_axes(self.database, min(m1 - 1, d))
-            first = np.empty((len(self._axes) + 1, n), np.float32)
+            summary = np.empty((len(self._axes) + 1, n))
             largest = self._over_rows(lambda lo, hi: _project(self.database, self._axes,
-                                      self._mean, sigma, lo, hi, first))  # fmt: skip
-            return first, (sigma, max(largest))
+                                      self._mean, sigma, lo, hi, summary))  # fmt: skip
+            return (*_codes(summary, np.int16, exact=False), (sigma, max(largest)))
         fine_sample = self.summary[np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64)]
         self._labels = _pair_up(fine_sample, min(m1, len(self.groups) // 2))
-        first = np.empty((self._labels.max() + 1, n), np.float32)
-        self._over_rows(lambda lo, hi: _coarse_sums(self.summary, self._labels, lo, hi, first))
-        return first, (1.0, 0.0)
+        summary = np.empty((self._labels.max() + 1, n))
+        self._over_rows(lambda lo, hi: _coarse_sums(self.summary, self._labels, lo, hi, summary))
+        return (*_codes(summary, FIRST_CODES[self.metric], exact=True), (1.0, 0.0))
 
     def _over_rows(self, fn) -> list:
         """``fn(lo, hi)`` over contiguous shares of the rows, on the threads."""
