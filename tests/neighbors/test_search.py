@@ -179,7 +179,7 @@ def smooth_images(rng, n):
 @pytest.mark.parametrize("k", [1, 10, 64])
 @pytest.mark.parametrize("n_jobs", [1, 3])
 def test_pruned_single_queries_are_exact(metric, k, n_jobs):
-    from imgclf.neighbors.search import PRUNE_MIN_DATABASE
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE, prunes
 
     rng = np.random.default_rng(k)
     database = smooth_images(rng, PRUNE_MIN_DATABASE + 1000)
@@ -189,7 +189,7 @@ def test_pruned_single_queries_are_exact(metric, k, n_jobs):
     )
     index = ExactIndex(database, metric, n_jobs=n_jobs)
     for query in queries:
-        assert index._prunes(1, k)
+        assert prunes(index.database, 1, k)
         dist, idx = index.search(query[None], k)
         ref_dist, ref_idx = reference_search(query[None], database, k, metric)
         np.testing.assert_array_equal(idx, ref_idx)

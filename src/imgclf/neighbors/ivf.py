@@ -23,13 +23,11 @@ Deterministic for a fixed seed and thread count.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from imgclf._kmeans import kmeans
 from imgclf._validation import check_choice, check_int
@@ -42,7 +40,9 @@ from imgclf.neighbors.search import (
     Kernel,
     as_features,
     available_cores,
+    database_block_rows,
     match_queries,
+    one_blas_thread_each,
     padded,
     prunes,
     worst_distance,
@@ -284,10 +284,7 @@ class _ListSearch:
     def __init__(self, index: IVFIndex, queries: np.ndarray, probes, k: int):
         self.index, self.queries, self.k = index, queries, k
         self.pair_query, self.pair_list = probes
-        kernel = index._kernel
-        itemsize = np.dtype(kernel.dist_dtype).itemsize
-        budget_rows = index.working_memory // (index.n_jobs * itemsize * kernel.query_block)
-        self.db_block = int(max(16, min(kernel.database_block, budget_rows)))
+        self.db_block = database_block_rows(index)
 
     def run(self) -> tuple[np.ndarray, np.ndarray]:
         m, jobs = len(self.queries), self.index.n_jobs
@@ -299,7 +296,7 @@ class _ListSearch:
             for lo, hi in zip(edges[:-1], edges[1:], strict=True)
             for p in range(list_parts)
         ]
-        with self._one_blas_thread_each(), ThreadPoolExecutor(jobs) as pool:
+        with one_blas_thread_each(self.index), ThreadPoolExecutor(jobs) as pool:
             results = list(pool.map(lambda task: self._task(*task), tasks))
         if list_parts > 1:
             results = [
@@ -307,11 +304,6 @@ class _ListSearch:
                 for i in range(0, len(results), list_parts)
             ]
         return np.concatenate([d for d, _ in results]), np.concatenate([i for _, i in results])
-
-    def _one_blas_thread_each(self):
-        if self.index.n_jobs == 1 or self.index.database.dtype == np.uint8:
-            return contextlib.nullcontext()
-        return threadpool_limits(limits=1, user_api="blas")
 
     def _task(self, q_lo: int, q_hi: int, part: int, n_parts: int):
         """Top-k of queries ``q_lo..q_hi`` over every ``n_parts``-th of their probed lists."""

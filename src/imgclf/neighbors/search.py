@@ -230,32 +230,39 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def database_block_rows(index) -> int:
+    """Database rows per kernel call: the kernel's preference, within the working memory
+    that ``index.n_jobs`` threads share (one distance block each)."""
+    kernel = index._kernel
+    itemsize = np.dtype(kernel.dist_dtype).itemsize
+    budget_rows = index.working_memory // (index.n_jobs * itemsize * kernel.query_block)
+    return int(max(16, min(kernel.database_block, budget_rows)))
+
+
+def one_blas_thread_each(index):
+    """Float kernels call BLAS; our threads already fill the cores, so BLAS must not
+    start its own on top (oversubscription halves the speed). uint8 kernels need no BLAS."""
+    if index.n_jobs == 1 or index.database.dtype == np.uint8:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 class _Search:
     """One call of :meth:`ExactIndex.search`: plans blocks, runs them on threads."""
 
     def __init__(self, index: ExactIndex, queries: np.ndarray, k: int):
         self.index, self.queries, self.k = index, queries, k
-        kernel = index._kernel
-        itemsize = np.dtype(kernel.dist_dtype).itemsize
-        budget_rows = index.working_memory // (index.n_jobs * itemsize * kernel.query_block)
-        self.db_block = int(max(16, min(kernel.database_block, budget_rows)))
-        self.q_block = kernel.query_block
+        self.db_block = database_block_rows(index)
+        self.q_block = index._kernel.query_block
 
     def run(self) -> tuple[np.ndarray, np.ndarray]:
         n_db, m = len(self.index), len(self.queries)
         query_starts = range(0, m, self.q_block)
         ranges = self._database_ranges(len(query_starts), n_db)
         tasks = [(q, lo, hi) for q in query_starts for lo, hi in ranges]
-        with self._one_blas_thread_each(), ThreadPoolExecutor(self.index.n_jobs) as pool:
+        with one_blas_thread_each(self.index), ThreadPoolExecutor(self.index.n_jobs) as pool:
             results = list(pool.map(lambda task: self._task(*task), tasks))
         return self._combine(results, len(ranges))
-
-    def _one_blas_thread_each(self):
-        """Float kernels call BLAS; our threads already fill the cores, so BLAS must not
-        start its own on top (oversubscription halves the speed). uint8 kernels need no BLAS."""
-        if self.index.n_jobs == 1 or self.index.database.dtype == np.uint8:
-            return contextlib.nullcontext()
-        return threadpool_limits(limits=1, user_api="blas")
 
     def _database_ranges(self, n_query_blocks: int, n_db: int) -> list[tuple[int, int]]:
         """All of the database, or one slice per idle thread when queries are few."""
