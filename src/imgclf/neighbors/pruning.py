@@ -526,16 +526,17 @@ def _thresholds(tau, squared, cascade, group, slack, residual_scale, scale):
     """The first and second bounds a row may have and still tie with k-th distance ``tau``.
 
     The first bound is in units of its codes (``scale`` per step; L1: half
-    steps). With the allowances for rounding: ``slack`` for the codes (in distance units, see
-    :func:`_summarise`) and ``2^-17`` for the float32 sum; ``2^-30`` for the
-    float64 residual term of the second (``residual_scale = (r_q + max r_x)^2``).
+    steps) and kept in float32. With the allowances for rounding: ``slack``
+    for the codes (in distance units, see :func:`_summarise`) and ``2^-17``
+    for the float32 sum; ``2^-30`` for the float64 residual term of the
+    second (``residual_scale = (r_q + max r_x)^2``).
     """
     if tau == _BIG:
         return np.inf, np.inf
     t = np.float64(tau)
     second = group * t + 2.0**-30 * (group * t + residual_scale) if squared else t
-    if not cascade:
-        return second, second
+    if not cascade:  # the second bound is the first, stored in float32
+        return second * (1 + 2.0**-20), second
     first = ((np.sqrt(t) + slack) / scale) ** 2 if squared else 2 * (t + slack) / scale
     return first * (1 + 2.0**-17), second
 
@@ -636,7 +637,7 @@ def _make_search_part(simd: bool):
         n = 0
         for r in range(ranges.shape[0]):
             n += ranges[r, 1] - ranges[r, 0]
-        bounds = np.empty(n, np.float64)
+        bounds = np.empty(n, np.float32)
         seed_bound = np.full(max(_SEEDS, k), np.inf)
         seed_row = np.full(max(_SEEDS, k), -1, np.int64)
         if cascade:
@@ -740,6 +741,7 @@ class LowerBoundPruner:
         self._arrays = (self.database, norms, self.summary, np.sqrt(fine), first, self.groups,
                         self._axes, self._mean, self._labels, consts, codes)  # fmt: skip
         self._all = np.array([[0, n]], np.int64)
+        self._shares = self._parts(self._all, n)  # the usual split, made once
         self._positions = np.arange(n, dtype=np.int64)
         self._simd = not self.squared and d % 32 == 0 and _cpu.compiles_for("avx2")
 
@@ -800,6 +802,10 @@ class LowerBoundPruner:
         counts = self._search(query, k, ranges, None)[2]
         return dict(zip(("rows", "first", "second", "exact"), counts.tolist(), strict=True))
 
+    def _parts(self, ranges: np.ndarray, n_rows: int) -> list[np.ndarray]:
+        """The threads' shares of the rows (one thread below 4,096 rows: not worth waking more)."""
+        return _split(ranges, self.n_jobs) if n_rows >= 4096 and self.n_jobs > 1 else [ranges]
+
     def _search(self, query, k, ranges, ids):
         n, d = self.database.shape
         query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
@@ -814,7 +820,7 @@ class LowerBoundPruner:
         if not 1 <= k <= n_rows:
             raise ValueError(f"k must be between 1 and the {n_rows} candidate rows; got {k}")
         ids = np.asarray(ids, np.int64)
-        parts = _split(ranges, self.n_jobs) if n_rows >= 4096 and self.n_jobs > 1 else [ranges]
+        parts = self._shares if ranges is self._all else self._parts(ranges, n_rows)
         shared = np.full(len(parts), _BIG, np.int64)
         kernel = _search_part[self._simd]
         cascade = self.cascade and n_rows >= _MIN_RUN * len(ranges)
