@@ -9,6 +9,7 @@ the lower list), and a query probes the lists of its nearest centroids.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,14 +69,22 @@ class CoarseQuantizer:
             np.matmul(
                 X[lo : lo + CHUNK].astype(np.float32), self.components.T, out=out[lo : lo + CHUNK]
             )
-        out -= self.mean @ self.components.T  # (x - mean) P = xP - mean P: no centred copy of X
+        out -= self._projected_mean  # (x - mean) P = xP - mean P: no centred copy of X
         return out
+
+    @functools.cached_property
+    def _projected_mean(self) -> np.ndarray:
+        return self.mean @ self.components.T
+
+    @functools.cached_property
+    def _centroid_norms(self) -> np.ndarray:
+        return np.einsum("ij,ij->i", self.centroids, self.centroids)
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:
         """``|z - c|^2 - |z|^2`` for every centroid: the same order as the distances."""
         scores = Z @ self.centroids.T
         scores *= -2
-        scores += np.einsum("ij,ij->i", self.centroids, self.centroids)
+        scores += self._centroid_norms
         return scores
 
     def assign(self, X: np.ndarray) -> np.ndarray:
@@ -148,8 +157,11 @@ def _pairs(scores: np.ndarray, n_probe: int, k: int, sizes: np.ndarray, first: i
         near = np.broadcast_to(np.arange(n_lists), scores.shape)
     # nearest first; equal scores: the lower list
     near = np.take_along_axis(near, np.lexsort((near, np.take_along_axis(scores, near, 1))), 1)
+    short = np.flatnonzero(sizes[near].sum(axis=1) < k)
+    if not len(short):  # the usual case: n_probe lists each
+        return np.repeat(np.arange(first, first + m), near.shape[1]), near.ravel().astype(np.int64)
     lists = list(near)
-    for row in np.flatnonzero(sizes[near].sum(axis=1) < k):  # too few rows: probe on
+    for row in short:  # too few rows: probe on
         everything = np.lexsort((np.arange(n_lists), scores[row]))
         lists[row] = everything[: np.searchsorted(np.cumsum(sizes[everything]), k) + 1]
     counts = np.array([len(x) for x in lists])

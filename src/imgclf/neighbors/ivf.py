@@ -244,9 +244,10 @@ class IVFIndex:
 
         The pruner holds summaries of the original rows (built on the first such
         query, as :class:`ExactIndex` does); each probed row is a range of one.
+        One thread: a few thousand candidate rows are done before a second would start.
         """
         if self._pruner is None:
-            self._pruner = LowerBoundPruner(padded(self.database), self.metric, self.n_jobs)
+            self._pruner = LowerBoundPruner(padded(self.database), self.metric, n_jobs=1)
         pair_query, pair_list = probes
         results = []
         for i, query in enumerate(queries):
