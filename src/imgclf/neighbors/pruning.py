@@ -84,7 +84,7 @@ FIRST_CODES = {"l1": np.int8, "l2": np.int16}  # and their storage
 CASCADE_MIN_ROWS = 1024  # below this, one group-sum pass is as fast
 MAX_CASCADE_D = 1 << 16  # the L2 projections stay exact in int32 (see _project)
 _SEEDS = 32  # rows (at least k) whose exact distances set a thread's first threshold
-_SAMPLE = 2048  # rows the principal axes are estimated from
+_SAMPLE = 1024  # rows the principal axes (and coarse groups) are estimated from
 _PAIRING_SAMPLE = 256  # rows the groups are learned from
 _PCA_SCALE = 1 << 14  # axes are rounded to multiples of 2^-14 (int16)
 _CHUNK = 256  # rows per vector pass of the first bound
@@ -100,15 +100,18 @@ _BIG = np.iinfo(np.int64).max
 
 
 @numba.njit(nogil=True, cache=True)
-def _group_sums(X, groups, lo, hi, sums, norms):
-    """Rows ``lo..hi``: ``sums[i, j]`` = sum of ``X[i, groups[j]]``, ``norms[i] = |X[i]|^2``."""
+def _group_sums(X, groups, lo, hi, sums, norms, residual):
+    """Rows ``lo..hi``: ``sums[i, j]`` = sum of ``X[i, groups[j]]``, ``norms[i] = |X[i]|^2``
+    and ``residual[i] = r_x = sqrt(g |x|^2 - sum_j S_x[j]^2)`` (an exact integer's root)."""
     for i in range(lo, hi):
         row = X[i]
+        squares = int64(0)
         for j in range(groups.shape[0]):
             total = int32(0)
             for t in range(groups.shape[1]):
                 total += int32(row[groups[j, t]])
             sums[i, j] = total
+            squares += total * total
         sq = int32(0)  # exact: 255^2 d < 2^31 for d <= 2^15 ...
         big = int64(0)  # ... and in int64 pieces beyond
         for t in range(row.shape[0]):
@@ -117,6 +120,7 @@ def _group_sums(X, groups, lo, hi, sums, norms):
                 big += sq
                 sq = 0
         norms[i] = big + sq
+        residual[i] = np.sqrt(np.float64(groups.shape[1] * norms[i] - squares))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -563,11 +567,9 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, squared, cascad
     """
     sums = np.empty((1, groups.shape[0]), np.uint16)
     norms = np.empty(1, np.int64)
-    _group_sums(query, groups, 0, 1, sums, norms)
+    residual = np.empty(1)
+    _group_sums(query, groups, 0, 1, sums, norms, residual)
     qsums = sums[0].astype(np.int16)
-    fine = groups.shape[1] * norms[0]
-    for j in range(qsums.shape[0]):
-        fine -= int64(qsums[j]) * int64(qsums[j])
     summary = np.zeros((codes.shape[1], 1))
     largest = 0.0
     if cascade and squared:
@@ -580,12 +582,12 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, squared, cascad
     slack = error + 2.0**-22 * (np.abs(summary[:, 0] - offset) + 2.0**15 * scale)
     if squared:
         slack = np.sqrt(np.sum(slack * slack)) + 2.0**-22 * (largest + consts[1])
-        return norms[0], qsums, np.sqrt(fine), q.astype(np.float32), qsums, slack, scale
+        return norms[0], qsums, residual[0], q.astype(np.float32), qsums, slack, scale
     qcodes = np.minimum(np.maximum(np.rint(2 * q), -254), 254)
     off = np.abs(2 * q - qcodes)
     shift = np.sum(np.where(np.abs(2 * q) > 254, off, -off))
     first = np.full(1, shift, np.float32)
-    return norms[0], qsums, np.sqrt(fine), first, qcodes.astype(np.int16), np.sum(slack), scale
+    return norms[0], qsums, residual[0], first, qcodes.astype(np.int16), np.sum(slack), scale
 
 
 @numba.njit(nogil=True, cache=True)
@@ -733,13 +735,12 @@ class LowerBoundPruner:
             self.groups = np.argsort(_pair_up(sample, d // GROUP), kind="stable")
             self.groups = self.groups.reshape(-1, GROUP)
         self.summary = np.empty((n, len(self.groups)), np.uint16)
-        norms = np.empty(n, np.int64)
+        norms, residual = np.empty(n, np.int64), np.empty(n)
         self._over_rows(lambda lo, hi: _group_sums(self.database, self.groups, lo, hi,
-                                                   self.summary, norms))  # fmt: skip
-        fine = GROUP * norms - np.square(self.summary, dtype=np.int64).sum(axis=1)
+                                                   self.summary, norms, residual))  # fmt: skip
         first, codes, consts = self._first_summaries()
-        consts = np.array([*consts, np.sqrt(fine.max())])
-        self._arrays = (self.database, norms, self.summary, np.sqrt(fine), first, self.groups,
+        consts = np.array([*consts, residual.max()])
+        self._arrays = (self.database, norms, self.summary, residual, first, self.groups,
                         self._axes, self._mean, self._labels, consts, codes)  # fmt: skip
         self._all = np.array([[0, n]], np.int64)
         self._shares = self._parts(self._all, n)  # the usual split, made once
