@@ -75,6 +75,7 @@ from threadpoolctl import threadpool_limits
 
 from imgclf.neighbors.kernels import _cpu
 from imgclf.neighbors.kernels.l1 import _sad256
+from imgclf.neighbors.kernels.topk import insert_sorted
 
 __all__ = ["CASCADE_MIN_ROWS", "FIRST_DIMS", "GROUP", "LowerBoundPruner"]
 
@@ -464,18 +465,6 @@ def _insert(best, best_id, value, ident):
     best_id[slot] = ident
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _keep_smallest(values, where, value, position):
-    """Insert ``value`` into the ascending ``values`` (dropping the last) and its position."""
-    slot = values.shape[0] - 1
-    while slot > 0 and values[slot - 1] > value:
-        values[slot] = values[slot - 1]
-        where[slot] = where[slot - 1]
-        slot -= 1
-    values[slot] = value
-    where[slot] = position
-
-
 @numba.njit(nogil=True, cache=True)
 def _first_pass(first, qfirst, qcodes, ranges, squared, bounds, seed_bound, seed_row):
     """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``;
@@ -497,7 +486,7 @@ def _first_pass(first, qfirst, qcodes, ranges, squared, bounds, seed_bound, seed
             for i in range(hi - lo):
                 bounds[p] = acc[i]
                 if acc[i] < worst:
-                    _keep_smallest(seed_bound, seed_row, acc[i], lo + i)
+                    insert_sorted(seed_bound, seed_row, acc[i], lo + i)
                     worst = seed_bound[-1]
                 p += 1
 
@@ -522,7 +511,7 @@ def _second_pass(sums, residual, qsums, qresidual, ranges, squared, bounds, seed
             _prefetch_row(sums, rows[p + _AHEAD])
         bounds[p] = _second_bound(sums, residual, rows[p], qsums, qresidual, squared)
         if bounds[p] < worst:
-            _keep_smallest(seed_bound, seed_row, bounds[p], rows[p])
+            insert_sorted(seed_bound, seed_row, bounds[p], rows[p])
             worst = seed_bound[-1]
 
 

@@ -16,7 +16,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["merge_block", "merge_gathered", "merge_sorted", "reference_topk"]
+__all__ = [
+    "insert_sorted",
+    "merge_block",
+    "merge_gathered",
+    "merge_sorted",
+    "reference_topk",
+]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -32,12 +38,12 @@ def merge_block(block, m, width, lo, best_dist, best_index):
         for j in range(width):
             value = block[i, j]
             if value < worst:
-                _insert(best_dist[i], best_index[i], value, lo + j)
+                insert_sorted(best_dist[i], best_index[i], value, lo + j)
                 worst = best_dist[i, k - 1]
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _insert(dist, index, value, position):
+def insert_sorted(dist, index, value, position):
     """Insert ``value`` into the sorted row, behind equal distances; drop the last."""
     slot = dist.shape[0] - 1
     while slot > 0 and dist[slot - 1] > value:
