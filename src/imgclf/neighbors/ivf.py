@@ -37,6 +37,7 @@ from imgclf.neighbors.pruning import LowerBoundPruner
 from imgclf.neighbors.search import (
     DEFAULT_WORKING_MEMORY,
     METRICS,
+    PRUNE_MAX_QUERIES,
     Kernel,
     as_features,
     available_cores,
@@ -289,6 +290,10 @@ class _ListSearch:
 
     def run(self) -> tuple[np.ndarray, np.ndarray]:
         m, jobs = len(self.queries), self.index.n_jobs
+        if (
+            m <= PRUNE_MAX_QUERIES
+        ):  # an image or two: a pool and BLAS limits cost more than they save
+            return self._task(0, m, 0, 1)
         query_parts = max(1, min(jobs, m // MIN_LIST_QUERIES))
         list_parts = max(1, jobs // query_parts)
         edges = np.linspace(0, m, query_parts + 1).astype(int)
