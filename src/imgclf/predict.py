@@ -2,7 +2,9 @@
 
 :func:`image_files` expands files and folders into image paths;
 :func:`predict_file` decodes one image exactly as the dataset loader does and
-ranks the model's classes for it; :func:`score_kind` says what the scores mean.
+ranks the model's classes for it, in two steps a server can batch:
+:func:`decode_for_model` and :func:`rank_images`; :func:`score_kind` says what the
+scores mean.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import numpy as np
 
 from imgclf._validation import check_int, final_estimator
 
-__all__ = ["image_files", "predict_file", "rank_top", "score_kind"]
+__all__ = [
+    "decode_for_model",
+    "image_files",
+    "predict_file",
+    "rank_images",
+    "rank_top",
+    "score_kind",
+]
 
 
 def image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
@@ -67,30 +76,56 @@ def rank_top(model, X, top: int) -> tuple[np.ndarray, np.ndarray]:
     return np.argsort(-scores, axis=1, kind="stable")[:, :top], scores
 
 
-def predict_file(saved, path: str | os.PathLike, *, top: int = 5) -> dict:
+def predict_file(
+    saved, path: str | os.PathLike, *, top: int = 5, data: bytes | None = None
+) -> dict:
     """Decode one image as training did and rank the model's classes for it.
 
     Returns ``{"file", "resized", "score": <what scores are>, "top": [{"class",
     "score"}, ...]}``; ``resized`` is ``"HxW"`` when the image had another size.
+    ``data``: the file's bytes, already in memory (``path`` then only names them).
+    """
+    image, resized = decode_for_model(saved, path, data=data)
+    (ranked,) = rank_images(saved, image.reshape(1, -1), top=top)
+    return {"file": str(path), "resized": resized, **ranked}
+
+
+def decode_for_model(
+    saved, path: str | os.PathLike, *, data: bytes | None = None
+) -> tuple[np.ndarray, str | None]:
+    """One image decoded as training did: ``(uint8 (H, W, C) image, resized)``.
+
+    ``resized`` is ``"HxW"`` when the image had another size than the model's
+    input, else None. ``data``: the file's bytes, already in memory.
     """
     from imgclf.datasets.folder import image_size, read_image
 
     if saved.image_shape is None:
         raise ValueError("this model was not trained on images; it cannot classify image files")
     height, width, channels = saved.image_shape
-    same_size = image_size(path) == (height, width)
+    same_size = image_size(path, data=data) == (height, width)
     # decode as training did: a size would also let Pillow's JPEG draft mode change pixels
     image = read_image(
-        path, mode="L" if channels == 1 else "RGB", size=None if same_size else (height, width)
+        path,
+        mode="L" if channels == 1 else "RGB",
+        size=None if same_size else (height, width),
+        data=data,
     )
-    ranking, scores = rank_top(saved.model, image.reshape(1, -1), top)
-    names = _class_names(saved)
-    return {
-        "file": str(path),
-        "resized": None if same_size else f"{height}x{width}",
-        "score": score_kind(saved.model),
-        "top": [{"class": names[i], "score": float(scores[0, i])} for i in ranking[0]],
-    }
+    return image, None if same_size else f"{height}x{width}"
+
+
+def rank_images(saved, X, *, top: int = 5) -> list[dict]:
+    """``[{"score": <what scores are>, "top": [{"class", "score"}, ...]}, ...]``, one per row.
+
+    ``X``: ``(n, d)`` rows of decoded images (:func:`decode_for_model`), ranked
+    together in one call of the model.
+    """
+    ranking, scores = rank_top(saved.model, X, top)
+    names, kind = _class_names(saved), score_kind(saved.model)
+    return [
+        {"score": kind, "top": [{"class": names[i], "score": float(row[i])} for i in ranks]}
+        for ranks, row in zip(ranking, scores, strict=True)
+    ]
 
 
 def _class_names(saved) -> list[str]:

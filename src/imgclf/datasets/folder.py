@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import math
 import os
 import re
@@ -256,13 +257,14 @@ def _open_regular(path: str):
 
 
 @contextlib.contextmanager
-def _opened(path: str):
+def _opened(path: str, data: bytes | None = None):
     """The image at ``path``, opened (header only) by the plugins of :data:`FORMATS`.
 
     The plugin the file ending names is tried first (trying every plugin in turn costs
     more than decoding a small JPEG); a misnamed file falls back to the others.
+    ``data``: the file's bytes, already in memory (``path`` then only names them).
     """
-    with _open_regular(path) as f:
+    with io.BytesIO(data) if data is not None else _open_regular(path) as f:
         hint = _format_by_extension().get(os.path.splitext(path)[1].lower())
         try:
             image = Image.open(f, formats=[hint] if hint else FORMATS)
@@ -362,6 +364,7 @@ def _decode(
     size: tuple[int, int] | None,
     max_bytes: int,
     expect: tuple[int, int] | None = None,
+    data: bytes | None = None,
 ) -> np.ndarray:
     """One image as uint8 ``(H, W, C)``; Pillow's errors become a DatasetError.
 
@@ -369,7 +372,7 @@ def _decode(
     checked from the header, before any pixel is decoded.
     """
     try:
-        with _opened(path) as image:
+        with _opened(path, data) as image:
             _check_budget(path, image, max_bytes)
             if expect is not None and image.size != expect:
                 raise _MixedSizes(_mixed_sizes(path, image.size, expect))
@@ -409,25 +412,28 @@ def read_image(
     size: tuple[int, int] | None = None,
     mode: str = "RGB",
     max_bytes: int | None = None,
+    data: bytes | None = None,
 ) -> np.ndarray:
     """One image file as uint8 ``(H, W, C)``, resized to ``size=(H, W)`` if given.
 
     Reads the formats of :data:`FORMATS`; 16- and 32-bit images are scaled to 8 bits
     (see :func:`_to_8bit`). Errors (missing, not a regular file, corrupt, over the
-    decoded-pixel budget :func:`max_decoded_bytes`) name the file.
+    decoded-pixel budget :func:`max_decoded_bytes`) name the file. ``data``: the
+    file's bytes, already in memory (an upload); ``path`` then only names them in
+    messages, and its ending picks the format tried first.
     """
     budget = max_decoded_bytes(max_bytes)
     size = _check_options(mode, size, "raise", budget)
     with _refusing_bombs():
-        return _decode(os.fspath(path), mode, size, budget)
+        return _decode(os.fspath(path), mode, size, budget, data=data)
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(H, W)`` of an image file, read from its header: no pixel is decoded."""
+def image_size(path: str | os.PathLike, *, data: bytes | None = None) -> tuple[int, int]:
+    """``(H, W)`` of an image file (or of its bytes, ``data``), read from its header only."""
     path = os.fspath(path)
     with _refusing_bombs():
         try:
-            with _opened(path) as image:
+            with _opened(path, data) as image:
                 width, height = image.size
         except DatasetError:
             raise
