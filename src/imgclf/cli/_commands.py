@@ -441,6 +441,45 @@ def download(
     out.print(f"use it as: imgclf datasets {path}")
 
 
+@app.command()
+def serve(
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="MODEL...",
+            help="Saved model files, each served as its file name without the ending "
+            "(NAME=FILE to choose the name).",
+        ),
+    ],
+    host: opt.HostOpt = "127.0.0.1",
+    port: opt.PortOpt = 8000,
+    workers: opt.WorkersOpt = 1,
+    data: opt.ServeDataOpt = None,
+    max_body_size: opt.MaxBodyOpt = "10MB",
+    max_batch: opt.MaxBatchOpt = 32,
+    batch_wait: opt.BatchWaitOpt = 0.0,
+    batch_float_models: opt.BatchFloatOpt = False,
+    sign_key_file: opt.KeyFileOpt = None,
+) -> None:
+    """Serve models over HTTP: predict, Open Inference Protocol v2, metrics, a web page."""
+    limit = opt.parse_bytes(max_body_size, "--max-body-size")
+    key = opt.signing_key(sign_key_file)
+    opt.require_serve_extra()
+    from imgclf.serve import server
+    from imgclf.serve.app import Settings
+
+    settings = Settings(
+        max_body_size=limit,
+        max_batch=max_batch,
+        max_wait=batch_wait / 1000,
+        batch_float_models=batch_float_models,
+    )
+    server.serve(
+        models, host=host, port=port, workers=workers, data=data, settings=settings, key=key,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )  # fmt: skip
+
+
 # --- running the app -----------------------------------------------------------------------
 
 

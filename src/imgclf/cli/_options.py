@@ -21,7 +21,9 @@ __all__ = [
     "ModelArg",
     "model_settings",
     "numbers",
+    "parse_bytes",
     "parse_size",
+    "require_serve_extra",
     "search_grid",
     "signing_key",
     "size_or_fraction",
@@ -243,6 +245,72 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
             f"expected HxW such as 64x64, got {text!r}", param_hint="--size"
         ) from None
     return height, width
+
+
+_BYTE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def parse_bytes(text: str, option: str) -> int:
+    """``"10MB"`` -> ``10_000_000``; ``"64KiB"`` -> ``65536``; ``"5000"`` -> ``5000``."""
+    cleaned = text.strip().lower().removesuffix("b")
+    number = cleaned.rstrip("kmgi")
+    unit = cleaned[len(number) :]
+    try:
+        value = int(float(number) * _BYTE_UNITS[unit])
+    except (ValueError, KeyError):
+        value = 0
+    if value < 1:
+        raise typer.BadParameter(
+            f"expected a size such as 10MB, 512KiB or 100000, got {text!r}", param_hint=option
+        )
+    return value
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+HostOpt = Annotated[
+    str, typer.Option(help="Address to listen on (0.0.0.0: every interface; think first).")
+]
+PortOpt = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free).")]
+WorkersOpt = Annotated[int, typer.Option(min=1, help="Worker processes, each with the models.")]
+ServeDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Dataset spec whose images the web page shows: random test images, and the "
+        "neighbours of a k-NN model trained on features.",
+    ),
+]
+MaxBodyOpt = Annotated[
+    str, typer.Option(help="Largest request body; larger ones are refused (413) unread.")
+]
+MaxBatchOpt = Annotated[int, typer.Option(min=1, help="Most images one model call classifies.")]
+BatchWaitOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0, help="Milliseconds an idle model waits for more requests to batch (0: none)."
+    ),
+]
+
+BatchFloatOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Batch linear, net and float-feature k-NN models too: more throughput under "
+        "load, but BLAS then sums in another order, so scores may differ from one-at-a-time "
+        "answers in their last bits. Exact k-NN on pixels is always batched.",
+    ),
+]
+
+
+def require_serve_extra() -> None:
+    """An ImportError that says how to install what ``serve`` needs, when it is missing."""
+    from importlib.util import find_spec
+
+    missing = [
+        m for m in ("uvicorn", "httptools", "uvloop", "prometheus_client") if not find_spec(m)
+    ]
+    if missing:
+        raise ImportError(f"imgclf serve needs {', '.join(missing)}: pip install 'imgclf[serve]'")
 
 
 def numbers(text: str | None, option: str, kind=float) -> list | None:

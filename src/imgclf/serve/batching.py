@@ -1,0 +1,126 @@
+"""Micro-batching: requests to one model that arrive together run as one batch.
+
+A request's decoded row joins the model's queue. When the model is idle the
+queue is flushed on the event loop's next turn (after every request that
+arrived in the same turn has joined it), or after ``max_wait`` seconds when that
+is set; while a batch runs, newcomers wait and form the next batch, at most
+``max_batch`` rows. One request alone waits for nothing but one loop turn.
+
+The rows of a batch go through the model in one call when a row's answer cannot
+depend on the rows beside it (``together=True``: exact k-NN on pixels, whose
+distances are integers); otherwise in one call per row, so that every answer is
+bit for bit the one it gets alone: BLAS sums a matrix product of many rows in
+another order than a product of one row, and float scores would differ in their
+last bits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["MicroBatcher"]
+
+
+class MicroBatcher:
+    """Gathers rows for one model and answers each from one call per batch.
+
+    Parameters
+    ----------
+    run : callable
+        ``run(rows (n, d), top) -> list of n answers``.
+    max_batch : int
+        Most rows in one call.
+    max_wait : float
+        Seconds an idle model waits for more rows after the first (0: one loop turn).
+    together : bool
+        Rank a batch's rows in one call (True), or call ``run`` once per row.
+    executor : concurrent.futures.Executor, optional
+        Run batches there (the loop keeps reading requests meanwhile); None: on the loop.
+    on_batch : callable, optional
+        ``on_batch(size, seconds)`` after each batch (metrics).
+    """
+
+    def __init__(
+        self,
+        run: Callable,
+        *,
+        max_batch: int = 32,
+        max_wait: float = 0.0,
+        together: bool = True,
+        executor=None,
+        on_batch: Callable | None = None,
+    ):
+        self.run, self.max_batch, self.max_wait = run, max_batch, max_wait
+        self.together = together
+        self.executor, self.on_batch = executor, on_batch
+        self._queue: list[tuple[np.ndarray, int, asyncio.Future]] = []
+        self._busy = False
+        self._flush_planned = False
+
+    async def submit(self, row: np.ndarray, top: int) -> dict:
+        """The answer for one row, computed in a batch with whatever arrived with it."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((row, top, future))
+        if not self._busy and not self._flush_planned:
+            self._flush_planned = True
+            if self.max_wait > 0 and len(self._queue) < self.max_batch:
+                loop.call_later(self.max_wait, self._start)
+            else:
+                loop.call_soon(self._start)
+        return await future
+
+    def _start(self) -> None:
+        self._flush_planned = False
+        if self._busy or not self._queue:
+            return
+        self._busy = True
+        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        asyncio.get_running_loop().create_task(self._run_batch(batch))
+
+    async def _run_batch(self, batch: list) -> None:
+        try:
+            if self.executor is None:
+                results = self._compute(batch)
+            else:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(self.executor, self._compute, batch)
+        except BaseException as exc:  # noqa: BLE001 - every waiting request gets the error
+            results = [exc] * len(batch)
+        finally:
+            self._busy = False
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():  # the request was cancelled (client gone)
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        if self._queue:
+            self._start()
+
+    def _compute(self, batch: list) -> list:
+        """One model call per distinct ``top`` in the batch (or one per row)."""
+        start = time.perf_counter()
+        if self.together:
+            results = self._together(batch)
+        else:
+            results = [self.run(row[None], top)[0] for row, top, _ in batch]
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - start)
+        return results
+
+    def _together(self, batch: list) -> list:
+        results: list = [None] * len(batch)
+        by_top: dict[int, list[int]] = {}
+        for i, (_, top, _) in enumerate(batch):
+            by_top.setdefault(top, []).append(i)
+        for top, members in by_top.items():
+            rows = np.stack([batch[i][0] for i in members])
+            for i, answer in zip(members, self.run(rows, top), strict=True):
+                results[i] = answer
+        return results
