@@ -56,13 +56,14 @@ class Request:
         The ASGI ``http`` scope.
     """
 
-    __slots__ = ("headers", "method", "path", "query_string")
+    __slots__ = ("endpoint", "headers", "method", "path", "query_string")
 
     def __init__(self, scope: dict):
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query_string: bytes = scope.get("query_string", b"")
         self.headers: dict[bytes, bytes] = dict(scope["headers"])  # lower-case names (ASGI)
+        self.endpoint: str | None = None  # the route's pattern, once known (metrics label)
 
     def header(self, name: bytes, default: bytes = b"") -> bytes:
         """One header's value (a repeated header: its last value)."""

@@ -179,6 +179,7 @@ class App:
             endpoint, handler, args = self._route(request)
             status = await handler(request, receive, send, *args)
         except RequestError as exc:
+            endpoint = request.endpoint or endpoint
             status = exc.status
             close = _CLOSE if status in (408, 413) else []  # the rest of the body is not read
             await send_bytes(send, status, error_body(str(exc)), JSON_TYPE, exc.headers + close)
@@ -199,11 +200,11 @@ class App:
         if head == "v2":
             return self._route_v2(request, parts[1:])
         if request.path == "/":
-            return "/", _method(request, "GET", self._index), ()
+            return _fixed(request, "/", "GET", self._index)
         if head == "static" and len(parts) == 2:
-            return "/static/{file}", _method(request, "GET", self._static_file), (parts[1],)
+            return _fixed(request, "/static/{file}", "GET", self._static_file, (parts[1],))
         if request.path == "/metrics":
-            return "/metrics", _method(request, "GET", self._metrics), ()
+            return _fixed(request, "/metrics", "GET", self._metrics)
         raise RequestError(404, f"no such path: {request.path[:200]}")
 
     def _model(self, name: str) -> ServedModel:
@@ -215,38 +216,46 @@ class App:
 
     def _route_v1(self, request: Request, parts: list[str]):
         if parts == ["models"]:
-            return "/v1/models", _method(request, "GET", self._list), ()
+            return _fixed(request, "/v1/models", "GET", self._list)
         if len(parts) < 2 or parts[0] != "models":
             raise RequestError(404, f"no such path: {request.path[:200]}")
-        model, rest = self._model(parts[1]), parts[2:]
+        rest = parts[2:]
         if not rest:
-            return "/v1/models/{name}", _method(request, "GET", self._describe), (model,)
-        if rest == ["predict"]:
-            return "/v1/models/{name}/predict", _method(request, "POST", self._predict), (model,)
-        if len(rest) == 2 and rest[0] in ("train", "test", "templates"):
-            endpoint = f"/v1/models/{{name}}/{rest[0]}/{{i}}.png"
-            return endpoint, _method(request, "GET", self._picture), (model, rest[0], rest[1])
-        raise RequestError(404, f"no such path: {request.path[:200]}")
+            found = ("/v1/models/{name}", "GET", self._describe, ())
+        elif rest == ["predict"]:
+            found = ("/v1/models/{name}/predict", "POST", self._predict, ())
+        elif len(rest) == 2 and rest[0] in ("train", "test", "templates"):
+            found = (f"/v1/models/{{name}}/{rest[0]}/{{i}}.png", "GET", self._picture, tuple(rest))
+        else:
+            raise RequestError(404, f"no such path: {request.path[:200]}")
+        return self._model_route(request, parts[1], *found)
 
     def _route_v2(self, request: Request, parts: list[str]):
         if not parts or parts == [""]:
-            return "/v2", _method(request, "GET", self._v2_server), ()
+            return _fixed(request, "/v2", "GET", self._v2_server)
         if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
-            return f"/v2/health/{parts[1]}", _method(request, "GET", self._v2_health), (parts[1],)
+            return _fixed(request, f"/v2/health/{parts[1]}", "GET", self._v2_health, (parts[1],))
         if parts[0] != "models" or len(parts) < 2:
             raise RequestError(404, f"no such path: {request.path[:200]}")
-        model, rest = self._model(parts[1]), parts[2:]
+        rest = parts[2:]
         if len(rest) >= 2 and rest[0] == "versions":
             if rest[1] != "1":
-                raise RequestError(404, f"model {model.name} has one version, 1; not {rest[1]!r}")
+                raise RequestError(404, f"model {parts[1][:100]!r} has one version, 1")
             rest = rest[2:]
         if not rest:
-            return "/v2/models/{name}", _method(request, "GET", self._v2_model), (model,)
-        if rest == ["ready"]:
-            return "/v2/models/{name}/ready", _method(request, "GET", self._v2_ready), (model,)
-        if rest == ["infer"]:
-            return "/v2/models/{name}/infer", _method(request, "POST", self._v2_infer), (model,)
-        raise RequestError(404, f"no such path: {request.path[:200]}")
+            found = ("/v2/models/{name}", "GET", self._v2_model)
+        elif rest == ["ready"]:
+            found = ("/v2/models/{name}/ready", "GET", self._v2_ready)
+        elif rest == ["infer"]:
+            found = ("/v2/models/{name}/infer", "POST", self._v2_infer)
+        else:
+            raise RequestError(404, f"no such path: {request.path[:200]}")
+        return self._model_route(request, parts[1], *found)
+
+    def _model_route(self, request: Request, name: str, endpoint, method, handler, extra=()):
+        """A route on one model: its endpoint is known (for metrics) before the model is."""
+        request.endpoint = endpoint
+        return endpoint, _method(request, method, handler), (self._model(name), *extra)
 
     # --- v1 ---------------------------------------------------------------------------------
 
@@ -390,6 +399,12 @@ class App:
         body, kind = self.metrics.render()
         await send_bytes(send, 200, body, kind)
         return 200
+
+
+def _fixed(request: Request, endpoint: str, method: str, handler, args: tuple = ()):
+    """A route's ``(endpoint, handler, args)``, its endpoint noted first (metrics label)."""
+    request.endpoint = endpoint
+    return endpoint, _method(request, method, handler), args
 
 
 def _method(request: Request, allowed: str, handler):
