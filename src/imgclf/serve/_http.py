@@ -15,6 +15,11 @@ from urllib.parse import parse_qsl
 
 from imgclf.errors import ImgclfError
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is in the serve extra
+    _orjson = None
+
 __all__ = [
     "JSON_TYPE",
     "Request",
@@ -130,28 +135,45 @@ async def read_body(receive, request: Request, limit: int, timeout: float) -> by
         413 over the limit (declared or received), 408 too slow, 400 the client left.
     """
     _declared_length(request, limit)
-    chunks, size = [], 0
+    task = asyncio.current_task()
+    expired: list[bool] = []
+    # a plain timer, not asyncio.timeout(): a tenth of its cost, on every request
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, task, expired)
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise RequestError(400, "the client disconnected before sending the body")
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise RequestError(413, f"request body is over the limit of {limit:,} bytes")
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
-        raise RequestError(408, f"the request body took longer than {timeout:g} s") from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return await _receive_all(receive, limit)
+    except asyncio.CancelledError:
+        if expired and task.uncancel() == 0:
+            raise RequestError(408, f"the request body took longer than {timeout:g} s") from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def _expire(task: asyncio.Task, expired: list) -> None:
+    expired.append(True)
+    task.cancel()
+
+
+async def _receive_all(receive, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError(400, "the client disconnected before sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def json_bytes(payload) -> bytes:
-    """Compact JSON (NaN and infinities refused: JSON has none)."""
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON, by orjson when it is installed (several times faster than json)."""
+    if _orjson is not None:
+        return _orjson.dumps(payload)
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def error_body(message: str) -> bytes:

@@ -269,22 +269,23 @@ class App:
 
     async def _predict(self, request, receive, send, model: ServedModel) -> int:
         top = request.int_param("top", 5, 1, len(model.classes))
-        uploads = await self._uploads(request, receive)
+        multipart, uploads = await self._uploads(request, receive)
         rows = [await self._decode(model, data, name) for name, data in uploads]
-        answers = await asyncio.gather(
-            *(self.batchers[model.name].submit(row, top) for row, _ in rows)
-        )
+        batcher = self.batchers[model.name]
+        if len(rows) == 1:
+            answers = [await batcher.submit(rows[0][0], top)]
+        else:
+            answers = await asyncio.gather(*(batcher.submit(row, top) for row, _ in rows))
         results = [
             _v1_answer(model, answer, resized, name)
             for answer, (_, resized), (name, _) in zip(answers, rows, uploads, strict=True)
         ]
-        multipart = request.content_type()[0] == "multipart/form-data"
         payload = {"predictions": results} if multipart else results[0]
         await send_json(send, 200, {"model": model.name, **payload})
         return 200
 
-    async def _uploads(self, request: Request, receive) -> list[tuple[str, bytes]]:
-        """``[(file name, bytes)]`` of a predict request; 415 for any other media type."""
+    async def _uploads(self, request: Request, receive) -> tuple[bool, list[tuple[str, bytes]]]:
+        """``(multipart?, [(file name, bytes)])`` of a predict request; 415 for other types."""
         kind, params = request.content_type()
         multipart = kind == "multipart/form-data"
         if not (multipart or kind.startswith("image/") or kind == "application/octet-stream"):
@@ -298,12 +299,12 @@ class App:
         if not multipart:
             if not body:
                 raise RequestError(400, "empty request body: expected an image")
-            return [("upload" + _IMAGE_ENDINGS.get(kind, ""), body)]
+            return False, [("upload" + _IMAGE_ENDINGS.get(kind, ""), body)]
         parts = parse_multipart(body, params.get("boundary"), settings.max_files)
         files = [(_upload_name(p.filename, i), p.data) for i, p in enumerate(parts) if p.filename]
         if not files:
             raise RequestError(400, "multipart form without a file: add one or more image files")
-        return files
+        return True, files
 
     async def _decode(self, model: ServedModel, data: bytes, name: str):
         """``(row, resized)``; large uploads decode on a thread, so the loop goes on."""

@@ -78,21 +78,29 @@ class MicroBatcher:
         self._flush_planned = False
         if self._busy or not self._queue:
             return
-        self._busy = True
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        asyncio.get_running_loop().create_task(self._run_batch(batch))
+        if self.executor is None:  # on the loop, now: no task to create
+            self._finish(batch, self._results(batch))
+            return
+        self._busy = True
+        asyncio.get_running_loop().create_task(self._run_on_thread(batch))
 
-    async def _run_batch(self, batch: list) -> None:
+    async def _run_on_thread(self, batch: list) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            if self.executor is None:
-                results = self._compute(batch)
-            else:
-                loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(self.executor, self._compute, batch)
-        except BaseException as exc:  # noqa: BLE001 - every waiting request gets the error
-            results = [exc] * len(batch)
+            results = await loop.run_in_executor(self.executor, self._results, batch)
         finally:
             self._busy = False
+        self._finish(batch, results)
+
+    def _results(self, batch: list) -> list:
+        """Each row's answer, or the exception that its batch raised."""
+        try:
+            return self._compute(batch)
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+            return [exc] * len(batch)
+
+    def _finish(self, batch: list, results: list) -> None:
         for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():  # the request was cancelled (client gone)
                 continue
@@ -100,8 +108,9 @@ class MicroBatcher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-        if self._queue:
-            self._start()
+        if self._queue and not self._flush_planned:
+            self._flush_planned = True
+            asyncio.get_running_loop().call_soon(self._start)
 
     def _compute(self, batch: list) -> list:
         """One model call per distinct ``top`` in the batch (or one per row)."""

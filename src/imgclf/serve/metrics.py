@@ -83,9 +83,17 @@ class Metrics:
 
     def batch(self, model: str, size: int, seconds: float) -> None:
         """One batch of ``size`` images through ``model``, taking ``seconds``."""
-        self.inference.labels(model).observe(seconds)
-        self.batch_size.labels(model).observe(size)
-        self.images.labels(model).inc(size)
+        children = self._children.get(model)
+        if children is None:
+            children = (
+                self.inference.labels(model),
+                self.batch_size.labels(model),
+                self.images.labels(model),
+            )
+            self._children[model] = children
+        children[0].observe(seconds)
+        children[1].observe(size)
+        children[2].inc(size)
 
     def render(self) -> tuple[bytes, bytes]:
         """``(body, content type)`` of the Prometheus text format."""
