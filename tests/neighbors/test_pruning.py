@@ -183,27 +183,30 @@ def test_l1_by_psadbw_and_by_plain_loops_agree():
 
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("kind", ["smooth", "random", "ties", "extremes"])
-def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind):
+@pytest.mark.parametrize("second_stage", [True, False])
+def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind, second_stage):
     """Each row's bounds pass the thresholds set by its own true distance (what pruning needs)."""
     rng = np.random.default_rng(17)
     database = make(kind, rng, N, 96)
-    pruner = LowerBoundPruner(database, metric)
-    pixels, norms, sums, residual, first, groups, axes, mean, labels, consts, codes = pruner._arrays
-    squared = metric == "l2"
+    pruner = LowerBoundPruner(database, metric, second_stage=second_stage)
+    (_, _, _, sums, residual, first, groups, axes, mean, labels, consts, codes,
+     codes2) = pruner._arrays  # fmt: skip
+    squared, pca = metric == "l2", pruner.pca
+    assert pca == (squared and second_stage)
     for query in queries(rng, database):
         q = query[None]
-        _, qsums, qres, qfirst, qcodes, slack, step = _summarise(
-            q, groups, axes, mean, labels, consts, codes, squared, True
+        _, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
+            q, groups, axes, mean, labels, consts, codes, codes2, squared, True, pca
         )
-        bounds = np.empty(N)
-        seeds = np.full(1, np.inf), np.full(1, -1)
-        _first_pass(first, qfirst, qcodes, pruner._all, squared, bounds, *seeds)
-        spread = (qres + consts[2]) ** 2
+        bounds = np.empty(N, np.float32)
+        _first_pass(first, qfirst, qcodes, pruner._all, squared, bounds)
+        setting = (squared, True, pca, GROUP, slack, (qres + consts[2]) ** 2, step, slack2, step2)
         for row, dist in enumerate(distances(query, database, metric)):
-            limits = _thresholds(dist, squared, True, GROUP, slack, spread, step)
-            first_limit, second_limit = limits
+            first_limit, second_limit = _thresholds(dist, setting)
             assert bounds[row] <= first_limit
-            assert _second_bound(sums, residual, row, qsums, qres, squared) <= second_limit
+            if second_stage:
+                bound = _second_bound(sums, residual, row, qsums, qres, q2, squared, pca)
+                assert bound <= second_limit
 
 
 def test_learned_groups_partition_the_features():

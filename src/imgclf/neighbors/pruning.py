@@ -75,17 +75,22 @@ from threadpoolctl import threadpool_limits
 
 from imgclf.neighbors.kernels import _cpu
 from imgclf.neighbors.kernels.l1 import _sad256
-from imgclf.neighbors.kernels.topk import insert_sorted
 
-__all__ = ["CASCADE_MIN_ROWS", "FIRST_DIMS", "GROUP", "LowerBoundPruner"]
+__all__ = ["CASCADE_MIN_ROWS", "FIRST_DIMS", "GROUP", "SECOND_DIMS", "LowerBoundPruner"]
 
 GROUP = 16  # features per summed group: divides the engine's padding (64)
-FIRST_DIMS = {"l1": 64, "l2": 32}  # numbers per row in the first bound
+FIRST_DIMS = {"l1": 64, "l2": 16}  # numbers per row in the first bound
+SECOND_DIMS = 128  # L2: numbers per row in the second (127 principal axes and the residual)
 FIRST_CODES = {"l1": np.int8, "l2": np.int16}  # and their storage
 CASCADE_MIN_ROWS = 1024  # below this, one group-sum pass is as fast
 MAX_CASCADE_D = 1 << 16  # the L2 projections stay exact in int32 (see _project)
-_SEEDS = 32  # rows (at least k) whose exact distances set a thread's first threshold
-_SAMPLE = 1024  # rows the principal axes (and coarse groups) are estimated from
+_SEEDS = 256  # rows (at least k) with the smallest first bounds ...
+_SEED_SAMPLE = 1024  # bounds sampled to find the seeds
+_SEEDS_EXACT = 16  # ... of which those (at least k) with the smallest second are measured:
+# their k-th distance is the thread's first threshold
+_SAMPLE = 1024  # rows the coarse groups are estimated from
+_AXES_SAMPLE = 4096  # and the principal axes
+_PROJECT_BLOCK = 2048  # rows projected per matrix product
 _PAIRING_SAMPLE = 256  # rows the groups are learned from
 _PCA_SCALE = 1 << 14  # axes are rounded to multiples of 2^-14 (int16)
 _CHUNK = 256  # rows per vector pass of the first bound
@@ -101,11 +106,12 @@ _BIG = np.iinfo(np.int64).max
 
 
 @numba.njit(nogil=True, cache=True)
-def _group_sums(X, groups, lo, hi, sums, norms, residual):
-    """Rows ``lo..hi``: ``sums[i, j]`` = sum of ``X[i, groups[j]]``, ``norms[i] = |X[i]|^2``
-    and ``residual[i] = r_x = sqrt(g |x|^2 - sum_j S_x[j]^2)`` (an exact integer's root)."""
+def _group_sums(X, rows, groups, lo, hi, sums, norms, residual):
+    """Positions ``lo..hi`` (database rows ``rows[lo..hi]``): ``sums[i, j]`` = sum of
+    ``X[rows[i], groups[j]]``, ``norms[i] = |x|^2`` and ``residual[i] = r_x =
+    sqrt(g |x|^2 - sum_j S_x[j]^2)`` (an exact integer's root)."""
     for i in range(lo, hi):
-        row = X[i]
+        row = X[rows[i]]
         squares = int64(0)
         for j in range(groups.shape[0]):
             total = int32(0)
@@ -113,15 +119,28 @@ def _group_sums(X, groups, lo, hi, sums, norms, residual):
                 total += int32(row[groups[j, t]])
             sums[i, j] = total
             squares += total * total
-        sq = int32(0)  # exact: 255^2 d < 2^31 for d <= 2^15 ...
-        big = int64(0)  # ... and in int64 pieces beyond
-        for t in range(row.shape[0]):
-            sq = int32(sq + int32(row[t]) * int32(row[t]))
-            if t % 32768 == 32767:
-                big += sq
-                sq = 0
-        norms[i] = big + sq
+        norms[i] = _squared_norm(row)
         residual[i] = np.sqrt(np.float64(groups.shape[1] * norms[i] - squares))
+
+
+@numba.njit(nogil=True, cache=True)
+def _squared_norm(row):
+    """``|x|^2`` of a uint8 row, exact: in int32 pieces of 32,768 features (255^2 2^15 < 2^31)."""
+    sq = int32(0)
+    big = int64(0)
+    for t in range(row.shape[0]):
+        sq = int32(sq + int32(row[t]) * int32(row[t]))
+        if t % 32768 == 32767:
+            big += sq
+            sq = 0
+    return big + sq
+
+
+@numba.njit(nogil=True, cache=True)
+def _norms(X, rows, lo, hi, norms):
+    """``norms[i] = |X[rows[i]]|^2`` for positions ``lo..hi``."""
+    for i in range(lo, hi):
+        norms[i] = _squared_norm(X[rows[i]])
 
 
 @numba.njit(nogil=True, cache=True)
@@ -276,7 +295,7 @@ def _principal_axes(database: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarra
     ``sigma >= ||P_int||_2`` makes ``P_int / sigma`` a contraction.
     """
     n, d = database.shape
-    sample = database[np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64)]
+    sample = database[np.linspace(0, n - 1, min(n, _AXES_SAMPLE)).astype(np.int64)]
     mean = np.rint(sample.mean(axis=0))
     sample = sample.astype(np.float32) - mean.astype(np.float32)
     basis = np.random.default_rng(0).standard_normal((d, min(d, m + 8))).astype(np.float32)
@@ -301,6 +320,23 @@ def _orthonormal(basis: np.ndarray) -> np.ndarray:
     return (basis @ (vectors[:, keep] / np.sqrt(values[keep])).astype(np.float32)).astype(
         np.float32
     )
+
+
+def _projections(database, rows, axes, mean, sigma) -> tuple[np.ndarray, np.ndarray]:
+    """``z = P_int (x - mu) / sigma`` (n, m) and ``|x - mu|^2`` (n,) of rows ``database[rows]``.
+
+    The products are float64 matrix products of small integers, exact in any
+    order (``|P_int| <= 2^14``, ``|x - mu| <= 255``: partial sums below 2^38 <
+    2^53), so ``z`` equals what :func:`_project` computes in int32 for a query.
+    """
+    axes_t = axes.T.astype(np.float64)
+    z = np.empty((len(rows), len(axes)))
+    squares = np.empty(len(rows))
+    for lo in range(0, len(rows), _PROJECT_BLOCK):
+        centred = database[rows[lo : lo + _PROJECT_BLOCK]] - mean.astype(np.float64)
+        z[lo : lo + len(centred)] = centred @ axes_t / sigma
+        squares[lo : lo + len(centred)] = np.einsum("ij,ij->i", centred, centred)
+    return z, squares
 
 
 def _codes(summary: np.ndarray, dtype, exact: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -412,9 +448,27 @@ def _group_bound(sums, row, qsums, squared):
     return total
 
 
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _pca_bound(codes, row, q):
+    """L2 with principal axes: ``sum_j (q_j - u_j)^2`` over one row's codes, float32.
+
+    The terms are non-negative, so the float32 sum in any order (``reassoc``
+    lets it be a vector loop) is within ``m 2^-24`` of the exact one.
+    """
+    r = uint64(row)
+    total = np.float32(0)
+    for j in range(uint64(codes.shape[1])):
+        diff = q[j] - np.float32(codes[r, j])
+        total += diff * diff
+    return total
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
-def _second_bound(sums, residual, row, qsums, qresidual, squared):
-    """The stage-2 bound of one row, float64 (L2: in units of ``g |q - x|^2``)."""
+def _second_bound(sums, residual, row, qsums, qresidual, q2, squared, pca):
+    """The stage-2 bound of one row, float64: in units of the codes (``pca``), else of
+    ``|q - x|_1`` or ``g |q - x|^2``."""
+    if pca:
+        return np.float64(_pca_bound(sums, row, q2))
     b = np.float64(_group_bound(sums, row, qsums, squared))
     if squared:
         b += (residual[row] - qresidual) ** 2
@@ -422,8 +476,9 @@ def _second_bound(sums, residual, row, qsums, qresidual, squared):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _distance(pixels, norms, row, query, qnorm, squared):
-    """Exact L1 or squared L2 distance from ``query`` (1, d) to one database row, int64."""
+def _distance(pixels, norms, position, row, query, qnorm, squared):
+    """Exact L1 or squared L2 distance from ``query`` (1, d) to database ``row`` (whose
+    summaries are at ``position``), int64."""
     r, d, zero = uint64(row), uint64(pixels.shape[1]), uint64(0)
     if squared:  # |q|^2 + |x|^2 - 2 q.x, the dot in int32 pieces (exact: 255^2 2^15 < 2^31)
         dot = int64(0)
@@ -432,7 +487,7 @@ def _distance(pixels, norms, row, query, qnorm, squared):
             for t in range(start, min(start + uint64(1 << 15), d)):
                 part = int32(part + int32(query[zero, t]) * int32(pixels[r, t]))
             dot += part
-        return qnorm + norms[row] - 2 * dot
+        return qnorm + norms[position] - 2 * dot
     total = int32(0)  # exact: 255 d < 2^31
     for t in range(d):
         total = int32(total + abs(int32(query[zero, t]) - int32(pixels[r, t])))
@@ -466,10 +521,9 @@ def _insert(best, best_id, value, ident):
 
 
 @numba.njit(nogil=True, cache=True)
-def _first_pass(first, qfirst, qcodes, ranges, squared, bounds, seed_bound, seed_row):
-    """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``;
-    the rows with the smallest bounds into the seeds. L1 bounds are offset by
-    ``qfirst[0]`` (see :func:`_summarise`)."""
+def _first_pass(first, qfirst, qcodes, ranges, squared, bounds):
+    """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``.
+    L1 bounds are offset by ``qfirst[0]`` (see :func:`_summarise`)."""
     acc = np.empty(_CHUNK, np.float32)
     acc16 = np.empty(_CHUNK, np.uint16)
     p = 0
@@ -482,53 +536,89 @@ def _first_pass(first, qfirst, qcodes, ranges, squared, bounds, seed_bound, seed
                 _first_bounds_l1(first, qcodes, lo, hi, acc16)
                 for i in range(hi - lo):
                     acc[i] = acc16[i] + qfirst[0]
-            worst = seed_bound[-1]
             for i in range(hi - lo):
-                bounds[p] = acc[i]
-                if acc[i] < worst:
-                    insert_sorted(seed_bound, seed_row, acc[i], lo + i)
-                    worst = seed_bound[-1]
-                p += 1
+                bounds[p + i] = acc[i]
+            p += hi - lo
 
 
 @numba.njit(nogil=True, cache=True)
-def _second_pass(sums, residual, qsums, qresidual, ranges, squared, bounds, seed_bound, seed_row):
+def _second_pass(sums, residual, qsums, qresidual, q2, ranges, squared, pca, bounds):
     """Without the first stage: the second bound of every row in ``ranges``, as above.
 
     Rows are fetched ahead: this path serves scattered rows (short ranges) too.
     """
-    rows = np.empty(bounds.shape[0], np.int64)
-    p = 0
-    for r in range(ranges.shape[0]):
-        for row in range(ranges[r, 0], ranges[r, 1]):
-            rows[p] = row
-            p += 1
-    worst = seed_bound[-1]
+    rows = _positions(ranges, bounds.shape[0])
     for p in range(min(_AHEAD, rows.shape[0])):
         _prefetch_row(sums, rows[p])
     for p in range(rows.shape[0]):
         if p + _AHEAD < rows.shape[0]:
             _prefetch_row(sums, rows[p + _AHEAD])
-        bounds[p] = _second_bound(sums, residual, rows[p], qsums, qresidual, squared)
-        if bounds[p] < worst:
-            insert_sorted(seed_bound, seed_row, bounds[p], rows[p])
-            worst = seed_bound[-1]
+        bounds[p] = _second_bound(sums, residual, rows[p], qsums, qresidual, q2, squared, pca)
+
+
+@numba.njit(nogil=True, cache=True)
+def _positions(ranges, n):
+    """The ``n`` rows of ``ranges``, in order."""
+    rows = np.empty(n, np.int64)
+    p = 0
+    for r in range(ranges.shape[0]):
+        for row in range(ranges[r, 0], ranges[r, 1]):
+            rows[p] = row
+            p += 1
+    return rows
+
+
+@numba.njit(nogil=True, cache=True)
+def _seeds(bounds, ranges, need):
+    """At least ``need`` rows, about :data:`_SEEDS`, among those with the smallest bounds,
+    and their bounds: the cut is a low quantile of an even sample of the bounds
+    (cheaper than keeping the smallest while the bounds are computed). Any rows
+    would do (their distances only set the first threshold); these do it well."""
+    n = bounds.shape[0]
+    want = max(_SEEDS, need)
+    sample = np.sort(bounds[:: max(1, n // _SEED_SAMPLE)])
+    rank = min(sample.shape[0] - 1, want * sample.shape[0] // n)
+    while True:
+        cut = sample[rank] if rank < sample.shape[0] - 1 else np.inf
+        rows = np.empty(min(n, 4 * want), np.int64)
+        kept = np.empty(rows.shape[0])
+        found = p = 0
+        for r in range(ranges.shape[0]):
+            for row in range(ranges[r, 0], ranges[r, 1]):
+                if bounds[p] <= cut and found < rows.shape[0]:
+                    rows[found] = row
+                    kept[found] = bounds[p]
+                    found += 1
+                p += 1
+        if found >= need or cut == np.inf:
+            return rows[:found], kept[:found]
+        rank = min(2 * rank + 1, sample.shape[0] - 1)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _thresholds(tau, squared, cascade, group, slack, residual_scale, scale):
+def _thresholds(tau, setting):
     """The first and second bounds a row may have and still tie with k-th distance ``tau``.
 
-    The first bound is in units of its codes (``scale`` per step; L1: half
-    steps) and kept in float32. With the allowances for rounding: ``slack``
-    for the codes (in distance units, see :func:`_summarise`) and ``2^-17``
-    for the float32 sum; ``2^-30`` for the float64 residual term of the
-    second (``residual_scale = (r_q + max r_x)^2``).
+    ``setting`` = (squared, cascade, pca, group, slack, residual_scale, scale,
+    slack2, scale2): the search's flags and the query's allowances.
+
+    Code bounds (the first; the second with ``pca``) are in units of their
+    codes (``scale`` per step; L1: half steps) and summed in float32. With the
+    allowances for rounding: ``slack`` for the codes (in distance units, see
+    :func:`_summarise`), ``2^-17`` for a float32 sum of up to 32 terms and
+    ``2^-14`` for one of up to 256 (:func:`_pca_bound`); ``2^-30`` for the
+    float64 residual term of the group-sum bound (``residual_scale = (r_q + max r_x)^2``).
     """
+    squared, cascade, pca, group, slack, residual_scale, scale, slack2, scale2 = setting
     if tau == _BIG:
         return np.inf, np.inf
     t = np.float64(tau)
-    second = group * t + 2.0**-30 * (group * t + residual_scale) if squared else t
+    if pca:
+        second = ((np.sqrt(t) + slack2) / scale2) ** 2 * (1 + 2.0**-14)
+    elif squared:
+        second = group * t + 2.0**-30 * (group * t + residual_scale)
+    else:
+        second = t
     if not cascade:  # the second bound is the first, stored in float32
         return second * (1 + 2.0**-20), second
     first = ((np.sqrt(t) + slack) / scale) ** 2 if squared else 2 * (t + slack) / scale
@@ -536,17 +626,32 @@ def _thresholds(tau, squared, cascade, group, slack, residual_scale, scale):
 
 
 @numba.njit(nogil=True, cache=True)
-def _summarise(query, groups, axes, mean, labels, consts, codes, squared, cascade):
-    """The query's (|q|^2, group sums, residual, first summary, its L1 codes, slack, scale).
+def _query_codes(summary, codes, largest, spread):
+    """The query's numbers ``c`` in units of the rows' codes, ``q = (c - offset) / scale``
+    (float32), with the slack they allow (L2) and the scale.
+
+    Each difference ``q - u``, scaled back, is within ``e_j = error + 2^-22 (|c_q
+    - offset| + 2^15 scale)`` of ``c_q - c_x``; ``slack = |e| + 2^-22 (|q - mu|
+    + max |x - mu|)`` (``c_x`` is computed in float64).
+    """
+    offset, scale, error = codes[0], codes[1, 0], codes[2, 0]
+    q = (summary - offset) / scale
+    e = error + 2.0**-22 * (np.abs(summary - offset) + 2.0**15 * scale)
+    slack = np.sqrt(np.sum(e * e)) + 2.0**-22 * (largest + spread)
+    return q.astype(np.float32), slack, scale, e
+
+
+@numba.njit(nogil=True, cache=True)
+def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, pca):
+    """The query's (|q|^2, group sums, residual, first summary, its L1 codes, slack, scale,
+    second summary (``pca``), its slack, its scale).
 
     ``consts`` = (sigma, largest |x - mu|, largest r_x) of the database;
-    ``codes`` = (offset, scale, rounding error) of each first-stage number,
-    stored as ``u = round((c - offset) / scale)``; ``q = (c_q - offset) / scale``.
+    ``codes`` (``codes2``) = (offset, scale, rounding error) of each first-stage
+    (second-stage) number, stored as ``u = round((c - offset) / scale)``.
 
-    L2 sums ``(q - u)^2`` in float32. Each difference, scaled back, is within
-    ``e_j = error + 2^-22 (|c_q - offset| + 2^15 scale)`` of ``c_q - c_x``;
-    ``slack = |e| + 2^-22 (|q - mu| + max |x - mu|)`` (``c_x`` is computed in
-    float64).
+    L2 sums ``(q - u)^2`` in float32 (see :func:`_query_codes`). The first stage
+    uses the leading ``m1`` axes and ``rho_1``, the second all ``m2`` and ``rho_2``.
 
     L1 sums ``|Q - 2u|`` exactly in integers, ``Q = round(2q)`` clipped to
     ``[-254, 254]``: where clipped, ``|2q - 2u| = |2q - Q| + |Q - 2u|`` (every
@@ -557,40 +662,53 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, squared, cascad
     sums = np.empty((1, groups.shape[0]), np.uint16)
     norms = np.empty(1, np.int64)
     residual = np.empty(1)
-    _group_sums(query, groups, 0, 1, sums, norms, residual)
+    _group_sums(query, np.zeros(1, np.int64), groups, 0, 1, sums, norms, residual)
     qsums = sums[0].astype(np.int16)
-    summary = np.zeros((codes.shape[1], 1))
-    largest = 0.0
-    if cascade and squared:
-        largest = _project(query, axes, mean, consts[0], 0, 1, summary)
-    elif cascade:
+    q2, slack2, scale2 = np.zeros(1, np.float32), 0.0, 1.0
+    if squared and (cascade or pca):
+        m1, m2 = codes.shape[1] - 1, axes.shape[0]
+        projected = np.zeros((m2 + 1, 1))
+        largest = _project(query, axes, mean, consts[0], 0, 1, projected)
+        z = projected[:, 0]
+        first = np.empty(m1 + 1)
+        first[:m1] = z[:m1]
+        first[m1] = np.sqrt(z[m2] ** 2 + np.sum(z[m1:m2] ** 2))  # rho_1 from rho_2
+        qfirst, slack, scale, _ = _query_codes(first, codes, largest, consts[1])
+        if pca:
+            q2, slack2, scale2, _ = _query_codes(z, codes2, largest, consts[1])
+        return norms[0], qsums, residual[0], qfirst, qsums, slack, scale, q2, slack2, scale2
+    summary = np.zeros(codes.shape[1])
+    if cascade:
         for j in range(labels.shape[0]):
-            summary[labels[j], 0] += qsums[j]
-    offset, scale, error = codes[0], codes[1, 0], codes[2, 0]
-    q = (summary[:, 0] - offset) / scale
-    slack = error + 2.0**-22 * (np.abs(summary[:, 0] - offset) + 2.0**15 * scale)
-    if squared:
-        slack = np.sqrt(np.sum(slack * slack)) + 2.0**-22 * (largest + consts[1])
-        return norms[0], qsums, residual[0], q.astype(np.float32), qsums, slack, scale
+            summary[labels[j]] += qsums[j]
+    _, _, scale, e = _query_codes(summary, codes, 0.0, 0.0)
+    q = (summary - codes[0]) / scale
     qcodes = np.minimum(np.maximum(np.rint(2 * q), -254), 254)
     off = np.abs(2 * q - qcodes)
     shift = np.sum(np.where(np.abs(2 * q) > 254, off, -off))
     first = np.full(1, shift, np.float32)
-    return norms[0], qsums, residual[0], first, qcodes.astype(np.int16), np.sum(slack), scale
+    return (norms[0], qsums, residual[0], first, qcodes.astype(np.int16), np.sum(e), scale,
+            q2, slack2, scale2)  # fmt: skip
 
 
 @numba.njit(nogil=True, cache=True)
-def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums, qres, squared):
+def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums, qres, q2,
+               squared, pca, has_second):  # fmt: skip
     """Rows whose first bound is at most ``first_limit`` get the second bound; those at most
-    ``second_limit`` are returned, with it: (rows, bounds, how many passed the first)."""
+    ``second_limit`` are returned, with it: (rows, bounds, how many passed the first).
+    Without a second stage, the rows past the first, with their first bounds."""
     passing = np.empty(bounds.shape[0], np.int64)
+    kept = np.empty(bounds.shape[0], np.float64)
     passed = p = 0
     for r in range(ranges.shape[0]):
         for row in range(ranges[r, 0], ranges[r, 1]):
             if bounds[p] <= first_limit:
                 passing[passed] = row
+                kept[passed] = bounds[p]
                 passed += 1
             p += 1
+    if not has_second:
+        return passing[:passed], kept[:passed], passed
     rows = np.empty(passed, np.int64)
     second = np.empty(passed, np.float64)
     found = 0
@@ -599,7 +717,7 @@ def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums,
     for i in range(passed):
         if i + _AHEAD < passed:
             _prefetch_row(sums, passing[i + _AHEAD])
-        b = _second_bound(sums, residual, passing[i], qsums, qres, squared)
+        b = _second_bound(sums, residual, passing[i], qsums, qres, q2, squared, pca)
         if b <= second_limit:
             rows[found] = passing[i]
             second[found] = b
@@ -614,61 +732,69 @@ def _make_search_part(simd: bool):
     other branch before typing it, and the intrinsic types only with AVX2).
     """
 
+    @numba.njit(nogil=True, cache=True, inline="always")
+    def measure(pixels, norms, rowmap, position, query, qnorm, squared):
+        """The exact distance of the row at ``position``."""
+        if simd:
+            return _sad(pixels, rowmap[position], query)
+        return _distance(pixels, norms, position, rowmap[position], query, qnorm, squared)
+
     @numba.njit(nogil=True, cache=True)
-    def search_part(pixels, norms, sums, residual, first, groups, axes, mean, labels, consts,
-                    codes, query, ranges, ids, k, squared, cascade, shared, part):  # fmt: skip
+    def search_part(pixels, rowmap, norms, sums, residual, first, groups, axes, mean, labels,
+                    consts, codes, codes2, query, ranges, ids, k, squared, cascade, pca,
+                    has_second, shared, part):  # fmt: skip
         """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact]).
 
         ``shared[part]`` holds this thread's k-th distance so far; any thread's
         is at least the k-th of the whole search, so all prune with the least.
         """
-        qnorm, qsums, qres, qfirst, qcodes, slack, step = _summarise(
-            query, groups, axes, mean, labels, consts, codes, squared, cascade
+        qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
+            query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, pca
         )
         group, spread = groups.shape[1], (qres + consts[2]) ** 2
         n = 0
         for r in range(ranges.shape[0]):
             n += ranges[r, 1] - ranges[r, 0]
         bounds = np.empty(n, np.float32)
-        seed_bound = np.full(max(_SEEDS, k), np.inf)
-        seed_row = np.full(max(_SEEDS, k), -1, np.int64)
         if cascade:
-            _first_pass(first, qfirst, qcodes, ranges, squared, bounds, seed_bound, seed_row)
+            _first_pass(first, qfirst, qcodes, ranges, squared, bounds)
         else:
-            _second_pass(sums, residual, qsums, qres, ranges, squared, bounds, seed_bound, seed_row)
+            _second_pass(sums, residual, qsums, qres, q2, ranges, squared, pca, bounds)
 
         best = np.full(k, _BIG, np.int64)
         best_id = np.full(k, _BIG, np.int64)
-        for row in seed_row[seed_row >= 0]:
-            if simd:
-                dist = _sad(pixels, row, query)
+        seeds, seed_bounds = _seeds(bounds, ranges, max(_SEEDS_EXACT, k))
+        finer = np.empty(seeds.shape[0])  # the seeds' finest bounds pick those measured
+        for i in range(seeds.shape[0]):
+            if cascade and has_second:
+                finer[i] = _second_bound(sums, residual, seeds[i], qsums, qres, q2, squared, pca)
             else:
-                dist = _distance(pixels, norms, row, query, qnorm, squared)
-            _insert(best, best_id, dist, ids[row])
+                finer[i] = seed_bounds[i]
+        seeds = seeds[np.argsort(finer, kind="mergesort")]
+        for row in seeds[: max(_SEEDS_EXACT, k)]:
+            _insert(best, best_id, measure(pixels, norms, rowmap, row, query, qnorm, squared),
+                    ids[row])  # fmt: skip
         shared[part] = best[k - 1]
-        limits = _thresholds(shared.min(), squared, cascade, group, slack, spread, step)
-        rows, second, passed = _survivors(
-            bounds, ranges, *limits, sums, residual, qsums, qres, squared
-        )
+        setting = (squared, cascade, pca, group, slack, spread, step, slack2, step2)
+        limits = _thresholds(shared.min(), setting)
+        rows, second, passed = _survivors(bounds, ranges, *limits, sums, residual, qsums, qres,
+                                          q2, squared, pca, has_second)  # fmt: skip
+        stage = 1 if has_second or not cascade else 0  # the limit ``second`` is compared with
 
         # exact distances in increasing order of bound, until no bound can beat the k-th
         order = np.argsort(second, kind="mergesort")
         for i in range(min(_AHEAD_EXACT, order.shape[0])):
-            _prefetch_row(pixels, rows[order[i]])
+            _prefetch_row(pixels, rowmap[rows[order[i]]])
         exact = 0
         for i in range(order.shape[0]):
             shared[part] = best[k - 1]
-            limit = _thresholds(shared.min(), squared, cascade, group, slack, spread, step)[1]
-            if second[order[i]] > limit:
+            if second[order[i]] > _thresholds(shared.min(), setting)[stage]:
                 break
             if i + _AHEAD_EXACT < order.shape[0]:
-                _prefetch_row(pixels, rows[order[i + _AHEAD_EXACT]])
+                _prefetch_row(pixels, rowmap[rows[order[i + _AHEAD_EXACT]]])
             row = rows[order[i]]
-            if simd:
-                dist = _sad(pixels, row, query)
-            else:
-                dist = _distance(pixels, norms, row, query, qnorm, squared)
-            _insert(best, best_id, dist, ids[row])
+            _insert(best, best_id, measure(pixels, norms, rowmap, row, query, qnorm, squared),
+                    ids[row])  # fmt: skip
             exact += 1
         shared[part] = best[k - 1]
         return best, best_id, np.array([n, passed, rows.shape[0], exact], np.int64)
@@ -698,65 +824,114 @@ class LowerBoundPruner:
         every row, then exact distances), kept for comparison. The cascade
         also needs :data:`CASCADE_MIN_ROWS` rows, ``d <= 65,536`` and, for
         L1, ``d >= 32``.
+    second_stage : bool, optional
+        False: the cascade keeps only its first bound (a fraction of the
+        memory; for an inverted file, whose probed lists are few rows).
+    order : (n,) int64 array, optional
+        The rows in the order the summaries keep them: position ``p`` holds
+        ``database[order[p]]``, and ``ranges`` refer to positions (an inverted
+        file passes its list order, so that its lists are ranges). Search
+        results are database rows.
 
-    Building on CIFAR-10 (50,000 x 3,072, two threads) takes about 0.3-0.5 s:
-    learning the groups, the sums, and the principal axes and projections (L2).
-    ``groups`` holds the features each group sums (consecutive without the
-    cascade), ``summary`` every row's group sums.
+    Building on CIFAR-10 (50,000 x 3,072, two threads) takes about 1 s: the
+    principal axes and projections (L2), or the learned groups and their
+    sums (L1). ``groups`` holds the features each group sums (consecutive
+    without the cascade), ``summary`` every position's second-stage numbers.
     """
 
-    def __init__(self, database: np.ndarray, metric: str, n_jobs: int = 1, *, cascade=True):
+    def __init__(self, database: np.ndarray, metric: str, n_jobs: int = 1, *, cascade=True,
+                 second_stage=True, order=None):  # fmt: skip
         self.database = np.ascontiguousarray(database, np.uint8)
         self.metric = metric
         self.n_jobs = n_jobs
         self.squared = metric == "l2"
         n, d = self.database.shape
+        self.rowmap = np.arange(n, dtype=np.int64) if order is None else _checked_order(order, n)
+        self._owns_rowmap = order is None
         self.cascade = (
             cascade
             and n >= CASCADE_MIN_ROWS
             and d <= MAX_CASCADE_D
             and (self.squared or d >= 2 * GROUP)
         )
+        self.second_stage = bool(second_stage) or not self.cascade
+        self.pca = self.cascade and self.squared and self.second_stage
         self._pool = ThreadPoolExecutor(n_jobs - 1) if n_jobs > 1 else None
-        self.groups = np.arange(d).reshape(-1, GROUP)  # features summed by each group
-        if self.cascade:
-            sample = self.database[np.linspace(0, n - 1, _PAIRING_SAMPLE).astype(np.int64)]
-            self.groups = np.argsort(_pair_up(sample, d // GROUP), kind="stable")
-            self.groups = self.groups.reshape(-1, GROUP)
-        self.summary = np.empty((n, len(self.groups)), np.uint16)
-        norms, residual = np.empty(n, np.int64), np.empty(n)
-        self._over_rows(lambda lo, hi: _group_sums(self.database, self.groups, lo, hi,
-                                                   self.summary, norms, residual))  # fmt: skip
-        first, codes, consts = self._first_summaries()
-        consts = np.array([*consts, residual.max()])
-        self._arrays = (self.database, norms, self.summary, residual, first, self.groups,
-                        self._axes, self._mean, self._labels, consts, codes)  # fmt: skip
+        self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
+        self._labels = np.zeros(1, np.int64)
+        norms, residual, sigma, largest = np.empty(n, np.int64), np.zeros(1), 1.0, 0.0
+        first, codes, codes2 = np.zeros((1, n), np.int16), np.ones((3, 1)), np.ones((3, 1))
+        if self.cascade and self.squared:
+            self.groups = np.zeros((0, GROUP), np.int64)  # no group sums: principal axes
+            self._over_rows(lambda lo, hi: _norms(self.database, self.rowmap, lo, hi, norms))
+            first, codes, self.summary, codes2, sigma, largest = self._projected()
+        else:
+            self.groups = (
+                self._learned_groups() if self.cascade else np.arange(d).reshape(-1, GROUP)
+            )
+            self.summary = np.empty((n, len(self.groups)), np.uint16)
+            residual = np.empty(n)
+            arrays = (self.database, self.rowmap, self.groups)
+            self._over_rows(
+                lambda lo, hi: _group_sums(*arrays, lo, hi, self.summary, norms, residual)
+            )
+            if self.cascade:
+                first, codes = self._coarse_codes(self.summary)
+                residual = np.zeros(1)  # only the L2 group-sum bound needs it
+                if not self.second_stage:
+                    self.summary = np.zeros((1, 1), np.uint16)
+        consts = np.array([sigma, largest, residual.max()])
+        self._arrays = (
+            *(self.database, self.rowmap, norms, self.summary, residual, first, self.groups),
+            *(self._axes, self._mean, self._labels, consts, codes, codes2),
+        )
         self._all = np.array([[0, n]], np.int64)
         self._shares = self._parts(self._all, n)  # the usual split, made once
-        self._positions = np.arange(n, dtype=np.int64)
         self._simd = not self.squared and d % 32 == 0 and _cpu.compiles_for("avx2")
 
-    def _first_summaries(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-        """The first-stage numbers of every row as integer codes, feature-major ``(m1, n)``;
-        their (offset, scale, rounding error); and (sigma, largest |x - mu|) for L2."""
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the summaries (beyond the database and the ``order`` given)."""
+        own = self._arrays[2:]
+        return sum(a.nbytes for a in own) + (self.rowmap.nbytes if self._owns_rowmap else 0)
+
+    def _learned_groups(self) -> np.ndarray:
+        """L1: the features of each group, paired up by correlation on a sample (see _pair_up)."""
         n, d = self.database.shape
-        self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
-        self._labels = np.zeros(len(self.groups), np.int64)
-        if not self.cascade:
-            return np.zeros((1, n), np.int16), np.ones((3, 1)), (1.0, 0.0)
-        m1 = FIRST_DIMS[self.metric]
-        if self.squared:
-            self._axes, self._mean, sigma = _principal_axes(self.database, min(m1 - 1, d))
-            summary = np.empty((len(self._axes) + 1, n))
-            largest = self._over_rows(lambda lo, hi: _project(self.database, self._axes,
-                                      self._mean, sigma, lo, hi, summary))  # fmt: skip
-            return (*_codes(summary, np.int16, exact=False), (sigma, max(largest)))
-        fine_sample = self.summary[np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64)]
+        sample = self.database[np.linspace(0, n - 1, _PAIRING_SAMPLE).astype(np.int64)]
+        return np.argsort(_pair_up(sample, d // GROUP), kind="stable").reshape(-1, GROUP)
+
+    def _coarse_codes(self, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """L1's first stage: sums over coarse groups (unions of the groups) as int8 codes,
+        feature-major, and their (offset, scale, rounding error)."""
+        n = len(sums)
+        fine_sample = sums[np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64)]
         # at most 64 coarse groups: _first_bounds_l1 sums them in 16 bits
-        self._labels = _pair_up(fine_sample, min(m1, 64, len(self.groups) // 2))
+        self._labels = _pair_up(fine_sample, min(FIRST_DIMS["l1"], 64, len(self.groups) // 2))
         summary = np.empty((self._labels.max() + 1, n))
-        self._over_rows(lambda lo, hi: _coarse_sums(self.summary, self._labels, lo, hi, summary))
-        return (*_codes(summary, FIRST_CODES[self.metric], exact=True), (1.0, 0.0))
+        self._over_rows(lambda lo, hi: _coarse_sums(sums, self._labels, lo, hi, summary))
+        return _codes(summary, FIRST_CODES["l1"], exact=True)
+
+    def _projected(self):
+        """L2: the principal axes; the first stage's codes (the leading ``m1`` axes and
+        ``rho_1``, feature-major) and the second's (all ``m2`` and ``rho_2``, row-major),
+        each with (offset, scale, rounding error); sigma and the largest ``|x - mu|``."""
+        n, d = self.database.shape
+        m2 = min(SECOND_DIMS - 1 if self.second_stage else FIRST_DIMS["l2"] - 1, d)
+        m1 = min(FIRST_DIMS["l2"] - 1, m2)
+        self._axes, self._mean, sigma = _principal_axes(self.database, m2)
+        z, squares = _projections(self.database, self.rowmap, self._axes, self._mean, sigma)
+
+        def with_rho(m):  # (m + 1, n): the leading m projections and the rest's norm
+            rho = np.sqrt(np.maximum(squares - np.einsum("ij,ij->i", z[:, :m], z[:, :m]), 0))
+            return np.ascontiguousarray(np.vstack([z[:, :m].T, rho]))  # feature-major
+
+        first, codes = _codes(with_rho(m1), np.int16, exact=False)
+        second, codes2 = np.zeros((1, 1), np.int16), np.ones((3, 1))
+        if self.second_stage:
+            second, codes2 = _codes(with_rho(m2), np.int16, exact=False)
+            second = np.ascontiguousarray(second.T)
+        return first, codes, second, codes2, sigma, float(np.sqrt(squares.max()))
 
     def _over_rows(self, fn) -> list:
         """``fn(lo, hi)`` over contiguous shares of the rows, on the threads."""
@@ -805,7 +980,7 @@ class LowerBoundPruner:
             raise ValueError(f"query has {query.shape[1]} features, the database {d}")
         ranges = self._all if ranges is None else _checked_ranges(ranges, n)
         if ids is None:
-            ids = self._positions
+            ids = self.rowmap
         elif np.shape(ids) != (n,):
             raise ValueError(f"ids must have one entry per database row ({n}); got {np.shape(ids)}")
         n_rows = int((ranges[:, 1] - ranges[:, 0]).sum())
@@ -815,8 +990,9 @@ class LowerBoundPruner:
         parts = self._shares if ranges is self._all else self._parts(ranges, n_rows)
         shared = np.full(len(parts), _BIG, np.int64)
         kernel = _search_part[self._simd]
-        cascade = self.cascade and n_rows >= _MIN_RUN * len(ranges)
-        flags = (self.squared, cascade, shared)
+        # scattered rows skip the first stage (it reads rows in runs), unless it is the only one
+        cascade = self.cascade and (not self.second_stage or n_rows >= _MIN_RUN * len(ranges))
+        flags = (self.squared, cascade, self.pca, self.second_stage, shared)
         results = self._on_threads(
             [
                 lambda part=part, j=j: kernel(*self._arrays, query, part, ids, k, *flags, j)
@@ -830,6 +1006,14 @@ class LowerBoundPruner:
         found = np.concatenate([i for _, i, _ in results])
         best = np.lexsort((found, dist))[:k]
         return dist[best], found[best], counts
+
+
+def _checked_order(order, n: int) -> np.ndarray:
+    """``order`` as (n,) int64 database rows."""
+    out = np.ascontiguousarray(order, np.int64)
+    if out.shape != (n,) or (n and (out.min() < 0 or out.max() >= n)):
+        raise ValueError(f"order must hold {n} database rows (0..{n - 1}); got shape {out.shape}")
+    return out
 
 
 def _checked_ranges(ranges, n: int) -> np.ndarray:
