@@ -133,6 +133,8 @@ def test_hand_built_json_request(server, saved_models):
         ({"shape": [1, 8, 8, 3]}, "expected [N, 8, 8, 1]"),
         ({"data": [1] * 10}, "10 values; its shape needs 64"),
         ({"data": [300] * 64}, "integers from 0 to 255"),
+        ({"data": ["a"] * 64}, "integers from 0 to 255"),
+        ({"data": [[0] * 32, [0] * 31]}, "nested arrays of one shape"),
         ({"datatype": "FP32", "data": [-1.0] * 64}, "in [0, 255]"),
     ],
 )

@@ -44,7 +44,6 @@ __all__ = [
 HEADER_LENGTH = b"inference-header-content-length"
 INPUT = "image"
 _DTYPES = {"UINT8": np.uint8, "FP32": np.dtype("<f4")}
-_MAX_DEPTH = 8  # nesting of JSON "data" arrays: a 4-D tensor needs 4
 
 
 def server_metadata(version: str) -> dict:
@@ -200,34 +199,29 @@ def _binary_values(tensor: dict, binary: bytes, datatype: str, count: int):
 
 
 def _json_values(tensor: dict, datatype: str, count: int) -> np.ndarray:
+    """The tensor's JSON ``data`` (flat or nested, row-major) as a flat array, checked."""
     data = tensor.get("data")
     if not isinstance(data, list):
         raise RequestError(400, f"input {INPUT!r}: no data (JSON array or binary_data_size)")
-    flat = _flatten(data)
-    if len(flat) != count:
-        raise RequestError(400, f"input {INPUT!r}: {len(flat):,} values; its shape needs {count:,}")
+    try:
+        values = np.asarray(data)
+    except (ValueError, OverflowError):  # ragged nesting, integers beyond 64 bits
+        raise RequestError(
+            400, f"input {INPUT!r}: data must be numbers in nested arrays of one shape"
+        ) from None
+    if values.size != count:
+        raise RequestError(
+            400, f"input {INPUT!r}: {values.size:,} values; its shape needs {count:,}"
+        )
     if datatype == "UINT8":
-        if not all(type(v) is int and 0 <= v <= 255 for v in flat):
+        if values.dtype.kind not in "iu" or (
+            values.size and (values.min() < 0 or values.max() > 255)
+        ):
             raise RequestError(400, f"input {INPUT!r}: UINT8 data must be integers from 0 to 255")
-        return np.array(flat, dtype=np.uint8)
-    if not all(type(v) in (int, float) for v in flat):
+        return values.astype(np.uint8).ravel()
+    if values.dtype.kind not in "iuf":
         raise RequestError(400, f"input {INPUT!r}: FP32 data must be numbers")
-    return np.array(flat, dtype=np.float32)
-
-
-def _flatten(data: list) -> list:
-    """Nested JSON arrays, row-major, flattened (at most 8 deep)."""
-    flat, stack = [], [(data, 0)]
-    while stack:
-        items, depth = stack.pop()
-        if depth > _MAX_DEPTH:
-            raise RequestError(400, f"input {INPUT!r}: data nested more than {_MAX_DEPTH} deep")
-        if any(isinstance(v, list) for v in items):
-            stack.extend((v, depth + 1) if isinstance(v, list) else ([v], depth + 1)
-                         for v in reversed(items))  # fmt: skip
-        else:
-            flat.extend(items)
-    return flat
+    return values.astype(np.float32).ravel()
 
 
 def _pixels_from_float(values: np.ndarray) -> np.ndarray:
