@@ -199,7 +199,10 @@ def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind, second_stag
             q, groups, axes, mean, labels, consts, codes, codes2, squared, True, pca
         )
         bounds = np.empty(N, np.float32)
-        _first_pass(first, qfirst, qcodes, pruner._all, squared, bounds)
+        scales = codes[1].astype(np.float32)
+        _first_pass(
+            first, qfirst, qcodes, scales, pruner._all, squared, bounds, np.empty(9, np.int64)
+        )
         setting = (squared, True, pca, GROUP, slack, (qres + consts[2]) ** 2, step, slack2, step2)
         for row, dist in enumerate(distances(query, database, metric)):
             first_limit, second_limit = _thresholds(dist, setting)

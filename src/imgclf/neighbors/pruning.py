@@ -79,9 +79,9 @@ from imgclf.neighbors.kernels.l1 import _sad256
 __all__ = ["CASCADE_MIN_ROWS", "FIRST_DIMS", "GROUP", "SECOND_DIMS", "LowerBoundPruner"]
 
 GROUP = 16  # features per summed group: divides the engine's padding (64)
-FIRST_DIMS = {"l1": 64, "l2": 16}  # numbers per row in the first bound
+FIRST_DIMS = {"l1": 64, "l2": 32}  # numbers per row in the first bound
 SECOND_DIMS = 128  # L2: numbers per row in the second (127 principal axes and the residual)
-FIRST_CODES = {"l1": np.int8, "l2": np.int16}  # and their storage
+FIRST_CODES = {"l1": np.int8, "l2": np.int8}  # and their storage
 CASCADE_MIN_ROWS = 1024  # below this, one group-sum pass is as fast
 MAX_CASCADE_D = 1 << 16  # the L2 projections stay exact in int32 (see _project)
 _SEEDS = 256  # rows (at least k) with the smallest first bounds ...
@@ -98,6 +98,7 @@ _AHEAD = 8  # candidates whose group sums are fetched ahead of use
 _AHEAD_EXACT = 2  # and whose pixels are
 _MIN_RUN = 8  # the first stage needs ranges this long on average (it reads rows in runs)
 _BIG = np.iinfo(np.int64).max
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # --------------------------------------------------------------------------- #
@@ -339,21 +340,27 @@ def _projections(database, rows, axes, mean, sigma) -> tuple[np.ndarray, np.ndar
     return z, squares
 
 
-def _codes(summary: np.ndarray, dtype, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+def _codes(summary: np.ndarray, dtype, exact: bool, per_row=False) -> tuple[np.ndarray, np.ndarray]:
     """``u = round((c - offset) / scale)`` as ``dtype`` (int8 or int16) per row of ``summary``
-    (m1, n), and (offset, scale, rounding error) per row. The offsets centre each
+    (m, n), and (offset, scale, rounding error) per row. The offsets centre each
     range; one scale for all rows spreads the widest over all but 3 steps of the
-    type (so the bound needs no weights). ``exact``: integer sums keep scale 1
-    (and no error) while their ranges fit."""
+    type (so the bound needs no weights), or with ``per_row`` each row's own (a
+    float32 number: the bound multiplies the codes back). ``exact``: integer
+    sums keep scale 1 (and no error) while their ranges fit."""
     steps = 2.0 ** (8 * np.dtype(dtype).itemsize) - 4
     low, high = summary.min(axis=1), summary.max(axis=1)
-    scale = max((high - low).max() / steps, 1.0 if exact else 1e-300)
-    scale = 1.0 if (high == low).all() else scale
+    if per_row:
+        scale = np.where(high > low, (high - low) / steps, 1.0).astype(np.float32)
+        scale = scale.astype(np.float64)
+    else:
+        scale = max((high - low).max() / steps, 1.0 if exact else 1e-300)
+        scale = np.full(len(summary), 1.0 if (high == low).all() else scale)
     offset = np.floor((low + high) / 2) if exact else (low + high) / 2
-    codes = np.rint((summary - offset[:, None]) / scale).astype(dtype)
-    error = 0.0 if exact and scale == 1.0 else scale / 2 * (1 + 2.0**-20)
-    m1 = len(summary)
-    return codes, np.stack([offset, np.full(m1, scale), np.full(m1, error)])
+    codes = np.rint((summary - offset[:, None]) / scale[:, None]).astype(dtype)
+    error = scale / 2 * (1 + 2.0**-20)
+    if exact and (scale == 1.0).all():
+        error[:] = 0.0
+    return codes, np.stack([offset, scale, error])
 
 
 # --------------------------------------------------------------------------- #
@@ -397,15 +404,15 @@ def _prefetch_row(array, row):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _first_bounds(first, qfirst, lo, hi, out):
-    """L2: ``out[i] = sum_j (q_j - u_ji)^2`` for row ``lo + i``, in float32 (a vector loop)."""
+def _first_bounds(first, qfirst, scales, lo, hi, out):
+    """L2: ``out[i] = sum_j (q_j - s_j u_ji)^2`` for row ``lo + i``, in float32 (a vector loop)."""
     w = uint64(hi - lo)
     for i in range(w):
         out[i] = 0
     for j in range(uint64(first.shape[0])):
-        qj = qfirst[j]
+        qj, sj = qfirst[j], scales[j]
         for i in range(w):
-            diff = qj - np.float32(first[j, uint64(lo) + i])
+            diff = qj - sj * np.float32(first[j, uint64(lo) + i])
             out[i] += diff * diff
 
 
@@ -521,24 +528,32 @@ def _insert(best, best_id, value, ident):
 
 
 @numba.njit(nogil=True, cache=True)
-def _first_pass(first, qfirst, qcodes, ranges, squared, bounds):
-    """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``.
-    L1 bounds are offset by ``qfirst[0]`` (see :func:`_summarise`)."""
+def _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima):
+    """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``,
+    and the row with the least bound of every chunk of :data:`_CHUNK` (or range)
+    into ``minima`` (as many as fit); returns how many there are. L1 bounds are
+    offset by ``qfirst[0]`` (see :func:`_summarise`)."""
     acc = np.empty(_CHUNK, np.float32)
     acc16 = np.empty(_CHUNK, np.uint16)
-    p = 0
+    p = chunks = 0
     for r in range(ranges.shape[0]):
         for lo in range(ranges[r, 0], ranges[r, 1], _CHUNK):
             hi = min(lo + _CHUNK, ranges[r, 1])
             if squared:
-                _first_bounds(first, qfirst, lo, hi, acc)
+                _first_bounds(first, qfirst, scales, lo, hi, acc)
             else:
                 _first_bounds_l1(first, qcodes, lo, hi, acc16)
                 for i in range(hi - lo):
                     acc[i] = acc16[i] + qfirst[0]
+            least = 0
             for i in range(hi - lo):
                 bounds[p + i] = acc[i]
+                least = i if acc[i] < acc[least] else least
+            if chunks < minima.shape[0]:
+                minima[chunks] = lo + least
+                chunks += 1
             p += hi - lo
+    return chunks
 
 
 @numba.njit(nogil=True, cache=True)
@@ -626,19 +641,21 @@ def _thresholds(tau, setting):
 
 
 @numba.njit(nogil=True, cache=True)
-def _query_codes(summary, codes, largest, spread):
+def _query_codes(summary, codes, largest, spread, per_row):
     """The query's numbers ``c`` in units of the rows' codes, ``q = (c - offset) / scale``
-    (float32), with the slack they allow (L2) and the scale.
+    (float32), with the slack they allow (L2) and the scale; with ``per_row`` scales,
+    in units of distance, ``q = c - offset`` (and scale 1: the bound scales the codes).
 
     Each difference ``q - u``, scaled back, is within ``e_j = error + 2^-22 (|c_q
     - offset| + 2^15 scale)`` of ``c_q - c_x``; ``slack = |e| + 2^-22 (|q - mu|
     + max |x - mu|)`` (``c_x`` is computed in float64).
     """
-    offset, scale, error = codes[0], codes[1, 0], codes[2, 0]
-    q = (summary - offset) / scale
+    offset, scale, error = codes[0], codes[1], codes[2]
+    unit = 1.0 if per_row else scale[0]
+    q = (summary - offset) / unit
     e = error + 2.0**-22 * (np.abs(summary - offset) + 2.0**15 * scale)
     slack = np.sqrt(np.sum(e * e)) + 2.0**-22 * (largest + spread)
-    return q.astype(np.float32), slack, scale, e
+    return q.astype(np.float32), slack, unit, e
 
 
 @numba.njit(nogil=True, cache=True)
@@ -673,15 +690,15 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared
         first = np.empty(m1 + 1)
         first[:m1] = z[:m1]
         first[m1] = np.sqrt(z[m2] ** 2 + np.sum(z[m1:m2] ** 2))  # rho_1 from rho_2
-        qfirst, slack, scale, _ = _query_codes(first, codes, largest, consts[1])
+        qfirst, slack, scale, _ = _query_codes(first, codes, largest, consts[1], True)
         if pca:
-            q2, slack2, scale2, _ = _query_codes(z, codes2, largest, consts[1])
+            q2, slack2, scale2, _ = _query_codes(z, codes2, largest, consts[1], False)
         return norms[0], qsums, residual[0], qfirst, qsums, slack, scale, q2, slack2, scale2
     summary = np.zeros(codes.shape[1])
     if cascade:
         for j in range(labels.shape[0]):
             summary[labels[j]] += qsums[j]
-    _, _, scale, e = _query_codes(summary, codes, 0.0, 0.0)
+    _, _, scale, e = _query_codes(summary, codes, 0.0, 0.0, False)
     q = (summary - codes[0]) / scale
     qcodes = np.minimum(np.maximum(np.rint(2 * q), -254), 254)
     off = np.abs(2 * q - qcodes)
@@ -700,12 +717,14 @@ def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums,
     passing = np.empty(bounds.shape[0], np.int64)
     kept = np.empty(bounds.shape[0], np.float64)
     passed = p = 0
+    limit = np.float32(first_limit) if first_limit < _FLOAT32_MAX else np.float32(np.inf)
+    if np.float32(limit) < first_limit:  # (the limit's float32 may round down)
+        limit = np.nextafter(limit, np.float32(np.inf))
     for r in range(ranges.shape[0]):
         for row in range(ranges[r, 0], ranges[r, 1]):
-            if bounds[p] <= first_limit:
-                passing[passed] = row
-                kept[passed] = bounds[p]
-                passed += 1
+            passing[passed] = row  # kept or overwritten: no branch to mispredict
+            kept[passed] = bounds[p]
+            passed += bounds[p] <= limit
             p += 1
     if not has_second:
         return passing[:passed], kept[:passed], passed
@@ -756,14 +775,21 @@ def _make_search_part(simd: bool):
         for r in range(ranges.shape[0]):
             n += ranges[r, 1] - ranges[r, 0]
         bounds = np.empty(n, np.float32)
+        need = max(_SEEDS_EXACT, k)
+        minima = np.empty(max(_SEEDS, need), np.int64)
+        chunks = 0
         if cascade:
-            _first_pass(first, qfirst, qcodes, ranges, squared, bounds)
+            scales = codes[1].astype(np.float32)
+            chunks = _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima)
         else:
             _second_pass(sums, residual, qsums, qres, q2, ranges, squared, pca, bounds)
+        if chunks >= 2 * need and has_second:  # the chunks' least first bounds: seeds enough
+            seeds, seed_bounds = minima[:chunks], bounds[:0].astype(np.float64)
+        else:
+            seeds, seed_bounds = _seeds(bounds, ranges, need)
 
         best = np.full(k, _BIG, np.int64)
         best_id = np.full(k, _BIG, np.int64)
-        seeds, seed_bounds = _seeds(bounds, ranges, max(_SEEDS_EXACT, k))
         finer = np.empty(seeds.shape[0])  # the seeds' finest bounds pick those measured
         for i in range(seeds.shape[0]):
             if cascade and has_second:
@@ -926,7 +952,7 @@ class LowerBoundPruner:
             rho = np.sqrt(np.maximum(squares - np.einsum("ij,ij->i", z[:, :m], z[:, :m]), 0))
             return np.ascontiguousarray(np.vstack([z[:, :m].T, rho]))  # feature-major
 
-        first, codes = _codes(with_rho(m1), np.int16, exact=False)
+        first, codes = _codes(with_rho(m1), FIRST_CODES["l2"], exact=False, per_row=True)
         second, codes2 = np.zeros((1, 1), np.int16), np.ones((3, 1))
         if self.second_stage:
             second, codes2 = _codes(with_rho(m2), np.int16, exact=False)
