@@ -169,6 +169,13 @@ class ServedModel:
                 answer["neighbors"] = neighbors
         return answers
 
+    def warm_up(self) -> None:
+        """Classify a blank image alone and two together, so that the first request does not
+        pay for lazy set-up (kernels compiled on first use, an index's first search)."""
+        blank = np.zeros((2, self.n_features), np.uint8)
+        self.predict_rows(blank[:1], top=min(5, len(self.classes)))
+        self.predict_rows(blank, top=min(5, len(self.classes)))
+
     def neighbors(self, rows: np.ndarray) -> list[list[dict]]:
         """The ``k`` nearest training samples of each row: index, label and distance."""
         model = self.saved.model

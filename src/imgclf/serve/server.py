@@ -38,6 +38,8 @@ def build_app(
     models = load_models(model_paths, key=key)
     if data is not None:
         _attach(models, data)
+    for model in models.values():
+        model.warm_up()
     return App(models, settings, version=__version__)
 
 
