@@ -153,7 +153,9 @@ class ServedModel:
         from imgclf.predict import decode_for_model
 
         image, resized = decode_for_model(self.saved, filename, data=data, max_bytes=max_bytes)
-        return image.reshape(-1), resized
+        # a writeable copy (3 KB for CIFAR): Pillow's pixels are read-only, and numba compiles
+        # its kernels again, for seconds, the first time it sees a read-only array
+        return np.array(image.reshape(-1)), resized
 
     def predict_rows(self, rows: np.ndarray, top: int) -> list[dict]:
         """``rows`` ``(n, d)`` uint8 ranked in one call (:func:`~imgclf.predict.rank_images`).
@@ -170,11 +172,12 @@ class ServedModel:
         return answers
 
     def warm_up(self) -> None:
-        """Classify a blank image alone and two together, so that the first request does not
-        pay for lazy set-up (kernels compiled on first use, an index's first search)."""
-        blank = np.zeros((2, self.n_features), np.uint8)
-        self.predict_rows(blank[:1], top=min(5, len(self.classes)))
-        self.predict_rows(blank, top=min(5, len(self.classes)))
+        """Classify two images alone and together, so that the first request does not pay
+        for lazy set-up (kernels compiled on first use, an index's first search)."""
+        rows = np.random.default_rng(0).integers(0, 256, (2, self.n_features), dtype=np.uint8)
+        top = min(5, len(self.classes))
+        self.predict_rows(rows[:1], top=top)
+        self.predict_rows(rows, top=top)
 
     def neighbors(self, rows: np.ndarray) -> list[list[dict]]:
         """The ``k`` nearest training samples of each row: index, label and distance."""
