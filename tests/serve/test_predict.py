@@ -120,3 +120,12 @@ def test_training_images_and_templates_are_pngs(server, saved_models):
     assert status == 200 and Image.open(BytesIO(body)).size == (8, 8)
     status, _, body = server.request("GET", "/v1/models/digits-net/templates/3.png")
     assert status == 404 and b"no class templates" in body
+
+
+def test_knn_without_neighbors(server, saved_models, digits_files):
+    path = digits_files["images"][2]
+    status, got = server.post("/v1/models/digits-knn/predict?top=1&neighbors=0", path.read_bytes())
+    assert status == 200 and "neighbors" not in got
+    assert got["top"] == _library(saved_models["digits-knn"], path, top=1)["top"]
+    status, got = server.post("/v1/models/digits-knn/predict?neighbors=2", path.read_bytes())
+    assert status == 400 and "neighbors" in got["error"]

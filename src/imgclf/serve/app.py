@@ -12,7 +12,8 @@ GET     ``/metrics``                                 Prometheus text format
 GET     ``/v1/models``, ``/v1/models/{name}``        what is served
 POST    ``/v1/models/{name}/predict?top=5``          one image (``image/*`` or
                                                      ``application/octet-stream``) or a
-                                                     ``multipart/form-data`` form of files
+                                                     ``multipart/form-data`` form of files;
+                                                     ``&neighbors=0``: k-NN without them
 GET     ``/v1/models/{name}/train/{i}.png``          a training image (k-NN neighbours)
 GET     ``/v1/models/{name}/test/{i}.png``           a test image of ``--data``
 GET     ``/v1/models/{name}/templates/{i}.png``      a linear model's class template
@@ -143,8 +144,11 @@ class App:
         def on_batch(size: int, seconds: float) -> None:
             self.metrics.batch(model.name, size, seconds)
 
+        def run(rows, options: tuple[int, bool]) -> list[dict]:
+            return model.predict_rows(rows, *options)
+
         return MicroBatcher(
-            model.predict_rows,
+            run,
             max_batch=self.settings.max_batch,
             max_wait=self.settings.max_wait,
             together=model.batch_invariant or self.settings.batch_float_models,
@@ -268,14 +272,17 @@ class App:
         return 200
 
     async def _predict(self, request, receive, send, model: ServedModel) -> int:
-        top = request.int_param("top", 5, 1, len(model.classes))
+        options = (
+            request.int_param("top", 5, 1, len(model.classes)),
+            bool(request.int_param("neighbors", 1, 0, 1)),
+        )
         multipart, uploads = await self._uploads(request, receive)
         rows = [await self._decode(model, data, name) for name, data in uploads]
         batcher = self.batchers[model.name]
         if len(rows) == 1:
-            answers = [await batcher.submit(rows[0][0], top)]
+            answers = [await batcher.submit(rows[0][0], options)]
         else:
-            answers = await asyncio.gather(*(batcher.submit(row, top) for row, _ in rows))
+            answers = await asyncio.gather(*(batcher.submit(row, options) for row, _ in rows))
         results = [
             _v1_answer(model, answer, resized, name)
             for answer, (_, resized), (name, _) in zip(answers, rows, uploads, strict=True)
@@ -378,7 +385,8 @@ class App:
             body, request.headers.get(protocol_v2.HEADER_LENGTH), model, settings.max_batch * 32
         )
         batcher = self.batchers[model.name]
-        answers = await asyncio.gather(*(batcher.submit(row, parsed.top) for row in parsed.rows))
+        options = (parsed.top, not {"neighbors", "distances"}.isdisjoint(parsed.outputs))
+        answers = await asyncio.gather(*(batcher.submit(row, options) for row in parsed.rows))
         out, headers = protocol_v2.infer_response(parsed, answers, model)
         kind = b"application/octet-stream" if headers else JSON_TYPE
         await send_bytes(send, 200, out, kind, headers)

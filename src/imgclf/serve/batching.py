@@ -31,7 +31,8 @@ class MicroBatcher:
     Parameters
     ----------
     run : callable
-        ``run(rows (n, d), top) -> list of n answers``.
+        ``run(rows (n, d), options) -> list of n answers``; ``options`` is what a request
+        asked for (hashable: ``(top, neighbors)``), and a batch mixes only equal options.
     max_batch : int
         Most rows in one call.
     max_wait : float
@@ -61,11 +62,11 @@ class MicroBatcher:
         self._busy = False
         self._flush_planned = False
 
-    async def submit(self, row: np.ndarray, top: int) -> dict:
+    async def submit(self, row: np.ndarray, options) -> dict:
         """The answer for one row, computed in a batch with whatever arrived with it."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append((row, top, future))
+        self._queue.append((row, options, future))
         if not self._busy and not self._flush_planned:
             self._flush_planned = True
             if self.max_wait > 0 and len(self._queue) < self.max_batch:
@@ -113,23 +114,23 @@ class MicroBatcher:
             asyncio.get_running_loop().call_soon(self._start)
 
     def _compute(self, batch: list) -> list:
-        """One model call per distinct ``top`` in the batch (or one per row)."""
+        """One model call per distinct ``options`` in the batch (or one per row)."""
         start = time.perf_counter()
         if self.together:
             results = self._together(batch)
         else:
-            results = [self.run(row[None], top)[0] for row, top, _ in batch]
+            results = [self.run(row[None], options)[0] for row, options, _ in batch]
         if self.on_batch is not None:
             self.on_batch(len(batch), time.perf_counter() - start)
         return results
 
     def _together(self, batch: list) -> list:
         results: list = [None] * len(batch)
-        by_top: dict[int, list[int]] = {}
-        for i, (_, top, _) in enumerate(batch):
-            by_top.setdefault(top, []).append(i)
-        for top, members in by_top.items():
+        groups: dict = {}
+        for i, (_, options, _) in enumerate(batch):
+            groups.setdefault(options, []).append(i)
+        for options, members in groups.items():
             rows = np.stack([batch[i][0] for i in members])
-            for i, answer in zip(members, self.run(rows, top), strict=True):
+            for i, answer in zip(members, self.run(rows, options), strict=True):
                 results[i] = answer
         return results

@@ -157,18 +157,19 @@ class ServedModel:
         # its kernels again, for seconds, the first time it sees a read-only array
         return np.array(image.reshape(-1)), resized
 
-    def predict_rows(self, rows: np.ndarray, top: int) -> list[dict]:
+    def predict_rows(self, rows: np.ndarray, top: int, neighbors: bool = True) -> list[dict]:
         """``rows`` ``(n, d)`` uint8 ranked in one call (:func:`~imgclf.predict.rank_images`).
 
         Each answer holds ``score``, ``top`` and ``scores`` (every class, in class
-        order); a k-NN model's answers add ``neighbors``.
+        order); a k-NN model's answers add ``neighbors`` unless ``neighbors=False`` (a
+        second search, as deep as ``k``: :meth:`rank_classes` keeps its own to itself).
         """
         from imgclf.predict import rank_images
 
         answers = rank_images(self.saved, rows, top=top, all_scores=True)
-        if self.is_knn:
-            for answer, neighbors in zip(answers, self.neighbors(rows), strict=True):
-                answer["neighbors"] = neighbors
+        if self.is_knn and neighbors:
+            for answer, found in zip(answers, self.neighbors(rows), strict=True):
+                answer["neighbors"] = found
         return answers
 
     def warm_up(self) -> None:

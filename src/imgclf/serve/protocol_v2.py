@@ -260,7 +260,7 @@ def _output_arrays(answers: list[dict], model) -> dict:
         "scores": ("FP64", np.array([a["scores"] for a in answers], dtype=np.float64)),
         "top_classes": ("INT64", ranking.reshape(len(answers), -1)),
     }
-    if model.is_knn:
+    if model.is_knn and "neighbors" in answers[0]:
         arrays["neighbors"] = (
             "INT64", np.array([[n["index"] for n in a["neighbors"]] for a in answers], np.int64)
         )  # fmt: skip
