@@ -151,3 +151,17 @@ def test_64_clients_at_once_get_their_own_answers(server, saved_models, digits_f
     for i, (name, (status, got)) in enumerate(results):
         want = rank_images(saved_models[name], images[i].reshape(1, -1))[0]
         assert status == 200 and got["top"] == want["top"], i
+
+
+def test_which_models_are_batched(all_models):
+    """Float models: one call per image unless asked; exact k-NN: when measured faster."""
+    from imgclf.serve.app import App, Settings
+    from imgclf.serve.models import load_models
+
+    digits = {n: p for n, p in all_models.items() if n.startswith("digits")}
+    models = load_models([f"{n}={p}" for n, p in digits.items()])
+    app = App(models)
+    assert not app.batched(models["digits-linear"]) and not app.batched(models["digits-net"])
+    assert isinstance(app.batched(models["digits-knn"]), bool)  # measured: either is right
+    every = App(models, Settings(batch_float_models=True))
+    assert all(every.batched(m) for m in models.values())

@@ -136,9 +136,23 @@ class App:
         self._executor = (
             ThreadPoolExecutor(1, "imgclf-batch") if self.settings.batch_thread else None
         )
+        self._batched: dict[str, bool] = {}
         self.batchers = {name: self._batcher(model) for name, model in models.items()}
         self._static = _static_files()
         self._pictures: dict[tuple, bytes] = {}
+
+    def batched(self, model: ServedModel) -> bool:
+        """Whether a batch's rows go through ``model`` in one call (else one call per row).
+
+        Only when it cannot change an answer (:attr:`ServedModel.batch_invariant`) and is
+        faster (:meth:`ServedModel.batches_faster`, measured at start), or when
+        ``batch_float_models`` says so.
+        """
+        if model.name not in self._batched:
+            self._batched[model.name] = self.settings.batch_float_models or (
+                model.batch_invariant and model.batches_faster()
+            )
+        return self._batched[model.name]
 
     def _batcher(self, model: ServedModel) -> MicroBatcher:
         def on_batch(size: int, seconds: float) -> None:
@@ -151,7 +165,7 @@ class App:
             run,
             max_batch=self.settings.max_batch,
             max_wait=self.settings.max_wait,
-            together=model.batch_invariant or self.settings.batch_float_models,
+            together=self.batched(model),
             executor=self._executor,
             on_batch=on_batch,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +180,31 @@ class ServedModel:
         top = min(5, len(self.classes))
         self.predict_rows(rows[:1], top=top)
         self.predict_rows(rows, top=top)
+
+    def batches_faster(self, n: int = 8) -> bool:
+        """Whether ``n`` rows take less time in one call than one by one (measured once).
+
+        k-NN's exact index answers a single query with a cascade of lower bounds that
+        skips most rows, and a block of queries with a kernel that reads every row: at a
+        few queries the lone path can be the faster one. The rows are training images
+        with some noise when the model holds them (like real queries, near some), else
+        random pixels.
+        """
+        rng = np.random.default_rng(1)
+        if self.images is not None and self.images.train is not None:
+            base = self.images.train[rng.integers(0, len(self.images.train), n)]
+            noise = rng.integers(-24, 25, base.shape)
+            rows = np.clip(base.reshape(n, -1) + noise.reshape(n, -1), 0, 255).astype(np.uint8)
+        else:
+            rows = rng.integers(0, 256, (n, self.n_features), dtype=np.uint8)
+        top = min(5, len(self.classes))
+        start = time.perf_counter()
+        self.predict_rows(rows, top=top)
+        together = time.perf_counter() - start
+        start = time.perf_counter()
+        for row in rows:
+            self.predict_rows(row[None], top=top)
+        return together < time.perf_counter() - start
 
     def neighbors(self, rows: np.ndarray) -> list[list[dict]]:
         """The ``k`` nearest training samples of each row: index, label and distance."""

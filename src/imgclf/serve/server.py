@@ -127,7 +127,8 @@ def serve(
     settings = settings or Settings()
     app = build_app(model_paths, data=data, settings=settings, key=key)
     for model in app.models.values():
-        say(describe_model(model))
+        batches = "one call per batch" if app.batched(model) else "one call per image"
+        say(f"{describe_model(model)}; {batches}")
     sock = bind(host, port)
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]
