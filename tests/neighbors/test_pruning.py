@@ -191,24 +191,24 @@ def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind, second_stag
     pruner = LowerBoundPruner(database, metric, second_stage=second_stage)
     (_, _, _, sums, residual, first, groups, axes, mean, labels, consts, codes,
      codes2) = pruner._arrays  # fmt: skip
-    squared, pca = metric == "l2", pruner.pca
-    assert pca == (squared and second_stage)
+    squared, coded = metric == "l2", pruner.coded
+    assert coded == second_stage
     for query in queries(rng, database):
         q = query[None]
         _, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
-            q, groups, axes, mean, labels, consts, codes, codes2, squared, True, pca
+            q, groups, axes, mean, labels, consts, codes, codes2, squared, True, coded
         )
         bounds = np.empty(N, np.float32)
         scales = codes[1].astype(np.float32)
         _first_pass(
             first, qfirst, qcodes, scales, pruner._all, squared, bounds, np.empty(9, np.int64)
         )
-        setting = (squared, True, pca, GROUP, slack, (qres + consts[2]) ** 2, step, slack2, step2)
+        setting = (squared, True, coded, GROUP, slack, (qres + consts[2]) ** 2, step, slack2, step2)
         for row, dist in enumerate(distances(query, database, metric)):
             first_limit, second_limit = _thresholds(dist, setting)
             assert bounds[row] <= first_limit
             if second_stage:
-                bound = _second_bound(sums, residual, row, qsums, qres, q2, squared, pca)
+                bound = _second_bound(sums, residual, row, qsums, qres, q2, qcodes, squared, coded)
                 assert bound <= second_limit
 
 
@@ -263,3 +263,35 @@ def test_stage_counts_add_up():
         assert counts["rows"] == 5000
         assert counts["rows"] >= counts["first"] >= counts["second"] >= counts["exact"] >= 10
         assert counts["exact"] < counts["rows"] // 20  # smooth data: most rows pruned
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("second_stage", [True, False])
+def test_summaries_kept_in_another_order(metric, second_stage):
+    """``order`` (an inverted file's list order): ranges are positions, results database rows."""
+    rng = np.random.default_rng(31)
+    database = make("smooth", rng, N, 64)
+    database[500:505] = database[3]  # ties, to the lower database row
+    order = rng.permutation(N)
+    pruner = LowerBoundPruner(
+        database, metric, second_stage=second_stage, second_dims=24, order=order
+    )
+    assert pruner.coded == second_stage
+    ranges = np.array([[0, 300], [500, 900], [1000, N]], np.int64)
+    for query in queries(rng, database):
+        dist, found = pruner.search(query, 10, ranges=ranges)
+        ref_dist, ref_found = reference(query, database[order], 10, metric, ranges, ids=order)
+        np.testing.assert_array_equal(found, ref_found)
+        np.testing.assert_array_equal(dist, ref_dist)
+        assert_exact(pruner, query, database, 10, metric)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_memory_of_the_stages(metric):
+    database = smooth(np.random.default_rng(37), 4000, 256)
+    full = LowerBoundPruner(database, metric)
+    first_only = LowerBoundPruner(database, metric, second_stage=False, order=np.arange(4000))
+    assert 0 < first_only.nbytes < full.nbytes < 0.3 * database.nbytes
+    assert first_only.nbytes < 0.12 * database.nbytes  # codes (and norms); the order is not its own
+    with pytest.raises(ValueError, match="order"):
+        LowerBoundPruner(database, metric, order=np.arange(3999))

@@ -68,9 +68,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import int16, int32, int64, types, uint16, uint32, uint64
+from numba import int16, int32, int64, types, uint32, uint64
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from threadpoolctl import threadpool_limits
 
 from imgclf.neighbors.kernels import _cpu
@@ -79,9 +79,10 @@ from imgclf.neighbors.kernels.l1 import _sad256
 __all__ = ["CASCADE_MIN_ROWS", "FIRST_DIMS", "GROUP", "SECOND_DIMS", "LowerBoundPruner"]
 
 GROUP = 16  # features per summed group: divides the engine's padding (64)
+L1_GROUP = 8  # and in L1's second stage (its sums rounded to uint8: 8 u within 4)
 FIRST_DIMS = {"l1": 64, "l2": 32}  # numbers per row in the first bound
 SECOND_DIMS = 128  # L2: numbers per row in the second (127 principal axes and the residual)
-FIRST_CODES = {"l1": np.int8, "l2": np.int8}  # and their storage
+FIRST_CODES = {"l1": np.uint8, "l2": np.int8}  # and their storage
 CASCADE_MIN_ROWS = 1024  # below this, one group-sum pass is as fast
 MAX_CASCADE_D = 1 << 16  # the L2 projections stay exact in int32 (see _project)
 _SEEDS = 256  # rows (at least k) with the smallest first bounds ...
@@ -416,18 +417,40 @@ def _first_bounds(first, qfirst, scales, lo, hi, out):
             out[i] += diff * diff
 
 
+def _sad_row(q, qrow, x, row):
+    """``sum_j |q[qrow, j] - x[row, j]|`` over ``x``'s width, int64 (uint8 rows)."""
+
+
+@overload(_sad_row, jit_options={"nogil": True}, inline="always")
+def _sad_row_typed(q, qrow, x, row):
+    """By ``vpsadbw`` where the CPU has AVX2 (whole 32-byte chunks; the dtypes are checked
+    when typing, so other callers compile), else a plain loop."""
+    simd = _cpu.compiles_for("avx2") and q.dtype == x.dtype == types.uint8
+
+    def sad_row(q, qrow, x, row):
+        w = x.shape[1]
+        if simd and w % 32 == 0:
+            return _sad256(q, (qrow,), x, (row,))[0]
+        total = int32(0)  # exact: 255 w < 2^31
+        for j in range(uint64(w)):
+            total = int32(total + abs(int32(q[uint64(qrow), j]) - int32(x[uint64(row), j])))
+        return int64(total)
+
+    def plain(q, qrow, x, row):
+        total = int32(0)
+        for j in range(uint64(x.shape[1])):
+            total = int32(total + abs(int32(q[uint64(qrow), j]) - int32(x[uint64(row), j])))
+        return int64(total)
+
+    return sad_row if simd else plain
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
-def _first_bounds_l1(first, qcodes, lo, hi, out):
-    """L1: ``out[i] = sum_j |Q_j - 2 u_ji|`` for row ``lo + i``, exact in 16-bit lanes
-    (``|Q_j| <= 254``, ``|u_ji| <= 126``, at most 64 groups: sums below 2^16)."""
-    w = uint64(hi - lo)
-    for i in range(w):
-        out[i] = 0
-    for j in range(uint64(first.shape[0])):
-        qj = qcodes[j]
-        for i in range(w):
-            diff = int16(qj - int16(2 * first[j, uint64(lo) + i]))
-            out[i] = uint16(out[i] + uint16(abs(diff)))
+def _first_bounds_l1(first, qcodes, scale, lo, hi, out):
+    """L1: ``out[i] = s sum_j |Q_j - u_ij|`` for row ``lo + i`` (row-major uint8 codes; exact
+    in float32: at most 64 features a group, so ``s <= 64`` and the sum ``<= 255 * 64``)."""
+    for i in range(hi - lo):
+        out[i] = scale * np.float32(_sad_row(qcodes, 0, first, lo + i))
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -471,11 +494,21 @@ def _pca_bound(codes, row, q):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _second_bound(sums, residual, row, qsums, qresidual, q2, squared, pca):
-    """The stage-2 bound of one row, float64: in units of the codes (``pca``), else of
+def _coded_group_bound(codes, row, qcodes):
+    """L1: ``8 sum_j |Q_j - u_j|`` for one row's rounded group sums ``u = round(S_x / 8)``
+    against the query's ``Q`` (``qcodes[1]``; both uint8), int64: within ``slack2`` of
+    the group-sum bound (see :func:`_summarise`)."""
+    return L1_GROUP * _sad_row(qcodes, 1, codes, row)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _second_bound(sums, residual, row, qsums, qresidual, q2, qcodes, squared, coded):
+    """The stage-2 bound of one row, float64: in units of the codes (``coded``), else of
     ``|q - x|_1`` or ``g |q - x|^2``."""
-    if pca:
+    if coded and squared:
         return np.float64(_pca_bound(sums, row, q2))
+    if coded:
+        return np.float64(_coded_group_bound(sums, row, qcodes))
     b = np.float64(_group_bound(sums, row, qsums, squared))
     if squared:
         b += (residual[row] - qresidual) ** 2
@@ -531,10 +564,8 @@ def _insert(best, best_id, value, ident):
 def _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima):
     """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``,
     and the row with the least bound of every chunk of :data:`_CHUNK` (or range)
-    into ``minima`` (as many as fit); returns how many there are. L1 bounds are
-    offset by ``qfirst[0]`` (see :func:`_summarise`)."""
+    into ``minima`` (as many as fit); returns how many there are."""
     acc = np.empty(_CHUNK, np.float32)
-    acc16 = np.empty(_CHUNK, np.uint16)
     p = chunks = 0
     for r in range(ranges.shape[0]):
         for lo in range(ranges[r, 0], ranges[r, 1], _CHUNK):
@@ -542,9 +573,7 @@ def _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima):
             if squared:
                 _first_bounds(first, qfirst, scales, lo, hi, acc)
             else:
-                _first_bounds_l1(first, qcodes, lo, hi, acc16)
-                for i in range(hi - lo):
-                    acc[i] = acc16[i] + qfirst[0]
+                _first_bounds_l1(first, qcodes, scales[0], lo, hi, acc)
             least = 0
             for i in range(hi - lo):
                 bounds[p + i] = acc[i]
@@ -557,7 +586,7 @@ def _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima):
 
 
 @numba.njit(nogil=True, cache=True)
-def _second_pass(sums, residual, qsums, qresidual, q2, ranges, squared, pca, bounds):
+def _second_pass(sums, residual, qsums, qresidual, q2, qcodes, ranges, squared, coded, bounds):
     """Without the first stage: the second bound of every row in ``ranges``, as above.
 
     Rows are fetched ahead: this path serves scattered rows (short ranges) too.
@@ -568,7 +597,9 @@ def _second_pass(sums, residual, qsums, qresidual, q2, ranges, squared, pca, bou
     for p in range(rows.shape[0]):
         if p + _AHEAD < rows.shape[0]:
             _prefetch_row(sums, rows[p + _AHEAD])
-        bounds[p] = _second_bound(sums, residual, rows[p], qsums, qresidual, q2, squared, pca)
+        bounds[p] = _second_bound(
+            sums, residual, rows[p], qsums, qresidual, q2, qcodes, squared, coded
+        )
 
 
 @numba.njit(nogil=True, cache=True)
@@ -614,29 +645,31 @@ def _seeds(bounds, ranges, need):
 def _thresholds(tau, setting):
     """The first and second bounds a row may have and still tie with k-th distance ``tau``.
 
-    ``setting`` = (squared, cascade, pca, group, slack, residual_scale, scale,
+    ``setting`` = (squared, cascade, coded, group, slack, residual_scale, scale,
     slack2, scale2): the search's flags and the query's allowances.
 
-    Code bounds (the first; the second with ``pca``) are in units of their
+    Code bounds (the first; the second with ``coded``) are in units of their
     codes (``scale`` per step; L1: half steps) and summed in float32. With the
     allowances for rounding: ``slack`` for the codes (in distance units, see
     :func:`_summarise`), ``2^-17`` for a float32 sum of up to 32 terms and
     ``2^-14`` for one of up to 256 (:func:`_pca_bound`); ``2^-30`` for the
     float64 residual term of the group-sum bound (``residual_scale = (r_q + max r_x)^2``).
     """
-    squared, cascade, pca, group, slack, residual_scale, scale, slack2, scale2 = setting
+    squared, cascade, coded, group, slack, residual_scale, scale, slack2, scale2 = setting
     if tau == _BIG:
         return np.inf, np.inf
     t = np.float64(tau)
-    if pca:
+    if coded and squared:
         second = ((np.sqrt(t) + slack2) / scale2) ** 2 * (1 + 2.0**-14)
+    elif coded:
+        second = t + slack2
     elif squared:
         second = group * t + 2.0**-30 * (group * t + residual_scale)
     else:
         second = t
     if not cascade:  # the second bound is the first, stored in float32
         return second * (1 + 2.0**-20), second
-    first = ((np.sqrt(t) + slack) / scale) ** 2 if squared else 2 * (t + slack) / scale
+    first = ((np.sqrt(t) + slack) / scale) ** 2 if squared else t + slack
     return first * (1 + 2.0**-17), second
 
 
@@ -659,9 +692,20 @@ def _query_codes(summary, codes, largest, spread, per_row):
 
 
 @numba.njit(nogil=True, cache=True)
-def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, pca):
+def _rounded_into(sums, scale, out):
+    """``out[j] = round(sums[j] / scale)`` (uint8); returns ``sum_j |sums[j] - scale out[j]|``."""
+    error = 0.0
+    for j in range(sums.shape[0]):
+        u = min(max(np.rint(sums[j] / scale), 0.0), 255.0)
+        out[j] = np.uint8(u)
+        error += abs(sums[j] - scale * u)
+    return error
+
+
+@numba.njit(nogil=True, cache=True)
+def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded):
     """The query's (|q|^2, group sums, residual, first summary, its L1 codes, slack, scale,
-    second summary (``pca``), its slack, its scale).
+    second summary (``coded``), its slack, its scale).
 
     ``consts`` = (sigma, largest |x - mu|, largest r_x) of the database;
     ``codes`` (``codes2``) = (offset, scale, rounding error) of each first-stage
@@ -670,11 +714,11 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared
     L2 sums ``(q - u)^2`` in float32 (see :func:`_query_codes`). The first stage
     uses the leading ``m1`` axes and ``rho_1``, the second all ``m2`` and ``rho_2``.
 
-    L1 sums ``|Q - 2u|`` exactly in integers, ``Q = round(2q)`` clipped to
-    ``[-254, 254]``: where clipped, ``|2q - 2u| = |2q - Q| + |Q - 2u|`` (every
-    ``2u`` lies on the other side), elsewhere ``|2q - 2u| >= |Q - 2u| - |2q - Q|``;
-    those terms make ``first[0]``, added to every bound (in half steps), and
-    ``slack = sum_j e_j``.
+    L1 rounds its coarse sums as the rows' are, ``Q = round(S_q / s)`` (uint8):
+    ``|S_q - S_x| >= s |Q - u| - |S_q - s Q| - |S_x - s u|``, so the first bound
+    ``s sum_j |Q_j - u_j|`` may exceed the distance by ``slack = sum_j |S_q,j -
+    s Q_j| + sum_j s / 2``; the second likewise with the group sums (``s = 8``,
+    ``slack2`` with 4 per group). ``qcodes`` holds the two rounded query rows.
     """
     sums = np.empty((1, groups.shape[0]), np.uint16)
     norms = np.empty(1, np.int64)
@@ -682,7 +726,7 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared
     _group_sums(query, np.zeros(1, np.int64), groups, 0, 1, sums, norms, residual)
     qsums = sums[0].astype(np.int16)
     q2, slack2, scale2 = np.zeros(1, np.float32), 0.0, 1.0
-    if squared and (cascade or pca):
+    if squared and (cascade or coded):
         m1, m2 = codes.shape[1] - 1, axes.shape[0]
         projected = np.zeros((m2 + 1, 1))
         largest = _project(query, axes, mean, consts[0], 0, 1, projected)
@@ -691,26 +735,27 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared
         first[:m1] = z[:m1]
         first[m1] = np.sqrt(z[m2] ** 2 + np.sum(z[m1:m2] ** 2))  # rho_1 from rho_2
         qfirst, slack, scale, _ = _query_codes(first, codes, largest, consts[1], True)
-        if pca:
+        if coded:
             q2, slack2, scale2, _ = _query_codes(z, codes2, largest, consts[1], False)
-        return norms[0], qsums, residual[0], qfirst, qsums, slack, scale, q2, slack2, scale2
-    summary = np.zeros(codes.shape[1])
-    if cascade:
+        qcodes = np.zeros((2, 1), np.uint8)
+        return norms[0], qsums, residual[0], qfirst, qcodes, slack, scale, q2, slack2, scale2
+    qfirst, qcodes, slack, scale = np.zeros(1, np.float32), np.zeros((2, 1), np.uint8), 0.0, 1.0
+    if cascade or coded:  # L1: the sums rounded as the rows' are, and the slack they allow
+        coarse = np.zeros(codes.shape[1])
         for j in range(labels.shape[0]):
-            summary[labels[j]] += qsums[j]
-    _, _, scale, e = _query_codes(summary, codes, 0.0, 0.0, False)
-    q = (summary - codes[0]) / scale
-    qcodes = np.minimum(np.maximum(np.rint(2 * q), -254), 254)
-    off = np.abs(2 * q - qcodes)
-    shift = np.sum(np.where(np.abs(2 * q) > 254, off, -off))
-    first = np.full(1, shift, np.float32)
-    return (norms[0], qsums, residual[0], first, qcodes.astype(np.int16), np.sum(e), scale,
-            q2, slack2, scale2)  # fmt: skip
+            coarse[labels[j]] += qsums[j]
+        qcodes = np.zeros((2, max(coarse.shape[0], qsums.shape[0])), np.uint8)
+        scale = codes[1, 0]
+        slack = _rounded_into(coarse, scale, qcodes[0]) + np.sum(codes[2])
+        if coded:
+            slack2 = _rounded_into(qsums.astype(np.float64), codes2[1, 0], qcodes[1])
+            slack2 += np.sum(codes2[2])
+    return norms[0], qsums, residual[0], qfirst, qcodes, slack, scale, q2, slack2, scale2
 
 
 @numba.njit(nogil=True, cache=True)
 def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums, qres, q2,
-               squared, pca, has_second):  # fmt: skip
+               qcodes, squared, coded, has_second):  # fmt: skip
     """Rows whose first bound is at most ``first_limit`` get the second bound; those at most
     ``second_limit`` are returned, with it: (rows, bounds, how many passed the first).
     Without a second stage, the rows past the first, with their first bounds."""
@@ -736,7 +781,7 @@ def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums,
     for i in range(passed):
         if i + _AHEAD < passed:
             _prefetch_row(sums, passing[i + _AHEAD])
-        b = _second_bound(sums, residual, passing[i], qsums, qres, q2, squared, pca)
+        b = _second_bound(sums, residual, passing[i], qsums, qres, q2, qcodes, squared, coded)
         if b <= second_limit:
             rows[found] = passing[i]
             second[found] = b
@@ -760,7 +805,7 @@ def _make_search_part(simd: bool):
 
     @numba.njit(nogil=True, cache=True)
     def search_part(pixels, rowmap, norms, sums, residual, first, groups, axes, mean, labels,
-                    consts, codes, codes2, query, ranges, ids, k, squared, cascade, pca,
+                    consts, codes, codes2, query, ranges, ids, k, squared, cascade, coded,
                     has_second, shared, part):  # fmt: skip
         """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact]).
 
@@ -768,7 +813,7 @@ def _make_search_part(simd: bool):
         is at least the k-th of the whole search, so all prune with the least.
         """
         qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
-            query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, pca
+            query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
         )
         group, spread = groups.shape[1], (qres + consts[2]) ** 2
         n = 0
@@ -782,7 +827,7 @@ def _make_search_part(simd: bool):
             scales = codes[1].astype(np.float32)
             chunks = _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima)
         else:
-            _second_pass(sums, residual, qsums, qres, q2, ranges, squared, pca, bounds)
+            _second_pass(sums, residual, qsums, qres, q2, qcodes, ranges, squared, coded, bounds)
         if chunks >= 2 * need and has_second:  # the chunks' least first bounds: seeds enough
             seeds, seed_bounds = minima[:chunks], bounds[:0].astype(np.float64)
         else:
@@ -793,22 +838,24 @@ def _make_search_part(simd: bool):
         finer = np.empty(seeds.shape[0])  # the seeds' finest bounds pick those measured
         for i in range(seeds.shape[0]):
             if cascade and has_second:
-                finer[i] = _second_bound(sums, residual, seeds[i], qsums, qres, q2, squared, pca)
+                finer[i] = _second_bound(
+                    sums, residual, seeds[i], qsums, qres, q2, qcodes, squared, coded
+                )
             else:
                 finer[i] = seed_bounds[i]
-        seeds = seeds[np.argsort(finer, kind="mergesort")]
+        seeds = seeds[np.argsort(finer)]
         for row in seeds[: max(_SEEDS_EXACT, k)]:
             _insert(best, best_id, measure(pixels, norms, rowmap, row, query, qnorm, squared),
                     ids[row])  # fmt: skip
         shared[part] = best[k - 1]
-        setting = (squared, cascade, pca, group, slack, spread, step, slack2, step2)
+        setting = (squared, cascade, coded, group, slack, spread, step, slack2, step2)
         limits = _thresholds(shared.min(), setting)
         rows, second, passed = _survivors(bounds, ranges, *limits, sums, residual, qsums, qres,
-                                          q2, squared, pca, has_second)  # fmt: skip
+                                          q2, qcodes, squared, coded, has_second)  # fmt: skip
         stage = 1 if has_second or not cascade else 0  # the limit ``second`` is compared with
 
         # exact distances in increasing order of bound, until no bound can beat the k-th
-        order = np.argsort(second, kind="mergesort")
+        order = np.argsort(second)  # (equal bounds in any order: all are measured or none)
         for i in range(min(_AHEAD_EXACT, order.shape[0])):
             _prefetch_row(pixels, rowmap[rows[order[i]]])
         exact = 0
@@ -853,6 +900,9 @@ class LowerBoundPruner:
     second_stage : bool, optional
         False: the cascade keeps only its first bound (a fraction of the
         memory; for an inverted file, whose probed lists are few rows).
+    second_dims : int, optional
+        L2: numbers per row in the second bound (principal axes and the
+        residual; 2 bytes each).
     order : (n,) int64 array, optional
         The rows in the order the summaries keep them: position ``p`` holds
         ``database[order[p]]``, and ``ranges`` refer to positions (an inverted
@@ -866,7 +916,7 @@ class LowerBoundPruner:
     """
 
     def __init__(self, database: np.ndarray, metric: str, n_jobs: int = 1, *, cascade=True,
-                 second_stage=True, order=None):  # fmt: skip
+                 second_stage=True, second_dims=SECOND_DIMS, order=None):  # fmt: skip
         self.database = np.ascontiguousarray(database, np.uint8)
         self.metric = metric
         self.n_jobs = n_jobs
@@ -881,7 +931,8 @@ class LowerBoundPruner:
             and (self.squared or d >= 2 * GROUP)
         )
         self.second_stage = bool(second_stage) or not self.cascade
-        self.pca = self.cascade and self.squared and self.second_stage
+        self.second_dims = second_dims
+        self.coded = self.cascade and self.second_stage  # the second stage's numbers are codes
         self._pool = ThreadPoolExecutor(n_jobs - 1) if n_jobs > 1 else None
         self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
         self._labels = np.zeros(1, np.int64)
@@ -904,8 +955,9 @@ class LowerBoundPruner:
             if self.cascade:
                 first, codes = self._coarse_codes(self.summary)
                 residual = np.zeros(1)  # only the L2 group-sum bound needs it
-                if not self.second_stage:
-                    self.summary = np.zeros((1, 1), np.uint16)
+                self.summary, codes2 = self._rounded_sums(self.summary)
+            if not self.squared:  # only L2 distances need the norms
+                norms = np.zeros(1, np.int64)
         consts = np.array([sigma, largest, residual.max()])
         self._arrays = (
             *(self.database, self.rowmap, norms, self.summary, residual, first, self.groups),
@@ -925,26 +977,43 @@ class LowerBoundPruner:
         """L1: the features of each group, paired up by correlation on a sample (see _pair_up)."""
         n, d = self.database.shape
         sample = self.database[np.linspace(0, n - 1, _PAIRING_SAMPLE).astype(np.int64)]
-        return np.argsort(_pair_up(sample, d // GROUP), kind="stable").reshape(-1, GROUP)
+        labels = _pair_up(sample, d // L1_GROUP)
+        return np.argsort(labels, kind="stable").reshape(-1, L1_GROUP)
 
     def _coarse_codes(self, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """L1's first stage: sums over coarse groups (unions of the groups) as int8 codes,
-        feature-major, and their (offset, scale, rounding error)."""
+        """L1's first stage: sums over coarse groups (unions of the groups) rounded to uint8
+        codes ``u = round(S / s)``, row-major, ``s`` the largest group's size; and
+        (offset 0, scale ``s``, rounding error ``s / 2``) per coarse group."""
         n = len(sums)
         fine_sample = sums[np.linspace(0, n - 1, min(n, _SAMPLE)).astype(np.int64)]
-        # at most 64 coarse groups: _first_bounds_l1 sums them in 16 bits
-        self._labels = _pair_up(fine_sample, min(FIRST_DIMS["l1"], 64, len(self.groups) // 2))
+        self._labels = _pair_up(fine_sample, min(FIRST_DIMS["l1"], len(self.groups) // 2))
         summary = np.empty((self._labels.max() + 1, n))
         self._over_rows(lambda lo, hi: _coarse_sums(sums, self._labels, lo, hi, summary))
-        return _codes(summary, FIRST_CODES["l1"], exact=True)
+        scale = float(np.bincount(self._labels).max() * L1_GROUP)  # 255 s: a full group's sum
+        codes = np.ascontiguousarray(np.rint(summary.T / scale).astype(np.uint8))
+        m = len(summary)
+        return codes, np.stack([np.zeros(m), np.full(m, scale), np.full(m, scale / 2)])
+
+    def _rounded_sums(self, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """L1's second stage: the group sums as ``u = round(S / 8)`` (uint8, ``|S - 8u| <= 4``)
+        and (offset 0, scale 8, rounding error 4) per group; none without the stage."""
+        if not self.second_stage:
+            return np.zeros((1, 1), np.uint8), np.zeros((3, 1))
+        g = sums.shape[1]
+        rounded = np.empty(sums.shape, np.uint8)
+        for lo in range(0, len(sums), _PROJECT_BLOCK):  # (a float copy of all would be 8x)
+            block = sums[lo : lo + _PROJECT_BLOCK]
+            rounded[lo : lo + len(block)] = np.rint(block / L1_GROUP)
+        return rounded, np.stack([np.zeros(g), np.full(g, float(L1_GROUP)), np.full(g, 4.0)])
 
     def _projected(self):
         """L2: the principal axes; the first stage's codes (the leading ``m1`` axes and
         ``rho_1``, feature-major) and the second's (all ``m2`` and ``rho_2``, row-major),
         each with (offset, scale, rounding error); sigma and the largest ``|x - mu|``."""
         n, d = self.database.shape
-        m2 = min(SECOND_DIMS - 1 if self.second_stage else FIRST_DIMS["l2"] - 1, d)
-        m1 = min(FIRST_DIMS["l2"] - 1, m2)
+        # at most an eighth of a row's bytes in the second stage, a sixteenth in the first
+        m2 = min(self.second_dims - 1 if self.second_stage else FIRST_DIMS["l2"] - 1, d // 16)
+        m1 = min(FIRST_DIMS["l2"] - 1, max(1, d // 16), m2)
         self._axes, self._mean, sigma = _principal_axes(self.database, m2)
         z, squares = _projections(self.database, self.rowmap, self._axes, self._mean, sigma)
 
@@ -1018,7 +1087,7 @@ class LowerBoundPruner:
         kernel = _search_part[self._simd]
         # scattered rows skip the first stage (it reads rows in runs), unless it is the only one
         cascade = self.cascade and (not self.second_stage or n_rows >= _MIN_RUN * len(ranges))
-        flags = (self.squared, cascade, self.pca, self.second_stage, shared)
+        flags = (self.squared, cascade, self.coded, self.second_stage, shared)
         results = self._on_threads(
             [
                 lambda part=part, j=j: kernel(*self._arrays, query, part, ids, k, *flags, j)
