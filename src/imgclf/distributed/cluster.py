@@ -1,0 +1,107 @@
+"""Connecting to a Dask cluster: a scheduler's address, or a local cluster of N workers.
+
+``connect("tcp://10.0.0.5:8786")`` reaches a running ``dask scheduler``;
+``connect("local:4")`` starts a ``LocalCluster`` of 4 single-threaded workers
+in this process (the kernels release the GIL, so threads run in parallel and
+no data is copied between processes). Either way a scheduler that cannot be
+reached is a :class:`~imgclf.distributed.ClusterError` within ``timeout``
+seconds, not a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+
+from imgclf.distributed.errors import ClusterError
+
+__all__ = ["DEFAULT_TIMEOUT", "connect", "parse_scheduler", "require_dask"]
+
+DEFAULT_TIMEOUT = 10.0  # seconds to reach a scheduler
+_LOCAL = re.compile(r"local:(\d+)")
+_ADDRESS = re.compile(r"((tcp|tls|inproc|ws|wss|ucx)://)?[^\s:/]+(:\d{1,5})?(/\S*)?")
+
+
+def require_dask():
+    """``distributed``, or an ImportError that names the extra to install."""
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError(
+            "running on a Dask cluster needs the dask extra: pip install 'imgclf[dask]'"
+        ) from None
+    return distributed
+
+
+def parse_scheduler(scheduler: str) -> tuple[str, int | str]:
+    """``("local", n_workers)`` or ``("address", address)``; a ValueError for anything else.
+
+    Examples
+    --------
+    >>> parse_scheduler("local:2"), parse_scheduler("127.0.0.1:8786")
+    (('local', 2), ('address', '127.0.0.1:8786'))
+    """
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise ValueError(f"scheduler must be ADDRESS or local:N; got {scheduler!r}")
+    scheduler = scheduler.strip()
+    if scheduler.startswith("local"):
+        match = _LOCAL.fullmatch(scheduler)
+        if not match or not 1 <= int(match.group(1)) <= 1024:
+            raise ValueError(
+                f"scheduler {scheduler!r}: a local cluster is local:N with N workers, 1..1024"
+            )
+        return "local", int(match.group(1))
+    if not _ADDRESS.fullmatch(scheduler):
+        raise ValueError(
+            f"scheduler {scheduler!r} is not an address such as tcp://10.0.0.5:8786 "
+            "or 127.0.0.1:8786 (or local:N for a cluster of N workers here)"
+        )
+    return "address", scheduler
+
+
+@contextlib.contextmanager
+def connect(scheduler, *, timeout: float = DEFAULT_TIMEOUT) -> Iterator[object]:
+    """A ``dask.distributed.Client`` for ``scheduler``, closed (with its local cluster) on exit.
+
+    Parameters
+    ----------
+    scheduler : str or Client
+        ``"local:N"`` starts N single-threaded workers in this process; any other
+        string is a scheduler's address; a Client is used as it is (and not closed).
+    timeout : float, default=10
+        Seconds to reach the scheduler.
+
+    Raises
+    ------
+    ClusterError
+        The scheduler did not answer within ``timeout`` seconds (naming its address).
+    """
+    distributed = require_dask()
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    kind, value = parse_scheduler(scheduler)
+    with contextlib.ExitStack() as stack:
+        if kind == "local":
+            cluster = distributed.LocalCluster(
+                n_workers=value,
+                threads_per_worker=1,
+                processes=False,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            stack.enter_context(cluster)
+            value = cluster
+        yield stack.enter_context(_client(distributed, value, timeout))
+
+
+def _client(distributed, address, timeout: float):
+    try:
+        return distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:  # dask raises OSError("Timed out trying to connect…")
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({exc}); "
+            "is `dask scheduler` running there, and is the address right?"
+        ) from None
