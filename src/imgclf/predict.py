@@ -91,12 +91,13 @@ def predict_file(
 
 
 def decode_for_model(
-    saved, path: str | os.PathLike, *, data: bytes | None = None
+    saved, path: str | os.PathLike, *, data: bytes | None = None, max_bytes: int | None = None
 ) -> tuple[np.ndarray, str | None]:
     """One image decoded as training did: ``(uint8 (H, W, C) image, resized)``.
 
     ``resized`` is ``"HxW"`` when the image had another size than the model's
-    input, else None. ``data``: the file's bytes, already in memory.
+    input, else None. ``data``: the file's bytes, already in memory;
+    ``max_bytes``: the decoded-pixel budget (:func:`~imgclf.datasets.folder.read_image`).
     """
     from imgclf.datasets.folder import image_size, read_image
 
@@ -109,23 +110,29 @@ def decode_for_model(
         path,
         mode="L" if channels == 1 else "RGB",
         size=None if same_size else (height, width),
+        max_bytes=max_bytes,
         data=data,
     )
     return image, None if same_size else f"{height}x{width}"
 
 
-def rank_images(saved, X, *, top: int = 5) -> list[dict]:
+def rank_images(saved, X, *, top: int = 5, all_scores: bool = False) -> list[dict]:
     """``[{"score": <what scores are>, "top": [{"class", "score"}, ...]}, ...]``, one per row.
 
     ``X``: ``(n, d)`` rows of decoded images (:func:`decode_for_model`), ranked
-    together in one call of the model.
+    together in one call of the model. ``all_scores``: each answer also holds
+    ``"scores"``, every class's score in ``classes_`` order.
     """
     ranking, scores = rank_top(saved.model, X, top)
     names, kind = _class_names(saved), score_kind(saved.model)
-    return [
+    answers = [
         {"score": kind, "top": [{"class": names[i], "score": float(row[i])} for i in ranks]}
         for ranks, row in zip(ranking, scores, strict=True)
     ]
+    if all_scores:
+        for answer, row in zip(answers, scores.tolist(), strict=True):
+            answer["scores"] = row
+    return answers
 
 
 def _class_names(saved) -> list[str]:
