@@ -177,7 +177,7 @@ def report(row: dict) -> None:
     s = row["stage_shares"]
     print(
         f"  {m} rows surviving (median / mean): first bound {s['first']['median']:.2%} / "
-        f"{s['first']['mean']:.2%}, group sums {s['second']['median']:.2%} / "
+        f"{s['first']['mean']:.2%}, second bound {s['second']['median']:.2%} / "
         f"{s['second']['mean']:.2%}, measured exactly {s['exact']['median']:.2%} / "
         f"{s['exact']['mean']:.2%}"
     )

@@ -7,58 +7,57 @@ every distance, and only rows whose bound could beat the k-th best need their
 exact distance. Three stages, each run only on the rows that survived the
 one before:
 
-1. **First bound**, ``m1`` numbers per row (:data:`FIRST_DIMS`), stored as
-   small integer codes feature-major, so the pass over every row is one
-   vector loop (on CIFAR 3.2 MB, not 154 MB):
+1. **First bound**, 32 (L2) or 64 (L1) bytes per row, over every row (on
+   CIFAR 1.6 or 3.2 MB, not 154 MB):
 
-   * L1: sums over 64 coarse groups (unions of the groups of stage 2). For
-     any partition into groups ``G``, by the triangle inequality
-     ``|q - x|_1 >= sum_G |S_q[G] - S_x[G]|``.
-   * L2: 31 principal axes of a sample plus the residual norm. For ``A``
-     (``m x d``) of spectral norm at most 1, ``rho(v)^2 = |v|^2 - |A v|^2``
-     is a seminorm, so ``|q - x|^2 = |A(q - x)|^2 + rho(q - x)^2 >=
+   * L2: 31 principal axes of a sample plus the residual norm, int8 codes
+     with a scale per axis, feature-major (a vector loop over rows). For
+     ``A`` (``m x d``) of spectral norm at most 1, ``rho(v)^2 = |v|^2 -
+     |A v|^2`` is a seminorm, so ``|q - x|^2 = |A(q - x)|^2 + rho(q - x)^2 >=
      |A(q - mu) - A(x - mu)|^2 + (rho(q - mu) - rho(x - mu))^2``. ``A`` is
      the axes rounded to int16 (``P_int = round(2^14 P)``) divided by its
      spectral norm, so ``A(x - mu)`` is an exact integer vector scaled once.
+   * L1: sums over 64 coarse groups of features, rounded to uint8
+     (``u = round(S / s)``), row-major, one ``vpsadbw`` pass per row. For
+     any partition into groups ``G``, by the triangle inequality
+     ``|q - x|_1 >= sum_G |S_q[G] - S_x[G]|``.
 
-   Each row's numbers ``c`` are stored as ``u = round((c - offset) / scale)``
-   (int8 for L1, int16 for L2); the query's stay exact. Rounding moves each
-   difference ``c_q - c_x`` by at most half a step (plus float rounding,
-   bounded in :func:`_summarise`), and the threshold adds that allowance
-   before it prunes: the bound is weakened, never wrong. L1 codes are summed
-   exactly in 16-bit integers, L2 squares in float32 (2^-17 allowed).
+2. **Second bound**, for the rows past the first:
 
-2. **Group-sum bound**, per row the sums of ``g = 16`` features each
-   (``S_x[j]``, uint16):
+   * L2: the same with 127 axes (int16 codes, one scale, row-major);
+   * L1: sums over 384 groups of 8 features, rounded to uint8 (``8 u``
+     within 4 of the sum).
 
-   * L1, by the triangle inequality:  ``|q - x|_1 >= sum_j |S_q[j] - S_x[j]|``
-   * L2, by Cauchy-Schwarz, with the residual as above (``A`` = the averages
-     over the groups): ``g |q - x|^2 >= sum_j (S_q[j] - S_x[j])^2 +
-     (r_q - r_x)^2`` where ``r_x^2 = g |x|^2 - sum_j S_x[j]^2``, an exact
-     integer (its root in float64: the threshold allows 2^-30 for it).
-
-   The bounds hold for any partition, and are tight where ``q - x`` has one
-   sign across each group. The groups are learned from a sample: features
-   are paired by correlation, pairs paired again, four times (16 features),
-   and on for the coarse groups of stage 1. On CIFAR they come out as
-   compact patches of one colour channel, and half as many rows survive
-   them as survive 16 consecutive bytes (a third of a row of pixels).
+   The groups are learned from a sample: features are paired by
+   correlation, pairs paired again (8 features), and on for the coarse
+   groups. On CIFAR they come out as compact patches of one colour channel;
+   far fewer rows survive them than survive consecutive features.
 
 3. **Exact distances** (int64 L1 or squared L2; L1 by ``vpsadbw`` where the
    CPU has AVX2) of the rows that survive both, in increasing order of their
-   bound, stopping at the first bound above the k-th best distance so far.
+   second bound, stopping at the first bound above the k-th best distance.
 
-The threshold ``tau``: the first pass keeps the rows with the smallest first
-bounds; the k-th smallest of their exact distances is at least the true k-th
-distance, so a row whose bound exceeds ``tau`` cannot be among the k nearest
-(nor tie with them). Threads take contiguous shares of the rows and run the
-whole cascade on them, each pruning with the smallest k-th distance any of
-them has found; the k best of all are merged, ties to the lower id as
+Every rounding (codes, float32 sums) moves a bound by a known amount, and
+the thresholds add that allowance before they prune: a bound is weakened,
+never wrong (see :func:`_summarise` and :func:`_thresholds`).
+
+The threshold ``tau``: the least first bound of every chunk of rows picks
+about 200 seeds, the 16 (at least k) with the least second bounds are
+measured, and the k-th smallest of their exact distances is at least the
+true k-th distance, so a row whose bound exceeds ``tau`` cannot be among the
+k nearest (nor tie with them). Threads take contiguous shares of the rows and
+run the whole cascade on them, each pruning with the smallest k-th distance
+any of them has found; the k best of all are merged, ties to the lower id as
 everywhere in the engine. Scattered rows (short ranges) skip the first stage.
 
-On CIFAR-10 (k = 10, median over the test set) about 8% (L1) or 4% (L2) of
-rows survive the first bound and 2% the second; 1.5% are measured exactly
-(``benchmarks/bench_single_query.py``).
+Without the cascade (small databases, or ``cascade=False`` for comparison)
+the only bound is the sums of 16 consecutive features (uint16, exact; L2
+adds the residual: ``g |q - x|^2 >= sum_j (S_q[j] - S_x[j])^2 + (r_q - r_x)^2``
+by Cauchy-Schwarz).
+
+On CIFAR-10 (k = 10, median over the test set) about 4% (L2) or 7% (L1) of
+rows survive the first bound, 0.3% or 0.8% the second, and 0.2% or 0.7% are
+measured exactly (``benchmarks/bench_single_query.py``).
 """
 
 from __future__ import annotations
@@ -341,27 +340,23 @@ def _projections(database, rows, axes, mean, sigma) -> tuple[np.ndarray, np.ndar
     return z, squares
 
 
-def _codes(summary: np.ndarray, dtype, exact: bool, per_row=False) -> tuple[np.ndarray, np.ndarray]:
+def _codes(summary: np.ndarray, dtype, per_row=False) -> tuple[np.ndarray, np.ndarray]:
     """``u = round((c - offset) / scale)`` as ``dtype`` (int8 or int16) per row of ``summary``
     (m, n), and (offset, scale, rounding error) per row. The offsets centre each
     range; one scale for all rows spreads the widest over all but 3 steps of the
     type (so the bound needs no weights), or with ``per_row`` each row's own (a
-    float32 number: the bound multiplies the codes back). ``exact``: integer
-    sums keep scale 1 (and no error) while their ranges fit."""
+    float32 number: the bound multiplies the codes back)."""
     steps = 2.0 ** (8 * np.dtype(dtype).itemsize) - 4
     low, high = summary.min(axis=1), summary.max(axis=1)
     if per_row:
         scale = np.where(high > low, (high - low) / steps, 1.0).astype(np.float32)
         scale = scale.astype(np.float64)
     else:
-        scale = max((high - low).max() / steps, 1.0 if exact else 1e-300)
-        scale = np.full(len(summary), 1.0 if (high == low).all() else scale)
-    offset = np.floor((low + high) / 2) if exact else (low + high) / 2
+        widest = (high - low).max()
+        scale = np.full(len(summary), widest / steps if widest > 0 else 1.0)
+    offset = (low + high) / 2
     codes = np.rint((summary - offset[:, None]) / scale[:, None]).astype(dtype)
-    error = scale / 2 * (1 + 2.0**-20)
-    if exact and (scale == 1.0).all():
-        error[:] = 0.0
-    return codes, np.stack([offset, scale, error])
+    return codes, np.stack([offset, scale, scale / 2 * (1 + 2.0**-20)])
 
 
 # --------------------------------------------------------------------------- #
@@ -990,7 +985,7 @@ class LowerBoundPruner:
         summary = np.empty((self._labels.max() + 1, n))
         self._over_rows(lambda lo, hi: _coarse_sums(sums, self._labels, lo, hi, summary))
         scale = float(np.bincount(self._labels).max() * L1_GROUP)  # 255 s: a full group's sum
-        codes = np.ascontiguousarray(np.rint(summary.T / scale).astype(np.uint8))
+        codes = np.ascontiguousarray(np.rint(summary.T / scale).astype(FIRST_CODES["l1"]))
         m = len(summary)
         return codes, np.stack([np.zeros(m), np.full(m, scale), np.full(m, scale / 2)])
 
@@ -1021,10 +1016,10 @@ class LowerBoundPruner:
             rho = np.sqrt(np.maximum(squares - np.einsum("ij,ij->i", z[:, :m], z[:, :m]), 0))
             return np.ascontiguousarray(np.vstack([z[:, :m].T, rho]))  # feature-major
 
-        first, codes = _codes(with_rho(m1), FIRST_CODES["l2"], exact=False, per_row=True)
+        first, codes = _codes(with_rho(m1), FIRST_CODES["l2"], per_row=True)
         second, codes2 = np.zeros((1, 1), np.int16), np.ones((3, 1))
         if self.second_stage:
-            second, codes2 = _codes(with_rho(m2), np.int16, exact=False)
+            second, codes2 = _codes(with_rho(m2), np.int16)
             second = np.ascontiguousarray(second.T)
         return first, codes, second, codes2, sigma, float(np.sqrt(squares.max()))
 
