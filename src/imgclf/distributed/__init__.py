@@ -14,7 +14,8 @@
 
 Modules: ``cluster`` (connecting), ``_context`` (the active client), ``shards``
 (row ranges, sources, placement), ``_tasks`` (what runs on workers), ``index``
-(ShardedIndex), ``sweep``, ``cv``, ``errors``. Nothing here imports Dask until it
+(ShardedIndex), ``sweep``, ``cv``, ``classifier`` (KNNClassifier's index in a
+cluster context), ``errors``. Nothing here imports Dask until it
 is used, so ``import imgclf.distributed`` works without the extra.
 """
 

@@ -76,6 +76,9 @@ class ShardedIndex:
         Searches repeated after putting lost shards back.
     timeout : float, optional
         Seconds one search attempt may take (default: no limit).
+    layout : dict, optional
+        ``"ivf"``: a built index's arrays (:meth:`IVFIndex.to_arrays`, as a model file
+        keeps them) over this same database: its cells are used, not trained again.
 
     Examples
     --------
@@ -102,8 +105,10 @@ class ShardedIndex:
         n_jobs: int | None = None,
         retries: int = 2,
         timeout: float | None = None,
+        layout: dict | None = None,
     ):
         settings = _settings(n_lists, n_probe, seed, pca_components, working_memory, n_jobs)
+        settings["layout"] = layout
         if n_shards is not None:
             check_int("n_shards", n_shards, low=1)
         placement = Placement(client, source_of(database), n_shards)
@@ -207,6 +212,9 @@ class ShardedIndex:
         from imgclf.neighbors.ivf import TRAIN_PER_LIST, default_n_lists
 
         s, n = self._settings, len(self)
+        if s.get("layout"):
+            self._use_layout(s["layout"])
+            return
         n_lists = check_int("n_lists", s["n_lists"] or default_n_lists(n), low=1)
         if n_lists > n:
             raise ValueError(f"the database has {n} samples, fewer than n_lists={n_lists}")
@@ -229,11 +237,25 @@ class ShardedIndex:
             parts.append((shard, local, task))
         for shard, local, task in parts:
             labels[self._answer(shard, local)] = _result(task, str(shard), self.timeout)
+        self._set_labels(labels)
+
+    def _set_labels(self, labels: np.ndarray) -> None:
+        """Every row's list: the whole index's layout, and ``n_probe``."""
+        n_lists, s = self.coarse.n_lists, self._settings
         self._labels = labels
         self._list_ids = np.argsort(labels, kind="stable").astype(np.int64)
         counts = np.bincount(labels, minlength=n_lists)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_probe = s["n_probe"] if s["n_probe"] is not None else _default_probe(n_lists)
+
+    def _use_layout(self, layout: dict) -> None:
+        """Cells and lists from saved arrays, checked as :meth:`IVFIndex.from_arrays` checks."""
+        from imgclf.neighbors.coarse import CoarseQuantizer
+        from imgclf.neighbors.ivf import _labels_from_layout
+
+        self.coarse = CoarseQuantizer.from_arrays(layout, self.n_features)
+        self._coarse_future = self._scatter(self.coarse)
+        self._set_labels(_labels_from_layout(layout, len(self), self.coarse.n_lists))
 
     def _local(self, shard) -> np.ndarray | None:
         """Local rows of ``shard`` that belong to the index (None: all of them)."""

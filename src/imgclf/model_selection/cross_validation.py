@@ -58,7 +58,7 @@ def warn_if_one_class(y) -> None:
 
 
 def cross_validate(
-    estimator, X, y, param_grid, folds=5, *, val=None, seed: int = 0, scoring=None
+    estimator, X, y, param_grid, folds=5, *, val=None, seed: int = 0, scoring=None, client=None
 ) -> SearchResult:
     """Validation score of every configuration of ``param_grid`` on every fold.
 
@@ -77,11 +77,23 @@ def cross_validate(
         Shuffle seed of the folds.
     scoring : callable(estimator, X, y) -> float, optional
         Defaults to ``estimator.score`` (accuracy).
+    client : dask.distributed.Client, optional
+        Fit the (configuration, fold) pairs as tasks on this cluster
+        (:func:`imgclf.distributed.cross_validate`; the same scores). Default: the
+        client of an enclosing :func:`imgclf.distributed.use_cluster`, else this process.
 
     Returns
     -------
     SearchResult
     """
+    from imgclf.distributed._context import active_client
+
+    client = client if client is not None else active_client()
+    if client is not None:
+        from imgclf.distributed.cv import cross_validate as on_cluster
+
+        return on_cluster(client, estimator, X, y, param_grid, folds, val=val, seed=seed,
+                          scoring=scoring)  # fmt: skip
     configs = expand_grid(param_grid)
     X, y, splits = resolve_folds(X, y, folds, val, seed)
     X, y = np.asarray(X), np.asarray(y)

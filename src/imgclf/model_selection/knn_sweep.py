@@ -44,6 +44,7 @@ def sweep_knn(
     index_params: dict | None = None,
     working_memory: int | None = None,
     n_jobs: int | None = None,
+    client=None,
 ) -> SearchResult:
     """Validation accuracy of k-NN for every k, metric and weighting.
 
@@ -69,6 +70,11 @@ def sweep_knn(
         a column of the grid like ``k``.
     index_params : dict, optional
         Other index settings held fixed: ``n_lists``, ``ef_search``, ``seed``, ``backend``.
+    client : dask.distributed.Client, optional
+        Run every fold's search on this cluster's workers, the data sharded across
+        them (:func:`imgclf.distributed.sweep_knn`: ``"exact"`` and ``"ivf"``, the
+        same result). Default: the client of an enclosing
+        :func:`imgclf.distributed.use_cluster`, else this process.
 
     Returns
     -------
@@ -77,6 +83,16 @@ def sweep_knn(
         scores equal those of :class:`~imgclf.neighbors.KNNClassifier` fitted
         per configuration.
     """
+    client = client if client is not None else _cluster_client()
+    if client is not None:
+        from imgclf.distributed.sweep import sweep_knn as on_cluster
+
+        grid = {"metrics": metrics, "weights": weights, "folds": folds, "val": val}
+        return on_cluster(
+            client, X, y, ks, **grid, seed=seed, tie_break=tie_break, algorithm=algorithm,
+            n_probes=n_probes, index_params=index_params, working_memory=working_memory,
+            n_jobs=n_jobs,
+        )  # fmt: skip
     ks, metrics, weights = _check_grid(ks, metrics, weights)
     n_probes = _check_probes(n_probes, algorithms.check_algorithm(algorithm))
     check_choice("tie_break", tie_break, voting.TIE_BREAKS)
@@ -112,6 +128,13 @@ def sweep_knn(
                     scores[row_of[key], f] = score
             timings["vote_s"] += time.perf_counter() - start
     return SearchResult(configs, scores, timings)
+
+
+def _cluster_client():
+    """The client of an enclosing :func:`imgclf.distributed.use_cluster`, or None."""
+    from imgclf.distributed._context import active_client
+
+    return active_client()
 
 
 def _configs(ks, metrics, weights, n_probes) -> list[dict]:

@@ -68,6 +68,10 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
+    Fitted (or loaded) inside :func:`imgclf.distributed.use_cluster`, the
+    classifier searches a :class:`~imgclf.distributed.ShardedIndex` on that Dask
+    cluster (``"exact"`` or ``"ivf"``), with the same answers.
+
     :meth:`predict_proba` gives vote shares, which are zero for every class
     without a voter, so they cannot rank such classes (with ``k=1`` all but one
     class would tie). :meth:`rank_classes` ranks them by nearness instead; use it
@@ -134,7 +138,13 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             if name.startswith(INDEX_ARRAYS)
         }
         settings = self._index_settings()
-        if saved and algorithms.is_approximate(self.algorithm):
+        client = _cluster_client()
+        if client is not None:  # inside imgclf.distributed.use_cluster: shards on its workers
+            from imgclf.distributed.classifier import sharded_index
+
+            self._index = sharded_index(client, self._fit_X, self.algorithm, self.metric,
+                                        saved, settings)  # fmt: skip
+        elif saved and algorithms.is_approximate(self.algorithm):
             self._index = algorithms.load_index(
                 self._fit_X, saved, self.algorithm, self.metric, trusted=trusted, **settings
             )
@@ -291,3 +301,10 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _cluster_client():
+    """The client of an enclosing :func:`imgclf.distributed.use_cluster`, or None."""
+    from imgclf.distributed._context import active_client
+
+    return active_client()
