@@ -132,9 +132,17 @@ def test_saved_arrays_rebuild_the_same_index(metric):
     rng = np.random.default_rng(8)
     database, queries = clustered(rng, 2000, 64), clustered(rng, 40, 64)
     index = IVFIndex(database, metric, n_lists=20, n_probe=2)
-    again = IVFIndex.from_arrays(database, index.to_arrays(), metric, n_probe=2)
+    again = IVFIndex.from_arrays(database, index.to_arrays(), metric, n_probe=2, seed=0)
+    assert again.seed == index.seed == 0
     for got, want in zip(again.search(queries, 6), index.search(queries, 6), strict=True):
         np.testing.assert_array_equal(got, want)
+    for query in queries[:3]:  # one at a time: the cascade over the probed lists
+        for got, want in zip(
+            again.search(query[None], 6), index.search(query[None], 6), strict=True
+        ):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError):
+        IVFIndex.from_arrays(database, index.to_arrays(), metric, n_lists=20)  # not a setting
 
 
 def test_damaged_saved_arrays_are_refused_by_name():

@@ -178,15 +178,16 @@ class IVFIndex:
         metric: str = "l2",
         *,
         n_probe: int | None = None,
+        seed: int | None = None,
         working_memory: int | None = None,
         n_jobs: int | None = None,
-        **_ignored,
     ) -> IVFIndex:
         """Rebuild an index saved by :meth:`to_arrays` over the same ``database``, without
-        training; raises ValueError naming the array that does not fit."""
+        training; raises ValueError naming the array that does not fit. ``seed``: the
+        one the index was built with, if known (it is not among the arrays)."""
         index = cls.__new__(cls)
         index._setup(database, metric, working_memory, n_jobs)
-        index.seed = None
+        index.seed = None if seed is None else check_int("seed", seed, low=0)
         index.coarse = CoarseQuantizer.from_arrays(arrays, index.n_features)
         labels = _labels_from_layout(arrays, len(index.database), index.coarse.n_lists)
         index._store(labels)
