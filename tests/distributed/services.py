@@ -64,6 +64,8 @@ def scheduler_and_workers(tmp_path: Path, n_workers: int = 2) -> Iterator[str]:
             )  # fmt: skip
             for _ in range(n_workers)
         ]
+        if n_workers:
+            _wait_for_workers(address, n_workers)
         yield address
     finally:
         for process in reversed(processes):
@@ -79,6 +81,13 @@ def _wait_for_address(path: Path, process: subprocess.Popen) -> str:
             return json.loads(path.read_text())["address"]
         time.sleep(0.2)
     raise RuntimeError(f"dask scheduler wrote no address within {START_TIMEOUT} s")
+
+
+def _wait_for_workers(address: str, n: int) -> None:
+    from distributed import Client
+
+    with Client(address, timeout=START_TIMEOUT, set_as_default=False) as client:
+        client.wait_for_workers(n, timeout=START_TIMEOUT)
 
 
 def _stop(process: subprocess.Popen) -> None:

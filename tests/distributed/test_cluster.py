@@ -49,6 +49,17 @@ def test_scheduler_specs_are_checked(text, message):
         parse_scheduler(text)
 
 
+def test_a_scheduler_without_workers_is_a_clear_error(tmp_path):
+    with scheduler_and_workers(tmp_path, n_workers=0) as address:
+        start = time.monotonic()
+        with (
+            pytest.raises(ClusterError, match=f"scheduler at {address} has no worker"),
+            connect(address, timeout=2),
+        ):
+            pass
+        assert time.monotonic() - start < 20
+
+
 def test_local_n_starts_a_cluster_of_n_workers_and_closes_it():
     rng = np.random.default_rng(0)
     database = tied_pixels(rng, 500)

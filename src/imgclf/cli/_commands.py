@@ -85,6 +85,18 @@ def _outputs(*paths: str | None) -> None:
             check_writable(path)
 
 
+def _cluster(scheduler: str | None):
+    """``--scheduler``: a context in which k-NN search and cross-validation run on a Dask
+    cluster (:func:`imgclf.distributed.cluster.running_on`); nothing without it."""
+    if scheduler is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from imgclf.distributed.cluster import running_on
+
+    return running_on(scheduler, say=note)
+
+
 def _write_json(path: str, payload: dict) -> None:
     import json
 
@@ -149,27 +161,33 @@ def cv(
     mode: opt.ModeOpt = None,
     on_error: opt.OnErrorOpt = None,
     test_size: opt.TestSizeOpt = None,
+    scheduler: opt.SchedulerOpt = None,
 ) -> None:
     """Choose hyperparameters on validation data (the test split is not touched)."""
     _outputs(plot, output)  # before the slow imports and the work
+    opt.check_scheduler(scheduler)
     from imgclf import experiments, plots
 
-    run = experiments.run_model(
-        _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed),
-        model,
-        opt.metrics_for(
-            opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe), metric, algorithm
-        ),
-        folds=folds,
-        val_size=opt.size_or_fraction(val_size, "--val-size"),
-        repeats=repeats,
-        train_size=train_size,
-        seed=seed,
-        final_test=final_test,
-        fixed=opt.model_settings(
-            model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
-        ),
-    )
+    splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
+    with _cluster(scheduler):
+        run = experiments.run_model(
+            splits,
+            model,
+            opt.metrics_for(
+                opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe),
+                metric,
+                algorithm,
+            ),
+            folds=folds,
+            val_size=opt.size_or_fraction(val_size, "--val-size"),
+            repeats=repeats,
+            train_size=train_size,
+            seed=seed,
+            final_test=final_test,
+            fixed=opt.model_settings(
+                model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
+            ),
+        )
     if as_json:
         print_json(run.to_dict())
     else:
@@ -214,10 +232,12 @@ def train(
     on_error: opt.OnErrorOpt = None,
     test_size: opt.TestSizeOpt = None,
     sign_key_file: opt.KeyFileOpt = None,
+    scheduler: opt.SchedulerOpt = None,
 ) -> None:
     """Fit a model on the training split and save it (npz + JSON header, no pickle)."""
     _outputs(output)  # before the slow imports and the work
     key = opt.signing_key(sign_key_file)
+    opt.check_scheduler(scheduler)
     from imgclf import experiments, io
 
     fixed = opt.model_settings(
@@ -228,9 +248,10 @@ def train(
     chosen |= {name: v for name, v in (("learning_rate", lr), ("reg", reg)) if v is not None}
     start = time.perf_counter()
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
-    fitted, train_set = experiments.train_model(
-        splits, model, {**fixed, **chosen}, train_size=train_size, seed=seed
-    )
+    with _cluster(scheduler):  # k-NN: the index is built on the cluster (ivf: its cells too)
+        fitted, train_set = experiments.train_model(
+            splits, model, {**fixed, **chosen}, train_size=train_size, seed=seed
+        )
     io.save(
         fitted,
         output,
@@ -258,14 +279,18 @@ def evaluate(
     test_size: opt.TestSizeOpt = None,
     seed: opt.SeedOpt = 0,
     sign_key_file: opt.KeyFileOpt = None,
+    scheduler: opt.SchedulerOpt = None,
 ) -> None:
     """Evaluate a saved model once on a dataset's test split."""
+    opt.check_scheduler(scheduler)
     from imgclf import experiments, io
 
-    saved = io.load(model_path, key=opt.signing_key(sign_key_file))
-    splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
-    test = experiments.test_for_model(saved, experiments.test_split(splits))
-    ev = experiments.evaluate(saved.model, test)
+    key = opt.signing_key(sign_key_file)
+    with _cluster(scheduler):  # a k-NN model loaded here searches on the cluster
+        saved = io.load(model_path, key=key)
+        splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
+        test = experiments.test_for_model(saved, experiments.test_split(splits))
+        ev = experiments.evaluate(saved.model, test)
     params = experiments.hyperparameters(saved.model)
     if as_json:
         print_json(_evaluation_record(saved, params, ev, test.classes))
@@ -351,32 +376,37 @@ def report(
     mode: opt.ModeOpt = None,
     on_error: opt.OnErrorOpt = None,
     test_size: opt.TestSizeOpt = None,
+    scheduler: opt.SchedulerOpt = None,
 ) -> None:
     """Search, fit, test once and write a self-contained HTML report."""
     _outputs(output)  # before the slow imports and the work
+    opt.check_scheduler(scheduler)
     from imgclf import experiments
     from imgclf.report import experiment_report
 
     start = time.perf_counter()
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
     timings = {"load data": time.perf_counter() - start}
-    run = experiments.run_model(
-        splits,
-        model,
-        opt.metrics_for(
-            opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe), metric, algorithm
-        ),
-        folds=folds,
-        val_size=opt.size_or_fraction(val_size, "--val-size"),
-        repeats=repeats,
-        train_size=train_size,
-        seed=seed,
-        fixed=opt.model_settings(
-            model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
-        ),
-    )
-    print_run(run)
-    experiment_report(f"imgclf report: {data}", splits, [run], timings).write(output)
+    with _cluster(scheduler):  # the report's neighbour pictures search the fitted model too
+        run = experiments.run_model(
+            splits,
+            model,
+            opt.metrics_for(
+                opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe),
+                metric,
+                algorithm,
+            ),
+            folds=folds,
+            val_size=opt.size_or_fraction(val_size, "--val-size"),
+            repeats=repeats,
+            train_size=train_size,
+            seed=seed,
+            fixed=opt.model_settings(
+                model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
+            ),
+        )
+        print_run(run)
+        experiment_report(f"imgclf report: {data}", splits, [run], timings).write(output)
     out.print(f"wrote {output}")
 
 

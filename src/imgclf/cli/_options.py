@@ -212,6 +212,15 @@ RepeatsOpt = Annotated[
     int, typer.Option(help="With --val-size: average over this many seeded held-out splits.")
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="ADDRESS|local:N",
+        help="Run k-NN search and cross-validation on a Dask cluster: a running `dask "
+        "scheduler`'s address (tcp://host:8786), or local:N to start N workers here "
+        "(needs the dask extra). \\[default: this process]",
+    ),
+]
 KeyFileOpt = Annotated[
     str | None,
     typer.Option(
@@ -300,6 +309,17 @@ BatchFloatOpt = Annotated[
         "answers in their last bits. Exact k-NN on pixels is always batched.",
     ),
 ]
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """A usage error for a ``--scheduler`` that is neither an address nor local:N."""
+    if scheduler is not None:
+        from imgclf.distributed.cluster import parse_scheduler
+
+        try:
+            parse_scheduler(scheduler)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--scheduler") from None
 
 
 def require_serve_extra() -> None:

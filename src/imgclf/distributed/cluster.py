@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from imgclf.distributed.errors import ClusterError
 
-__all__ = ["DEFAULT_TIMEOUT", "connect", "parse_scheduler", "require_dask"]
+__all__ = ["DEFAULT_TIMEOUT", "connect", "parse_scheduler", "require_dask", "running_on"]
 
 DEFAULT_TIMEOUT = 10.0  # seconds to reach a scheduler
 _LOCAL = re.compile(r"local:(\d+)")
@@ -97,11 +97,39 @@ def connect(scheduler, *, timeout: float = DEFAULT_TIMEOUT) -> Iterator[object]:
         yield stack.enter_context(_client(distributed, value, timeout))
 
 
+@contextlib.contextmanager
 def _client(distributed, address, timeout: float):
+    """A Client of ``address`` with at least one worker, waited for up to ``timeout`` s."""
     try:
-        return distributed.Client(address, timeout=timeout, set_as_default=False)
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:  # dask raises OSError("Timed out trying to connect…")
         raise ClusterError(
             f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({exc}); "
             "is `dask scheduler` running there, and is the address right?"
         ) from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except (OSError, TimeoutError):
+            raise ClusterError(
+                f"the Dask scheduler at {client.scheduler.address} has no worker "
+                f"(waited {timeout:g} s); start some with `dask worker ADDRESS`"
+            ) from None
+        yield client
+
+
+@contextlib.contextmanager
+def running_on(scheduler: str, *, timeout: float = DEFAULT_TIMEOUT, say=None) -> Iterator[object]:
+    """:func:`connect` and :func:`~imgclf.distributed.use_cluster` in one: what the command
+    line's ``--scheduler`` does around a command. ``say`` gets one line naming the cluster."""
+    from imgclf.distributed._context import use_cluster
+
+    with connect(scheduler, timeout=timeout) as client:
+        if say is not None:
+            workers = client.scheduler_info()["workers"]
+            threads = sum(w.get("nthreads", 1) for w in workers.values())
+            where = "here" if scheduler.startswith("local") else f"at {client.scheduler.address}"
+            say(f"k-NN search and cross-validation run on the Dask cluster {where}: "
+                f"{len(workers)} worker(s), {threads} thread(s)")  # fmt: skip
+        with use_cluster(client):
+            yield client
