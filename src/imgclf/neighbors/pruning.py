@@ -416,28 +416,28 @@ def _sad_row(q, qrow, x, row):
     """``sum_j |q[qrow, j] - x[row, j]|`` over ``x``'s width, int64 (uint8 rows)."""
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _sad_loop(q, qrow, x, row):
+    """:func:`_sad_row` by a plain loop (any integer rows)."""
+    total = int32(0)  # exact: 255 w < 2^31
+    for j in range(uint64(x.shape[1])):
+        total = int32(total + abs(int32(q[uint64(qrow), j]) - int32(x[uint64(row), j])))
+    return int64(total)
+
+
 @overload(_sad_row, jit_options={"nogil": True}, inline="always")
 def _sad_row_typed(q, qrow, x, row):
     """By ``vpsadbw`` where the CPU has AVX2 (whole 32-byte chunks; the dtypes are checked
-    when typing, so other callers compile), else a plain loop."""
-    simd = _cpu.compiles_for("avx2") and q.dtype == x.dtype == types.uint8
+    when typing, so callers with other rows compile), else :func:`_sad_loop`."""
+    if not (_cpu.compiles_for("avx2") and q.dtype == x.dtype == types.uint8):
+        return lambda q, qrow, x, row: _sad_loop(q, qrow, x, row)
 
     def sad_row(q, qrow, x, row):
-        w = x.shape[1]
-        if simd and w % 32 == 0:
+        if x.shape[1] % 32 == 0:
             return _sad256(q, (qrow,), x, (row,))[0]
-        total = int32(0)  # exact: 255 w < 2^31
-        for j in range(uint64(w)):
-            total = int32(total + abs(int32(q[uint64(qrow), j]) - int32(x[uint64(row), j])))
-        return int64(total)
+        return _sad_loop(q, qrow, x, row)
 
-    def plain(q, qrow, x, row):
-        total = int32(0)
-        for j in range(uint64(x.shape[1])):
-            total = int32(total + abs(int32(q[uint64(qrow), j]) - int32(x[uint64(row), j])))
-        return int64(total)
-
-    return sad_row if simd else plain
+    return sad_row
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
