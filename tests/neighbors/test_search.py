@@ -212,3 +212,19 @@ def test_pruning_bounds_never_exceed_true_distances():
         exact = full_distances(query[None], database, metric)[0]
         exact = exact if metric == "l1" else np.rint(exact**2)
         assert (bounds <= scale * exact + 1e-6).all()
+
+
+def test_read_only_queries_are_copied_before_the_kernels():
+    """Pillow decodes into read-only buffers; numba would compile every kernel again for them."""
+    from imgclf.neighbors.search import match_queries
+
+    rng = np.random.default_rng(41)
+    database = rng.integers(0, 256, size=(300, 64), dtype=np.uint8)
+    queries = database[:4].copy()
+    frozen = queries.copy()
+    frozen.setflags(write=False)
+    assert match_queries(frozen, database).flags.writeable
+    assert match_queries(queries, database) is queries  # writable: no copy
+    index = ExactIndex(database, "l2")
+    for got, want in zip(index.search(frozen, 3), index.search(queries, 3), strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -207,7 +207,9 @@ def match_queries(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
             f"queries have {queries.shape[1]} features but the database has {database.shape[1]}"
         )
     if queries.dtype == database.dtype:
-        return queries
+        # numba compiles every kernel again for read-only arrays (Pillow decodes into them):
+        # a copy of a few queries costs far less than 10-20 s of compiling
+        return queries if queries.flags.writeable else queries.copy()
     if queries.dtype == np.uint8:
         return queries.astype(database.dtype)
     return _float_queries_on_uint8(queries)
