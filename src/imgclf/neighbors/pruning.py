@@ -89,8 +89,8 @@ _SEED_SAMPLE = 1024  # bounds sampled to find the seeds
 _SEEDS_EXACT = 16  # ... of which those (at least k) with the smallest second are measured:
 # their k-th distance is the thread's first threshold
 _SAMPLE = 1024  # rows the coarse groups are estimated from
-_AXES_SAMPLE = 4096  # and the principal axes
-_PROJECT_BLOCK = 2048  # rows projected per matrix product
+_AXES_SAMPLE = 2048  # and the principal axes
+_ROUND_BLOCK = 2048  # rows of sums rounded at once
 _PAIRING_SAMPLE = 256  # rows the groups are learned from
 _PCA_SCALE = 1 << 14  # axes are rounded to multiples of 2^-14 (int16)
 _CHUNK = 256  # rows per vector pass of the first bound
@@ -323,21 +323,35 @@ def _orthonormal(basis: np.ndarray) -> np.ndarray:
     )
 
 
-def _projections(database, rows, axes, mean, sigma) -> tuple[np.ndarray, np.ndarray]:
-    """``z = P_int (x - mu) / sigma`` (n, m) and ``|x - mu|^2`` (n,) of rows ``database[rows]``.
-
-    The products are float64 matrix products of small integers, exact in any
-    order (``|P_int| <= 2^14``, ``|x - mu| <= 255``: partial sums below 2^38 <
-    2^53), so ``z`` equals what :func:`_project` computes in int32 for a query.
-    """
-    axes_t = axes.T.astype(np.float64)
-    z = np.empty((len(rows), len(axes)))
-    squares = np.empty(len(rows))
-    for lo in range(0, len(rows), _PROJECT_BLOCK):
-        centred = database[rows[lo : lo + _PROJECT_BLOCK]] - mean.astype(np.float64)
-        z[lo : lo + len(centred)] = centred @ axes_t / sigma
-        squares[lo : lo + len(centred)] = np.einsum("ij,ij->i", centred, centred)
-    return z, squares
+@numba.njit(nogil=True, cache=True)
+def _project_rows(X, rows, axes, mean, sigma, lo, hi, z, squares):
+    """Positions ``lo..hi`` (rows ``X[rows[i]]``): ``z[i] = P_int (x - mu) / sigma`` and
+    ``squares[i] = |x - mu|^2``, exact integers before the division (as :func:`_project`
+    computes for a query), four rows per pass over the axes (each axis read once for four)."""
+    m, d = axes.shape
+    centred = np.empty((4, d), np.int16)
+    for i0 in range(lo, hi, 4):
+        block = min(4, hi - i0)
+        for b in range(4):  # a short last block repeats its last row
+            row = X[rows[min(i0 + b, hi - 1)]]
+            sq = int64(0)
+            for t in range(d):
+                v = int16(int16(row[t]) - mean[t])
+                centred[b, t] = v
+                sq += int32(v) * int32(v)
+            if b < block:
+                squares[i0 + b] = sq
+        for j in range(m):
+            d0 = d1 = d2 = d3 = int32(0)  # exact: see _project
+            for t in range(uint64(d)):
+                a = int32(axes[j, t])
+                d0 = int32(d0 + a * int32(centred[0, t]))
+                d1 = int32(d1 + a * int32(centred[1, t]))
+                d2 = int32(d2 + a * int32(centred[2, t]))
+                d3 = int32(d3 + a * int32(centred[3, t]))
+            dots = (d0, d1, d2, d3)
+            for b in range(block):
+                z[i0 + b, j] = dots[b] / sigma
 
 
 def _codes(summary: np.ndarray, dtype, per_row=False) -> tuple[np.ndarray, np.ndarray]:
@@ -996,8 +1010,8 @@ class LowerBoundPruner:
             return np.zeros((1, 1), np.uint8), np.zeros((3, 1))
         g = sums.shape[1]
         rounded = np.empty(sums.shape, np.uint8)
-        for lo in range(0, len(sums), _PROJECT_BLOCK):  # (a float copy of all would be 8x)
-            block = sums[lo : lo + _PROJECT_BLOCK]
+        for lo in range(0, len(sums), _ROUND_BLOCK):  # (a float copy of all would be 8x)
+            block = sums[lo : lo + _ROUND_BLOCK]
             rounded[lo : lo + len(block)] = np.rint(block / L1_GROUP)
         return rounded, np.stack([np.zeros(g), np.full(g, float(L1_GROUP)), np.full(g, 4.0)])
 
@@ -1010,7 +1024,9 @@ class LowerBoundPruner:
         m2 = min(self.second_dims - 1 if self.second_stage else FIRST_DIMS["l2"] - 1, d // 16)
         m1 = min(FIRST_DIMS["l2"] - 1, max(1, d // 16), m2)
         self._axes, self._mean, sigma = _principal_axes(self.database, m2)
-        z, squares = _projections(self.database, self.rowmap, self._axes, self._mean, sigma)
+        z, squares = np.empty((n, len(self._axes))), np.empty(n)
+        arrays = (self.database, self.rowmap, self._axes, self._mean, sigma)
+        self._over_rows(lambda lo, hi: _project_rows(*arrays, lo, hi, z, squares))
 
         def with_rho(m):  # (m + 1, n): the leading m projections and the rest's norm
             rho = np.sqrt(np.maximum(squares - np.einsum("ij,ij->i", z[:, :m], z[:, :m]), 0))
