@@ -1,8 +1,10 @@
 """Image folders: layouts, decoding, resizing, errors and the cache."""
 
 import contextlib
+import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,10 +180,17 @@ def test_a_changed_folder_invalidates_the_cache(flat_folder, change):
         assert 77 in ds.images[:, 0, 0, 0]
 
 
+def cache_entry():
+    """The one folder-cache entry (a Zarr store) the test's loads wrote."""
+    (key,) = (cache.cache_dir() / "folders").iterdir()
+    (entry,) = key.glob("*.zarr")
+    return entry
+
+
 def test_corrupt_cache_entry_is_rebuilt_not_trusted(flat_folder):
     expected = load_folder(flat_folder)["train"].images
-    (entry,) = (cache.cache_dir() / "folders").iterdir()
-    entry.write_bytes(entry.read_bytes()[:100])  # truncate
+    chunk = cache_entry() / "train_images" / "c" / "0" / "0" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:100])  # truncate
     ds = load_folder(flat_folder)["train"]
     assert "cached" not in ds.meta
     np.testing.assert_array_equal(ds.images, expected)
@@ -512,20 +521,21 @@ def test_mixed_sizes_are_found_from_headers_even_when_skipping(flat_folder, monk
 )
 def test_an_inconsistent_cache_entry_is_a_miss(flat_folder, damage):
     expected = load_folder(flat_folder)["train"]
-    (entry,) = (cache.cache_dir() / "folders").iterdir()
-    with open(entry, "rb") as f:
-        header, _ = cache._read_header(f, entry.stat().st_size)
-    _, arrays = cache.read_entry(entry, header["digest"])
-    kept = {k: v for k, v in header.items() if k not in ("digest", "format", "arrays")}
+    entry = cache_entry()
     if damage == "drop-array":
-        del arrays["train_images"]
+        shutil.rmtree(entry / "train_images")
     elif damage == "labels-out-of-range":
-        arrays["train_labels"] = arrays["train_labels"] + 5
+        chunk = entry / "train_labels" / "c" / "0"
+        chunk.write_bytes((np.frombuffer(chunk.read_bytes(), "<i8") + 5).tobytes())
     elif damage == "wrong-classes":
-        kept["splits"]["train"]["classes"] = ["cat", "cow"]
+        group = json.loads((entry / "zarr.json").read_text())
+        group["attributes"]["imgclf_folder"]["splits"]["train"]["classes"] = ["cat", "cow"]
+        (entry / "zarr.json").write_text(json.dumps(group))
     else:
-        arrays["train_images"] = arrays["train_images"][:, :2]
-    cache.write_entry(entry, header["digest"], kept, arrays)
+        meta = json.loads((entry / "train_images" / "zarr.json").read_text())
+        meta["shape"][2] = 2
+        meta["chunk_grid"]["configuration"]["chunk_shape"][2] = 2
+        (entry / "train_images" / "zarr.json").write_text(json.dumps(meta))
     ds = load_folder(flat_folder)["train"]
     assert "cached" not in ds.meta
     np.testing.assert_array_equal(ds.images, expected.images)

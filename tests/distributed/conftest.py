@@ -9,14 +9,18 @@ import logging
 import numpy as np
 import pytest
 
-distributed = pytest.importorskip(
-    "distributed", reason="the distributed tests need the dask extra: pip install 'imgclf[dask]'"
-)
+REASON = "needs the dask extra: pip install 'imgclf[dask]'"
+
+
+def require_distributed():
+    """``distributed``, or a skip of the test module that needs it."""
+    return pytest.importorskip("distributed", reason=REASON)
 
 
 @pytest.fixture(scope="module")
 def client():
     """A Client of LocalCluster(processes=False): 2 workers x 1 thread."""
+    distributed = require_distributed()
     with (
         distributed.LocalCluster(
             n_workers=2,

@@ -10,7 +10,10 @@ import sys
 import pytest
 
 from imgclf.cli import main
+from tests.distributed.conftest import require_distributed
 from tests.distributed.services import closed_port, scheduler_and_workers
+
+require_distributed()
 
 
 def run(*argv: str) -> int:

@@ -16,8 +16,10 @@ from imgclf.distributed import ClusterError, ShardedIndex, connect
 from imgclf.distributed.cluster import parse_scheduler
 from imgclf.errors import ImgclfError
 from imgclf.neighbors import ExactIndex, IVFIndex
-from tests.distributed.conftest import distributed, tied_pixels
+from tests.distributed.conftest import require_distributed, tied_pixels
 from tests.distributed.services import closed_port, scheduler_and_workers
+
+distributed = require_distributed()
 
 WAIT_WORKERS_S = 90
 

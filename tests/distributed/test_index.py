@@ -10,7 +10,9 @@ from imgclf.distributed import ShardedIndex
 from imgclf.distributed.shards import shard_bounds
 from imgclf.neighbors import ExactIndex, IVFIndex
 from imgclf.neighbors.search import PRUNE_MIN_DATABASE
-from tests.distributed.conftest import tied_pixels
+from tests.distributed.conftest import require_distributed, tied_pixels
+
+require_distributed()
 
 METRICS = ["l1", "l2"]
 

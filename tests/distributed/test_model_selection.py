@@ -15,7 +15,9 @@ from imgclf.model_selection import cross_validate as local_cross_validate
 from imgclf.model_selection import repeated_train_val_split
 from imgclf.model_selection import sweep_knn as local_sweep_knn
 from imgclf.neighbors import KNNClassifier
-from tests.distributed.conftest import tied_pixels
+from tests.distributed.conftest import require_distributed, tied_pixels
+
+require_distributed()
 
 
 @pytest.fixture(scope="module")

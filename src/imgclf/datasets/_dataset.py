@@ -20,7 +20,10 @@ class Dataset:
     Parameters
     ----------
     images : ndarray of uint8, shape (N, H, W, C), or None
-        C-contiguous pixels.
+        C-contiguous pixels, or a *lazy* array of them on disk
+        (:class:`~imgclf.datasets.store.StoredArray`, for sets larger than memory:
+        indexing reads rows, :meth:`~imgclf.datasets.store.StoredArray.chunks`
+        walks them; see :attr:`lazy`).
     labels : ndarray of int64, shape (N,)
         Indices into ``classes``.
     classes : tuple of str
@@ -55,7 +58,13 @@ class Dataset:
     def __post_init__(self) -> None:
         if (self.images is None) == (self.points is None):
             raise DatasetError(f"{self._label}: give exactly one of images or points")
-        if self.images is not None:
+        if getattr(self.images, "lazy", False):  # on disk: checked, never read here
+            if self.images.dtype != np.uint8 or self.images.ndim != 4:
+                raise DatasetError(
+                    f"{self._label}: images must be uint8 (N, H, W, C), "
+                    f"got {self.images.dtype} {self.images.shape}"
+                )
+        elif self.images is not None:
             images = np.ascontiguousarray(self.images)
             if images.dtype != np.uint8 or images.ndim != 4:
                 raise DatasetError(
@@ -97,10 +106,18 @@ class Dataset:
         return self.name or "dataset"
 
     @property
+    def lazy(self) -> bool:
+        """Whether the images stay on disk (read in chunks) rather than in memory."""
+        return bool(getattr(self.images, "lazy", False))
+
+    @property
     def X(self) -> np.ndarray:
-        """Feature matrix ``(N, D)``: flattened uint8 pixels, or the float32 points."""
+        """Feature matrix ``(N, D)``: flattened uint8 pixels, or the float32 points (for a
+        :attr:`lazy` set, the same rows flat on disk)."""
         if self.images is None:
             return self.points  # type: ignore[return-value]
+        if self.lazy:
+            return self.images.reshape_rows()
         # the width spelled out: reshape(0, -1) is ambiguous for an empty dataset
         return self.images.reshape(len(self.images), int(np.prod(self.images.shape[1:])))
 
@@ -118,7 +135,8 @@ class Dataset:
             An int ``n`` (or a fraction in (0, 1)) takes a seeded, stratified
             sample: every class keeps its share, so a subset of a dataset
             stored class by class still holds every class. An array selects
-            those samples, in its order.
+            those samples, in its order. A subset of a :attr:`lazy` set is read
+            into memory.
         seed : int, default=0
             Seed of the sample (for an int or a fraction only).
 

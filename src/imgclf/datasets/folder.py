@@ -49,8 +49,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from imgclf._progress import progress
-from imgclf.datasets import cache
+from imgclf.datasets import cache, folder_cache
 from imgclf.datasets._dataset import Dataset
+from imgclf.datasets.store import in_memory_bytes
 from imgclf.errors import DatasetError
 
 __all__ = [
@@ -205,7 +206,8 @@ def _list_split(split_root: Path) -> _Listing:
             raise DatasetError(f"{_shown(folder)}: class folder {name!r} holds no images")
         files += [e.path for e in entries]
         labels += [label] * len(entries)
-        manifest += [_manifest_line(os.path.relpath(e.path, split_root), e) for e in entries]
+        where = os.path.relpath(folder, split_root) + os.sep  # once: relpath is slow
+        manifest += [_manifest_line(where + e.name, e) for e in entries]
     classes = tuple(name for name, _ in class_folders)
     return _Listing(classes, files, np.asarray(labels, dtype=np.int64), manifest)
 
@@ -469,9 +471,10 @@ def _decode_chunk(paths: list[str], mode: str, size, on_error: str, max_bytes: i
     return images, errors
 
 
-def _decode_all(files: list[str], plan: _Plan, on_error: str, workers: int | None):
-    """Decode ``files`` into one preallocated ``(N, H, W, C)`` array; ``(images, kept,
-    errors)``. Chunks are small in bytes too, so the transient beside the result is small."""
+def _decode_all(files: list[str], plan: _Plan, on_error: str, workers: int | None, sinks):
+    """Decode ``files``, appending each chunk's images to every sink (an array in memory, a
+    cache store on disk); ``(kept, errors)``. Chunks are small in bytes too, so the
+    transient beside the sinks is small."""
     per_chunk = max(1, min(_CHUNK, _CHUNK_BYTES // max(plan.image_bytes, 1)))
     chunks = [files[i : i + per_chunk] for i in range(0, len(files), per_chunk)]
     n = len(chunks)
@@ -480,10 +483,10 @@ def _decode_all(files: list[str], plan: _Plan, on_error: str, workers: int | Non
     workers = min(workers or os.cpu_count() or 1, n)
     if workers <= 1:
         results = map(_decode_chunk, chunks, *args)
-        return _gather(progress(results, n, "Decoding images"), files, plan)
+        return _gather(progress(results, n, "Decoding images"), files, plan, sinks)
     with ProcessPoolExecutor(workers, initializer=_ignore_interrupts) as pool:
         results = pool.map(_decode_chunk, chunks, *args)
-        return _gather(progress(results, n, "Decoding images"), files, plan)
+        return _gather(progress(results, n, "Decoding images"), files, plan, sinks)
 
 
 def _ignore_interrupts() -> None:
@@ -491,32 +494,26 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _gather(results, files: list[str], plan: _Plan):
-    out = np.empty((len(files), *plan.shape), dtype=np.uint8)
+def _gather(results, files: list[str], plan: _Plan, sinks) -> tuple[np.ndarray, list[str]]:
+    """Each chunk's decoded images, in file order and without the skipped ones, to ``sinks``."""
     kept = np.zeros(len(files), dtype=bool)
     errors, position = [], 0
     for chunk_images, chunk_errors in results:
+        good = []
         for image in chunk_images:
             if image is not None:
                 if image.shape != plan.shape:  # only if a file changed under us
                     found = (image.shape[1], image.shape[0])
                     raise _MixedSizes(_mixed_sizes(files[position], found, plan.expect or found))
-                out[position] = image
+                good.append(image)
                 kept[position] = True
             position += 1
+        if good:
+            block = np.stack(good)
+            for sink in sinks:
+                sink.append(block)
         errors += chunk_errors
-    return _compact(out, kept), kept, errors
-
-
-def _compact(out: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """The kept rows, moved forward in place (no second copy of the images)."""
-    if kept.all():
-        return out
-    rows = np.flatnonzero(kept)
-    for dst, src in enumerate(rows):
-        if dst != src:
-            out[dst] = out[src]
-    return out[: len(rows)]
+    return kept, errors
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -598,11 +595,21 @@ def _check_total(root: Path, listings: dict[str, _Listing], plans: dict[str, _Pl
         )
 
 
-def _build_split(name: str, listing: _Listing, plan: _Plan, on_error, workers) -> Dataset:
-    images, kept, errors = _decode_all(listing.files, plan, on_error, workers)
-    if not len(images):
+def _build_split(
+    name: str, split: str, listing: _Listing, plan: _Plan, on_error, workers, entry, in_memory
+) -> Dataset | None:
+    """Decode one split into memory (if ``in_memory``) and into the cache ``entry``; its
+    Dataset, or None when its images live only in the entry (read back lazily)."""
+    memory = folder_cache.MemorySink(len(listing.files), plan.shape) if in_memory else None
+    sinks = [sink for sink in (memory, entry.sink(split, plan.shape)) if sink is not None]
+    kept, errors = _decode_all(listing.files, plan, on_error, workers, sinks)
+    if not kept.any():
         raise DatasetError(f"{name}: none of the {len(listing.files)} images could be decoded")
-    return Dataset(images, listing.labels[kept], listing.classes, name, meta={"skipped": errors})
+    labels = listing.labels[kept]
+    entry.finish_split(split, labels, listing.classes, errors)
+    if memory is None:
+        return None
+    return Dataset(memory.images, labels, listing.classes, name, meta={"skipped": errors})
 
 
 def load_folder(
@@ -629,7 +636,11 @@ def load_folder(
         What to do with a file that fails to decode. Skipped files are listed
         in ``dataset.meta["skipped"]`` and reported as a warning.
     use_cache : bool
-        Read and write the decoded-image cache.
+        Read and write the decoded-image cache (a Zarr store, written while decoding;
+        :mod:`imgclf.datasets.folder_cache`). A folder whose pixels exceed
+        ``$IMGCLF_IN_MEMORY_BYTES`` (default 2 GiB) is loaded *lazily* from it: its
+        images are a :class:`~imgclf.datasets.store.StoredArray` read in chunks, so
+        it needs the cache.
     workers : int, optional
         Decoding processes; defaults to the number of cores.
     max_bytes : int, optional
@@ -663,18 +674,41 @@ def load_folder(
     digest = cache.manifest_digest(
         [f"{split}/{line}" for split, listing in listings.items() for line in listing.manifest]
     )
-    entry = cache.entry_path(root, options)
-    cached = cache.read_entry(entry, digest) if use_cache else None
-    splits = _from_cache(root, listings, plans, *cached) if cached is not None else None
-    if splits is not None:
+    path = folder_cache.entry_path(root, options, digest)
+    names = {s: f"{_shown(root)}:{s}" for s in listings}
+    expected = {s: (lst.classes, plans[s].shape, len(lst.files)) for s, lst in listings.items()}
+    if use_cache and (splits := folder_cache.read_entry(path, digest, expected, names)):
         return splits
-    splits = {
-        s: _build_split(f"{_shown(root)}:{s}", lst, plans[s], on_error, workers)
-        for s, lst in listings.items()
-    }
+    total = sum(len(listings[s].files) * plans[s].image_bytes for s in listings)
+    in_memory = total <= in_memory_bytes()
+    if not in_memory and not use_cache:
+        raise DatasetError(
+            f"{_shown(root)}: {total:,} bytes of pixels are more than the in-memory limit of "
+            f"{in_memory_bytes():,} (${'IMGCLF_IN_MEMORY_BYTES'}); such a folder is read from "
+            "its cache store, so load it with use_cache=True"
+        )
+    with folder_cache.Entry(path, digest, enabled=use_cache) as entry:
+        splits = {
+            s: _build_split(names[s], s, lst, plans[s], on_error, workers, entry, in_memory)
+            for s, lst in listings.items()
+        }
+        published = entry.publish()
+    if not in_memory:
+        splits = _read_back(path, digest, expected, names, published, entry)
+    else:
+        folder_cache.warn_unwritten(entry, _shown(path))
     _warn_skipped(splits)
-    if use_cache:
-        _to_cache(entry, digest, splits)
+    return splits
+
+
+def _read_back(path: Path, digest: str, expected, names, published: bool, entry):
+    """The splits of a folder too large for memory, lazily from the entry just written."""
+    splits = folder_cache.read_entry(path, digest, expected, names) if published else None
+    if splits is None:
+        reason = _one_line(entry.failed) if entry.failed else "it could not be read back"
+        raise DatasetError(f"cannot write the image store {_shown(path)}: {reason}")
+    for ds in splits.values():
+        ds.meta.pop("cached", None)  # decoded now, not found in the cache
     return splits
 
 
@@ -687,59 +721,3 @@ def _warn_skipped(splits: dict[str, Dataset]) -> None:
         warnings.warn(
             f"skipped {len(skipped)} image(s) that failed to decode: {shown}", stacklevel=3
         )
-
-
-def _to_cache(entry: Path, digest: str, splits: dict[str, Dataset]) -> None:
-    header = {
-        "splits": {
-            s: {"classes": list(ds.classes), "skipped": ds.meta["skipped"]}
-            for s, ds in splits.items()
-        }
-    }
-    arrays = {}
-    for s, ds in splits.items():
-        arrays[f"{s}_images"], arrays[f"{s}_labels"] = ds.images, ds.labels
-    try:
-        cache.write_entry(entry, digest, header, arrays)
-    except OSError as exc:  # a read-only or full cache disk must not fail the load
-        warnings.warn(
-            f"could not write the image cache {_shown(entry)}: {_one_line(exc)}", stacklevel=3
-        )
-
-
-def _from_cache(
-    root: Path, listings: dict[str, _Listing], plans: dict[str, _Plan], header, arrays
-) -> dict[str, Dataset] | None:
-    """The cached splits, or None (a miss: rebuild) unless the entry agrees in every
-    respect with the folder as listed now: splits, classes, shapes, dtypes, labels."""
-    splits = header.get("splits")
-    if not isinstance(splits, dict) or list(splits) != list(listings):
-        return None
-    found = {}
-    for s, listing in listings.items():
-        info = splits[s]
-        images, labels = arrays.get(f"{s}_images"), arrays.get(f"{s}_labels")
-        if not (
-            isinstance(info, dict)
-            and info.get("classes") == list(listing.classes)
-            and isinstance(info.get("skipped"), list)
-            and all(isinstance(m, str) for m in info["skipped"])
-            and isinstance(images, np.ndarray)
-            and images.dtype == np.uint8
-            and images.shape[1:] == plans[s].shape
-            and 0 < len(images) <= len(listing.files)
-            and isinstance(labels, np.ndarray)
-            and labels.dtype == np.int64
-            and labels.shape == (len(images),)
-            and labels.min() >= 0
-            and labels.max() < len(listing.classes)
-        ):
-            return None
-        found[s] = Dataset(
-            images,
-            labels,
-            listing.classes,
-            f"{_shown(root)}:{s}",
-            meta={"skipped": info["skipped"], "cached": True},
-        )
-    return found

@@ -7,6 +7,8 @@
 ``sweep_knn``         :func:`imgclf.model_selection.sweep_knn` with the folds' searches
                       on the shards (``sweep_knn(..., client=client)`` calls it)
 ``cross_validate``    any classifier's folds x configurations as tasks on the workers
+``StreamedIndex``     exact search over a database larger than memory, read from disk
+                      block by block in this process (no Dask needed)
 ``connect``           a Client from a scheduler address or ``"local:N"``, with a timeout
 ``use_cluster``       a context in which ``KNNClassifier``, ``sweep_knn`` and
                       ``cross_validate`` given no ``client`` use this one
@@ -14,9 +16,9 @@
 
 Modules: ``cluster`` (connecting), ``_context`` (the active client), ``shards``
 (row ranges, sources, placement), ``_tasks`` (what runs on workers), ``index``
-(ShardedIndex), ``sweep``, ``cv``, ``classifier`` (KNNClassifier's index in a
-cluster context), ``errors``. Nothing here imports Dask until it
-is used, so ``import imgclf.distributed`` works without the extra.
+(ShardedIndex), ``streamed`` (StreamedIndex), ``sweep``, ``cv``, ``classifier``
+(KNNClassifier's index in a cluster context), ``errors``. Nothing here imports
+Dask until it is used, so ``import imgclf.distributed`` works without the extra.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import importlib
 __all__ = [
     "ClusterError",
     "ShardedIndex",
+    "StreamedIndex",
     "active_client",
     "connect",
     "cross_validate",
@@ -36,6 +39,7 @@ __all__ = [
 _LAZY = {
     "ClusterError": "imgclf.distributed.errors",
     "ShardedIndex": "imgclf.distributed.index",
+    "StreamedIndex": "imgclf.distributed.streamed",
     "active_client": "imgclf.distributed._context",
     "use_cluster": "imgclf.distributed._context",
     "connect": "imgclf.distributed.cluster",
