@@ -185,3 +185,63 @@ def test_a_forged_shape_allocates_nothing_before_failing(tmp_path, images):
     assert len(stored) == 2**40
     with pytest.raises(FormatError, match="missing"):
         stored.read(2**40 - 5, 2**40)
+
+
+FUZZ = """
+import json, resource, shutil, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import numpy as np
+from pathlib import Path
+from imgclf.datasets.store import open_store
+from imgclf.errors import FormatError
+
+seed_store, work, cases = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+files = sorted(p.relative_to(seed_store) for p in seed_store.rglob("*") if p.is_file())
+outcomes = {"ok": 0, "FormatError": 0}
+for case in range(cases):
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(seed_store, work)
+    target = work / files[rng.integers(len(files))]
+    data = bytearray(target.read_bytes())
+    kind = rng.integers(4)
+    if kind == 0 and data:  # flip bytes
+        for i in rng.integers(0, len(data), rng.integers(1, 8)):
+            data[i] = rng.integers(256)
+    elif kind == 1:  # truncate
+        data = data[: rng.integers(len(data) + 1)]
+    elif kind == 2:  # replace a number in the metadata
+        text = data.decode("utf-8", "replace")
+        digits = [i for i, c in enumerate(text) if c.isdigit()]
+        if digits:
+            i = digits[rng.integers(len(digits))]
+            text = text[:i] + str(int(rng.choice([0, -1, 2**31, 2**62, 7]))) + text[i + 1:]
+        data = bytearray(text.encode())
+    else:  # append junk
+        data += bytes(rng.integers(0, 256, rng.integers(1, 64), dtype=np.uint8))
+    target.write_bytes(bytes(data))
+    try:
+        _, arrays = open_store(work)
+        for array in arrays.values():
+            array.read(0, min(len(array), 10_000))
+        outcomes["ok"] += 1
+    except FormatError:
+        outcomes["FormatError"] += 1
+print(json.dumps(outcomes))
+"""
+
+
+def test_mutated_stores_read_or_raise_format_errors_under_a_memory_cap(tmp_path, images):
+    """Seeded mutants of every file of a store, read in a process capped at 1 GiB: each
+    reads, or is a FormatError; anything else (a crash, MemoryError, a hang) fails."""
+    import subprocess
+    import sys
+
+    seed = write(tmp_path / "seed.zarr", images)
+    done = subprocess.run(
+        [sys.executable, "-c", FUZZ, str(seed), str(tmp_path / "work.zarr"), "300"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = json.loads(done.stdout)
+    assert sum(outcomes.values()) == 300 and outcomes["FormatError"] > 50

@@ -156,3 +156,40 @@ def test_shard_bounds_are_balanced_and_cover_every_row():
         sizes = [hi - lo for lo, hi in bounds]
         assert bounds[0][0] == 0 and bounds[-1][1] == n and max(sizes) - min(sizes) <= 1
         assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+
+
+@pytest.fixture
+def stored_pixels(tmp_path):
+    """Pixels in a Zarr store: the lazy images of a set larger than memory."""
+    from imgclf.datasets.store import StoreWriter, open_store
+
+    images = tied_pixels(np.random.default_rng(9), 1300, 4 * 4 * 3).reshape(1300, 4, 4, 3)
+    with StoreWriter(tmp_path / "s.zarr") as store:
+        store.array("images", (4, 4, 3), np.uint8, chunk_rows=100).append(images)
+        store.publish({})
+    return images, open_store(tmp_path / "s.zarr")[1]["images"]
+
+
+def test_a_store_backed_database_is_read_by_the_workers(client, stored_pixels):
+    from imgclf.distributed.shards import ReaderSource
+
+    images, lazy = stored_pixels
+    for algorithm, settings, local_cls in (
+        ("exact", {}, ExactIndex),
+        ("ivf", {"n_lists": 13, "n_probe": 3}, IVFIndex),
+    ):
+        with ShardedIndex(client, lazy, "l1", algorithm, n_shards=3, **settings) as index:
+            assert isinstance(index.placement.source, ReaderSource)
+            local = local_cls(images, "l1", **settings)
+            assert_same(index.search(images[::40], 6), local.search(images[::40], 6))
+
+
+def test_the_sweep_of_a_store_backed_set_equals_the_in_memory_sweep(client, stored_pixels):
+    from imgclf.distributed import sweep_knn
+    from imgclf.model_selection import sweep_knn as local_sweep_knn
+
+    images, lazy = stored_pixels
+    y = np.arange(1300) % 4
+    got = sweep_knn(client, lazy.reshape_rows(), y, [1, 5], folds=3)
+    expected = local_sweep_knn(images.reshape(1300, -1), y, [1, 5], folds=3)
+    np.testing.assert_array_equal(got.scores, expected.scores)

@@ -1,0 +1,91 @@
+"""A folder larger than the memory its process may use: loaded (lazily, into the Zarr
+cache), searched exactly block by block, with the answer of in-memory search.
+
+The folder is made on the fly: 8x8 PNGs of noise, loaded with ``size=(256, 256)``
+so that 10,400 small files decode to 2.0 GB of pixels, while the process that loads
+and searches them runs under a 1.5 GiB address-space cap (``RLIMIT_AS``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+N_IMAGES = 10_400  # x 256 x 256 x 3 = 2.04 GB decoded
+CAP = 3 * 2**29  # 1.5 GiB of address space for the whole process
+SIDE = 256
+
+
+@pytest.fixture(scope="module")
+def big_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("big") / "folder"
+    rng = np.random.default_rng(0)
+    for label in range(4):
+        (root / f"class{label}").mkdir(parents=True)
+    for i in range(N_IMAGES):
+        pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"class{i % 4}" / f"{i:05d}.png", compress_level=0)
+    return root
+
+
+CHILD = """
+import json, os, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
+import numpy as np
+from imgclf.datasets import load_folder
+from imgclf.distributed import StreamedIndex
+from imgclf.neighbors import ExactIndex
+
+start = time.perf_counter()
+train = load_folder({folder!r}, size=({side}, {side}), max_bytes=8 << 30, workers=2)["train"]
+loaded = time.perf_counter() - start
+assert train.lazy, "a set larger than the in-memory limit must stay on disk"
+queries = train.images[[5, 5_001, {last}]]
+dist, idx = StreamedIndex(train.images, "l1", block_bytes=64 << 20).search(queries, 10)
+
+# the same top-10 from the in-memory engine on a subset holding it and 1,000 other rows
+rng = np.random.default_rng(1)
+rows = np.unique(np.concatenate([idx.ravel(), rng.choice(len(train), 1000, replace=False)]))
+sub_dist, sub_idx = ExactIndex(train.images[rows], "l1").search(queries, 10)
+
+# and from NumPy over every row, streamed (first query)
+q = queries[0].astype(np.int32)
+every = np.concatenate([
+    np.abs(block.astype(np.int32) - q).sum(axis=(1, 2, 3)) for _, block in train.images.chunks(32)
+])
+print(json.dumps({{
+    "n": len(train), "loaded_s": loaded, "nbytes": train.images.nbytes,
+    "dist": dist.tolist(), "idx": idx.tolist(),
+    "subset_dist": sub_dist.tolist(), "subset_idx": rows[sub_idx].tolist(),
+    "numpy_idx": np.argsort(every, kind="stable")[:10].tolist(),
+    "numpy_dist": np.sort(every)[:10].tolist(),
+    "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+}}))
+"""
+
+
+def test_a_folder_larger_than_the_memory_cap_loads_and_searches_exactly(big_folder, tmp_path):
+    script = CHILD.format(cap=CAP, folder=str(big_folder), side=SIDE, last=N_IMAGES - 1)
+    env = {
+        "IMGCLF_CACHE": str(tmp_path / "cache"),
+        "IMGCLF_IN_MEMORY_BYTES": str(256 * 2**20),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=900, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"loaded {found['nbytes']:,} bytes in {found['loaded_s']:.1f} s under a {CAP:,} cap; "
+          f"peak RSS {found['peak_rss_kb'] * 1024:,} bytes")  # fmt: skip
+    assert found["n"] == N_IMAGES and found["nbytes"] > CAP  # more pixels than memory
+    assert found["idx"] == found["subset_idx"] and found["dist"] == found["subset_dist"]
+    assert found["idx"][0] == found["numpy_idx"] and found["dist"][0] == found["numpy_dist"]
+    assert [row[0] for row in found["idx"]] == [5, 5_001, N_IMAGES - 1]  # each finds itself
+    assert found["peak_rss_kb"] * 1024 < CAP
