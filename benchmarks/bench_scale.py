@@ -1,0 +1,253 @@
+"""Beyond one machine's memory and one process: out-of-core search and search on Dask.
+
+Out-of-core. CIFAR-10's 50,000 training images are tiled ``--images / 50,000``
+times, each copy with its own seeded perturbation (every pixel +-2), into a
+Zarr store (written chunk by chunk: never in memory whole; ~3 GB at the default
+1,000,000 images). ``--queries`` CIFAR-10 test images are searched exactly
+(10-NN, L1) over it by :class:`imgclf.distributed.StreamedIndex` in a child
+process capped at ``--cap`` bytes of address space (default 2 GiB), first with
+the store's pages dropped from the page cache (``posix_fadvise``: read from
+disk) and then warm; and by :class:`imgclf.neighbors.ExactIndex` with the whole
+set in RAM, in an uncapped child. Prints both times, the ratio (goal <= 1.3x),
+peak RSS, and checks the answers are identical.
+
+Dask. On a ``LocalCluster`` of 2 workers x 1 thread (this machine's 2 cores),
+CIFAR-10's exact search (``--cifar-queries`` test images against all 50,000
+training images) through :class:`~imgclf.distributed.ShardedIndex`, and a
+5-fold ``sweep_knn`` through the cluster, each against the single-process
+engine on the same 2 cores in the same run (goal: <= 1.3x its time), results
+identical. Writes benchmarks/results/scale.json; ``docs/scaling.md`` builds
+its scaling model on these figures.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_scale.py
+    ... bench_scale.py --images 200000 --queries 200 --cifar-queries 2000 --sweep-size 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import environment, load_cifar, timed, write_json
+
+K = 10
+METRIC = "l1"
+SWEEP_KS = [1, 3, 5, 10, 20]
+TILE_ROWS = 5000  # rows perturbed and written at once while building the store
+
+
+# --- out-of-core --------------------------------------------------------------------------
+
+
+def build_store(path: Path, train: np.ndarray, n_images: int) -> float:
+    """``n_images`` tiled, perturbed copies of ``train`` in a Zarr store; seconds taken."""
+    from imgclf.datasets.store import StoreWriter
+
+    start = time.perf_counter()
+    with StoreWriter(path) as store:
+        images = store.array("images", train.shape[1:], np.uint8)
+        for copy in range(math.ceil(n_images / len(train))):
+            rng = np.random.default_rng(copy)
+            for lo in range(0, min(len(train), n_images - copy * len(train)), TILE_ROWS):
+                block = train[lo : min(lo + TILE_ROWS, n_images - copy * len(train))]
+                noise = rng.integers(-2, 3, block.shape, dtype=np.int16)
+                images.append(np.clip(block + noise, 0, 255).astype(np.uint8))
+        store.publish({"what": f"CIFAR-10 training images tiled to {n_images:,}"})
+    return time.perf_counter() - start
+
+
+def drop_from_page_cache(path: Path) -> None:
+    """Evict the store's files from the page cache (only ours): the next read is from disk."""
+    for file in path.rglob("*"):
+        if file.is_file():
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def child(mode: str, store: Path, queries: Path, out: Path) -> None:
+    """In a child process: one timed search over the store, streamed or in RAM."""
+    from imgclf.datasets.store import open_store
+    from imgclf.distributed import StreamedIndex
+    from imgclf.neighbors import ExactIndex
+
+    images = open_store(store)[1]["images"]
+    q = np.load(queries)
+    start = time.perf_counter()
+    if mode == "streamed":
+        dist, idx = StreamedIndex(images, METRIC).search(q, K)
+        load_s = 0.0
+    else:
+        data = images.read(0, len(images))
+        load_s = time.perf_counter() - start
+        dist, idx = ExactIndex(data, METRIC).search(q, K)
+    seconds = time.perf_counter() - start - load_s
+    np.savez(out, dist=dist, idx=idx)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"search_s": seconds, "load_s": load_s, "peak_rss_bytes": peak}))
+
+
+def run_child(mode: str, store: Path, queries: Path, out: Path, cap: int | None) -> dict:
+    limit = (
+        ""
+        if cap is None
+        else f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap})); "
+    )
+    code = (
+        f"{limit}import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import bench_scale; from pathlib import Path; "
+        f"bench_scale.child({mode!r}, Path({str(store)!r}), Path({str(queries)!r}), "
+        f"Path({str(out)!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} child failed: {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def out_of_core(train: np.ndarray, test: np.ndarray, args) -> dict:
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        tmp = Path(tmp)
+        store = tmp / "tiled.zarr"
+        print(f"building a store of {args.images:,} images ...", flush=True)
+        build_s = build_store(store, train, args.images)
+        size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+        print(f"  {size / 1e9:.2f} GB in {build_s:.1f} s", flush=True)
+        np.save(tmp / "q.npy", test[: args.queries])
+        runs = {}
+        for name, mode, cap, cold in (
+            ("streamed_cold", "streamed", args.cap, True),
+            ("in_ram", "in_ram", None, False),
+            ("streamed_warm", "streamed", args.cap, False),
+        ):
+            if cold:
+                drop_from_page_cache(store)
+            runs[name] = run_child(mode, store, tmp / "q.npy", tmp / f"{name}.npz", cap)
+            runs[name]["answer"] = np.load(tmp / f"{name}.npz")
+            print(f"  {name}: {runs[name]['search_s']:.1f} s, peak RSS "
+                  f"{runs[name]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+        identical = all(
+            np.array_equal(runs[a]["answer"][key], runs["in_ram"]["answer"][key])
+            for a in ("streamed_cold", "streamed_warm")
+            for key in ("dist", "idx")
+        )
+        for run in runs.values():
+            del run["answer"]
+    base = runs["in_ram"]["search_s"]
+    return {
+        "images": args.images,
+        "store_bytes": size,
+        "store_build_s": build_s,
+        "queries": args.queries,
+        "k": K,
+        "metric": METRIC,
+        "cap_bytes": args.cap,
+        "runs": runs,
+        "ratio_cold": runs["streamed_cold"]["search_s"] / base,
+        "ratio_warm": runs["streamed_warm"]["search_s"] / base,
+        "identical": identical,
+        "linear_epoch": "not measured: LinearClassifier.fit takes in-memory arrays "
+        "(out-of-core training is not implemented; docs/scaling.md)",
+    }
+
+
+# --- Dask ---------------------------------------------------------------------------------
+
+
+def on_dask(train, test, train_labels, args) -> dict:
+    import logging
+
+    from distributed import Client, LocalCluster
+    from imgclf.distributed import ShardedIndex
+    from imgclf.distributed import sweep_knn as cluster_sweep
+    from imgclf.model_selection import sweep_knn
+    from imgclf.model_selection.splits import train_val_split
+    from imgclf.neighbors import ExactIndex
+
+    queries = test[: args.cifar_queries]
+    _, keep = train_val_split(train_labels, args.sweep_size, seed=0) if (
+        args.sweep_size < len(train)) else (None, np.arange(len(train)))  # fmt: skip
+    X, y = train[keep].reshape(len(keep), -1), train_labels[keep]
+    result = {"cifar_queries": len(queries), "sweep_size": len(keep), "sweep_ks": SWEEP_KS}
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                     dashboard_address=None, silence_logs=logging.ERROR) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        build_local_s, local = timed(lambda: ExactIndex(train, METRIC, n_jobs=2))
+        build_dask_s, sharded = timed(lambda: ShardedIndex(client, train, METRIC))
+        local_s, local_answer, dask_s, dask_answer = [], None, [], None
+        for _ in range(args.repeat):  # interleaved: a shared machine drifts
+            seconds, local_answer = timed(lambda: local.search(queries, K))
+            local_s.append(seconds)
+            seconds, dask_answer = timed(lambda: sharded.search(queries, K))
+            dask_s.append(seconds)
+        result["search"] = {
+            "local_build_s": build_local_s,
+            "dask_build_s": build_dask_s,
+            "local_s": min(local_s),
+            "dask_s": min(dask_s),
+            "ratio": min(dask_s) / min(local_s),
+            "identical": all(
+                np.array_equal(a, b) for a, b in zip(local_answer, dask_answer, strict=True)
+            ),  # fmt: skip
+        }
+        print(f"  search: local {min(local_s):.2f} s, Dask {min(dask_s):.2f} s "
+              f"({result['search']['ratio']:.2f}x)", flush=True)  # fmt: skip
+        sharded.close()
+        grid = {"ks": SWEEP_KS, "metrics": (METRIC,), "folds": 5}
+        sweep_local_s, local_sweep = timed(lambda: sweep_knn(X, y, **grid, n_jobs=2))
+        sweep_dask_s, dask_sweep = timed(lambda: cluster_sweep(client, X, y, **grid))
+        result["sweep"] = {
+            "local_s": sweep_local_s,
+            "dask_s": sweep_dask_s,
+            "ratio": sweep_dask_s / sweep_local_s,
+            "identical": bool(np.array_equal(local_sweep.scores, dask_sweep.scores)),
+            "best_params": local_sweep.best_params,
+        }
+        print(f"  5-fold sweep: local {sweep_local_s:.2f} s, Dask {sweep_dask_s:.2f} s "
+              f"({result['sweep']['ratio']:.2f}x)", flush=True)  # fmt: skip
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--cap", type=int, default=2 * 2**30, help="bytes of address space")
+    parser.add_argument("--cifar-queries", type=int, default=10_000)
+    parser.add_argument("--sweep-size", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--tmp", default=None, help="folder for the store (default: $TMPDIR)")
+    parser.add_argument("--skip-out-of-core", action="store_true")
+    parser.add_argument("--skip-dask", action="store_true")
+    args = parser.parse_args()
+    train_set, test_set = load_cifar()
+    train, test = train_set.images, test_set.images
+    result = {"environment": environment()}
+    if not args.skip_out_of_core:
+        print("out-of-core exact search (StreamedIndex) against the same search in RAM:")
+        ooc = result["out_of_core"] = out_of_core(train, test, args)
+        print(f"  ratio out-of-core / in RAM: {ooc['ratio_cold']:.2f}x from disk, "
+              f"{ooc['ratio_warm']:.2f}x from the page cache (goal <= 1.3x); "
+              f"identical: {ooc['identical']}")  # fmt: skip
+    if not args.skip_dask:
+        print("Dask, 2 workers x 1 thread, against the single-process engine on 2 threads:")
+        result["dask"] = on_dask(train, test, train_set.labels, args)
+    print(f"wrote {write_json('scale.json', result)}")
+
+
+if __name__ == "__main__":
+    main()
