@@ -266,17 +266,20 @@ def test_stage_counts_add_up():
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("second_stage", [True, False])
-def test_summaries_kept_in_another_order(metric, second_stage):
+@pytest.mark.parametrize(("second_stage", "second_dims"), [(True, 24), (True, 4), (False, 24)])
+def test_summaries_kept_in_another_order(metric, second_stage, second_dims):
     """``order`` (an inverted file's list order): ranges are positions, results database rows."""
     rng = np.random.default_rng(31)
     database = make("smooth", rng, N, 64)
     database[500:505] = database[3]  # ties, to the lower database row
     order = rng.permutation(N)
     pruner = LowerBoundPruner(
-        database, metric, second_stage=second_stage, second_dims=24, order=order
+        database, metric, second_stage=second_stage, second_dims=second_dims, order=order
     )
     assert pruner.coded == second_stage
+    if second_stage:  # L1: 4 groups of 16 features or 8 of 8; L2: 3 or 4 axes (d / 16) + rho
+        expected = {"l1": min(second_dims, 8), "l2": min(second_dims - 1, 4) + 1}[metric]
+        assert pruner.summary.shape[1] == expected
     ranges = np.array([[0, 300], [500, 900], [1000, N]], np.int64)
     for query in queries(rng, database):
         dist, found = pruner.search(query, 10, ranges=ranges)

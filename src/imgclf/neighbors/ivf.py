@@ -53,7 +53,9 @@ __all__ = ["IVFIndex", "default_n_lists", "default_n_probe"]
 
 TRAIN_PER_LIST = 40  # k-means sample: 40 points per centroid (faiss warns below 39)
 MIN_LIST_QUERIES = 1  # below this many queries per thread, threads split the lists instead
-SINGLE_QUERY_SECOND_DIMS = 96  # L2: the second bound of single queries, 192 bytes a row
+# the second bound of single queries: 192 bytes a row (L2 95 axes and the residual, int16;
+# L1 192 sums of 16 features, uint8), within the index's 1.1x memory
+SINGLE_QUERY_SECOND_DIMS = {"l2": 96, "l1": 192}
 
 
 def default_n_lists(n: int) -> int:
@@ -248,8 +250,8 @@ class IVFIndex:
         """A few uint8 queries: the exact cascade of lower bounds over the probed lists only.
 
         The pruner keeps its summaries in list order (so each probed list is one
-        range of rows), a first stage and, for L2, a second on 63 principal axes
-        (5% of the data). Built on the first such query, as :class:`ExactIndex`
+        range of rows) and both stages, the second smaller than the exact index's
+        (6% of the data). Built on the first such query, as :class:`ExactIndex`
         does. One thread: the rows are done before a second thread would start.
         """
         if self._pruner is None:
@@ -257,8 +259,7 @@ class IVFIndex:
                 padded(self.database),
                 self.metric,
                 n_jobs=1,
-                second_stage=self.metric == "l2",  # L1's group sums would take 12% more memory
-                second_dims=SINGLE_QUERY_SECOND_DIMS,
+                second_dims=SINGLE_QUERY_SECOND_DIMS[self.metric],
                 order=self.ids,
             )
         pair_query, pair_list = probes

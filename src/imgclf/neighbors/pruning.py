@@ -78,9 +78,10 @@ from imgclf.neighbors.kernels.l1 import _sad256
 __all__ = ["CASCADE_MIN_ROWS", "FIRST_DIMS", "GROUP", "SECOND_DIMS", "LowerBoundPruner"]
 
 GROUP = 16  # features per summed group: divides the engine's padding (64)
-L1_GROUP = 8  # and in L1's second stage (its sums rounded to uint8: 8 u within 4)
+L1_GROUP = 8  # and, by default, in L1's second stage (sums rounded to uint8: 8 u within 4)
 FIRST_DIMS = {"l1": 64, "l2": 32}  # numbers per row in the first bound
-SECOND_DIMS = 128  # L2: numbers per row in the second (127 principal axes and the residual)
+SECOND_DIMS = {"l2": 128}  # numbers per row in the second bound: L2 127 principal axes and
+# the residual (int16), L1 the sums of d / 8 groups (uint8)
 FIRST_CODES = {"l1": np.uint8, "l2": np.int8}  # and their storage
 CASCADE_MIN_ROWS = 1024  # below this, one group-sum pass is as fast
 MAX_CASCADE_D = 1 << 16  # the L2 projections stay exact in int32 (see _project)
@@ -504,10 +505,10 @@ def _pca_bound(codes, row, q):
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def _coded_group_bound(codes, row, qcodes):
-    """L1: ``8 sum_j |Q_j - u_j|`` for one row's rounded group sums ``u = round(S_x / 8)``
-    against the query's ``Q`` (``qcodes[1]``; both uint8), int64: within ``slack2`` of
-    the group-sum bound (see :func:`_summarise`)."""
-    return L1_GROUP * _sad_row(qcodes, 1, codes, row)
+    """L1: ``sum_j |Q_j - u_j|`` for one row's rounded group sums ``u = round(S_x / g)``
+    against the query's ``Q`` (``qcodes[1]``; both uint8), int64: times ``g``, within
+    ``slack2`` of the group-sum bound (see :func:`_summarise`)."""
+    return _sad_row(qcodes, 1, codes, row)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -671,7 +672,7 @@ def _thresholds(tau, setting):
     if coded and squared:
         second = ((np.sqrt(t) + slack2) / scale2) ** 2 * (1 + 2.0**-14)
     elif coded:
-        second = t + slack2
+        second = (t + slack2) / scale2  # in steps of the rounded sums
     elif squared:
         second = group * t + 2.0**-30 * (group * t + residual_scale)
     else:
@@ -757,7 +758,8 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared
         scale = codes[1, 0]
         slack = _rounded_into(coarse, scale, qcodes[0]) + np.sum(codes[2])
         if coded:
-            slack2 = _rounded_into(qsums.astype(np.float64), codes2[1, 0], qcodes[1])
+            scale2 = codes2[1, 0]
+            slack2 = _rounded_into(qsums.astype(np.float64), scale2, qcodes[1])
             slack2 += np.sum(codes2[2])
     return norms[0], qsums, residual[0], qfirst, qcodes, slack, scale, q2, slack2, scale2
 
@@ -910,8 +912,9 @@ class LowerBoundPruner:
         False: the cascade keeps only its first bound (a fraction of the
         memory; for an inverted file, whose probed lists are few rows).
     second_dims : int, optional
-        L2: numbers per row in the second bound (principal axes and the
-        residual; 2 bytes each).
+        Numbers per row in the second bound: L2 principal axes and the
+        residual (2 bytes each; default 128), L1 group sums (1 byte each;
+        default ``d / 8``, at most this many groups of 8, 16, 32... features).
     order : (n,) int64 array, optional
         The rows in the order the summaries keep them: position ``p`` holds
         ``database[order[p]]``, and ``ranges`` refer to positions (an inverted
@@ -925,7 +928,7 @@ class LowerBoundPruner:
     """
 
     def __init__(self, database: np.ndarray, metric: str, n_jobs: int = 1, *, cascade=True,
-                 second_stage=True, second_dims=SECOND_DIMS, order=None):  # fmt: skip
+                 second_stage=True, second_dims=None, order=None):  # fmt: skip
         self.database = np.ascontiguousarray(database, np.uint8)
         self.metric = metric
         self.n_jobs = n_jobs
@@ -940,7 +943,9 @@ class LowerBoundPruner:
             and (self.squared or d >= 2 * GROUP)
         )
         self.second_stage = bool(second_stage) or not self.cascade
-        self.second_dims = second_dims
+        self.second_dims = (
+            SECOND_DIMS.get(metric, d // L1_GROUP) if second_dims is None else second_dims
+        )
         self.coded = self.cascade and self.second_stage  # the second stage's numbers are codes
         self._pool = ThreadPoolExecutor(n_jobs - 1) if n_jobs > 1 else None
         self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
@@ -986,8 +991,11 @@ class LowerBoundPruner:
         """L1: the features of each group, paired up by correlation on a sample (see _pair_up)."""
         n, d = self.database.shape
         sample = self.database[np.linspace(0, n - 1, _PAIRING_SAMPLE).astype(np.int64)]
-        labels = _pair_up(sample, d // L1_GROUP)
-        return np.argsort(labels, kind="stable").reshape(-1, L1_GROUP)
+        size = L1_GROUP  # features a group: a power of 2 times 8 (pairing rounds halve evenly)
+        while d // size > self.second_dims and d % (2 * size) == 0:
+            size *= 2
+        labels = _pair_up(sample, d // size)
+        return np.argsort(labels, kind="stable").reshape(d // size, size)
 
     def _coarse_codes(self, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """L1's first stage: sums over coarse groups (unions of the groups) rounded to uint8
@@ -998,22 +1006,23 @@ class LowerBoundPruner:
         self._labels = _pair_up(fine_sample, min(FIRST_DIMS["l1"], len(self.groups) // 2))
         summary = np.empty((self._labels.max() + 1, n))
         self._over_rows(lambda lo, hi: _coarse_sums(sums, self._labels, lo, hi, summary))
-        scale = float(np.bincount(self._labels).max() * L1_GROUP)  # 255 s: a full group's sum
+        scale = float(np.bincount(self._labels).max() * self.groups.shape[1])  # 255 s: all of it
         codes = np.ascontiguousarray(np.rint(summary.T / scale).astype(FIRST_CODES["l1"]))
         m = len(summary)
         return codes, np.stack([np.zeros(m), np.full(m, scale), np.full(m, scale / 2)])
 
     def _rounded_sums(self, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """L1's second stage: the group sums as ``u = round(S / 8)`` (uint8, ``|S - 8u| <= 4``)
-        and (offset 0, scale 8, rounding error 4) per group; none without the stage."""
+        """L1's second stage: the group sums as ``u = round(S / g)`` (uint8, ``|S - g u| <= g/2``,
+        ``g`` features a group) and (offset 0, scale g, rounding error g / 2) per group; none
+        without the stage."""
         if not self.second_stage:
             return np.zeros((1, 1), np.uint8), np.zeros((3, 1))
-        g = sums.shape[1]
+        g, size = sums.shape[1], self.groups.shape[1]
         rounded = np.empty(sums.shape, np.uint8)
         for lo in range(0, len(sums), _ROUND_BLOCK):  # (a float copy of all would be 8x)
             block = sums[lo : lo + _ROUND_BLOCK]
-            rounded[lo : lo + len(block)] = np.rint(block / L1_GROUP)
-        return rounded, np.stack([np.zeros(g), np.full(g, float(L1_GROUP)), np.full(g, 4.0)])
+            rounded[lo : lo + len(block)] = np.rint(block / size)
+        return rounded, np.stack([np.zeros(g), np.full(g, float(size)), np.full(g, size / 2)])
 
     def _projected(self):
         """L2: the principal axes; the first stage's codes (the leading ``m1`` axes and
