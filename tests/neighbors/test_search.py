@@ -228,3 +228,17 @@ def test_read_only_queries_are_copied_before_the_kernels():
     index = ExactIndex(database, "l2")
     for got, want in zip(index.search(frozen, 3), index.search(queries, 3), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_single_queries_never_prepare_the_blocked_copy():
+    """The kernel's copy of the database (L2: packed) is made on the first batch only."""
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE
+
+    rng = np.random.default_rng(43)
+    database = rng.integers(0, 256, size=(PRUNE_MIN_DATABASE + 100, 64), dtype=np.uint8)
+    index = ExactIndex(database, "l2")
+    single = index.search(database[:1], 3)
+    assert index._blocks is None and index._pruner is not None
+    batch = index.search(database[:40], 3)
+    assert index._blocks is not None
+    np.testing.assert_array_equal(single[1], batch[1][:1])

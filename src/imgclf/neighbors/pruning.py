@@ -545,9 +545,12 @@ def _distance(pixels, norms, position, row, query, qnorm, squared):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _sad(pixels, row, query):
-    """L1 distance by ``vpsadbw`` (AVX2; ``d`` a multiple of 32)."""
-    return _sad256(query, (0,), pixels, (row,))[0]
+def _measure(pixels, norms, rowmap, position, query, qnorm, squared):
+    """The exact distance of the row whose summaries are at ``position`` (L1 by
+    :func:`_sad_row`: ``vpsadbw`` where the CPU has it)."""
+    if squared:
+        return _distance(pixels, norms, position, rowmap[position], query, qnorm, True)
+    return _sad_row(query, 0, pixels, rowmap[position])
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -800,93 +803,76 @@ def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums,
     return rows[:found], second[:found], passed
 
 
-def _make_search_part(simd: bool):
-    """One thread's cascade over its row ranges; ``simd``: L1 distances by ``vpsadbw``.
+# (a module-level function: numba caches it on disk, which it does not for a
+# closure over another jitted function)
+@numba.njit(nogil=True, cache=True)
+def _search_part(pixels, rowmap, norms, sums, residual, first, groups, axes, mean, labels,
+                consts, codes, codes2, query, ranges, ids, k, squared, cascade, coded,
+                has_second, shared, part):  # fmt: skip
+    """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact]).
 
-    Compiled once per value of ``simd`` (a closure constant: numba drops the
-    other branch before typing it, and the intrinsic types only with AVX2).
+    ``shared[part]`` holds this thread's k-th distance so far; any thread's
+    is at least the k-th of the whole search, so all prune with the least.
     """
+    qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
+        query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
+    )
+    group, spread = groups.shape[1], (qres + consts[2]) ** 2
+    n = 0
+    for r in range(ranges.shape[0]):
+        n += ranges[r, 1] - ranges[r, 0]
+    bounds = np.empty(n, np.float32)
+    need = max(_SEEDS_EXACT, k)
+    minima = np.empty(max(_SEEDS, need), np.int64)
+    chunks = 0
+    if cascade:
+        scales = codes[1].astype(np.float32)
+        chunks = _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima)
+    else:
+        _second_pass(sums, residual, qsums, qres, q2, qcodes, ranges, squared, coded, bounds)
+    if chunks >= 2 * need and has_second:  # the chunks' least first bounds: seeds enough
+        seeds, seed_bounds = minima[:chunks], bounds[:0].astype(np.float64)
+    else:
+        seeds, seed_bounds = _seeds(bounds, ranges, need)
 
-    @numba.njit(nogil=True, cache=True, inline="always")
-    def measure(pixels, norms, rowmap, position, query, qnorm, squared):
-        """The exact distance of the row at ``position``."""
-        if simd:
-            return _sad(pixels, rowmap[position], query)
-        return _distance(pixels, norms, position, rowmap[position], query, qnorm, squared)
-
-    @numba.njit(nogil=True, cache=True)
-    def search_part(pixels, rowmap, norms, sums, residual, first, groups, axes, mean, labels,
-                    consts, codes, codes2, query, ranges, ids, k, squared, cascade, coded,
-                    has_second, shared, part):  # fmt: skip
-        """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact]).
-
-        ``shared[part]`` holds this thread's k-th distance so far; any thread's
-        is at least the k-th of the whole search, so all prune with the least.
-        """
-        qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
-            query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
-        )
-        group, spread = groups.shape[1], (qres + consts[2]) ** 2
-        n = 0
-        for r in range(ranges.shape[0]):
-            n += ranges[r, 1] - ranges[r, 0]
-        bounds = np.empty(n, np.float32)
-        need = max(_SEEDS_EXACT, k)
-        minima = np.empty(max(_SEEDS, need), np.int64)
-        chunks = 0
-        if cascade:
-            scales = codes[1].astype(np.float32)
-            chunks = _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima)
+    best = np.full(k, _BIG, np.int64)
+    best_id = np.full(k, _BIG, np.int64)
+    finer = np.empty(seeds.shape[0])  # the seeds' finest bounds pick those measured
+    for i in range(seeds.shape[0]):
+        if cascade and has_second:
+            finer[i] = _second_bound(
+                sums, residual, seeds[i], qsums, qres, q2, qcodes, squared, coded
+            )
         else:
-            _second_pass(sums, residual, qsums, qres, q2, qcodes, ranges, squared, coded, bounds)
-        if chunks >= 2 * need and has_second:  # the chunks' least first bounds: seeds enough
-            seeds, seed_bounds = minima[:chunks], bounds[:0].astype(np.float64)
-        else:
-            seeds, seed_bounds = _seeds(bounds, ranges, need)
+            finer[i] = seed_bounds[i]
+    seeds = seeds[np.argsort(finer)]
+    for row in seeds[: max(_SEEDS_EXACT, k)]:
+        _insert(best, best_id, _measure(pixels, norms, rowmap, row, query, qnorm, squared),
+                ids[row])  # fmt: skip
+    shared[part] = best[k - 1]
+    setting = (squared, cascade, coded, group, slack, spread, step, slack2, step2)
+    limits = _thresholds(shared.min(), setting)
+    rows, second, passed = _survivors(bounds, ranges, *limits, sums, residual, qsums, qres,
+                                      q2, qcodes, squared, coded, has_second)  # fmt: skip
+    stage = 1 if has_second or not cascade else 0  # the limit ``second`` is compared with
 
-        best = np.full(k, _BIG, np.int64)
-        best_id = np.full(k, _BIG, np.int64)
-        finer = np.empty(seeds.shape[0])  # the seeds' finest bounds pick those measured
-        for i in range(seeds.shape[0]):
-            if cascade and has_second:
-                finer[i] = _second_bound(
-                    sums, residual, seeds[i], qsums, qres, q2, qcodes, squared, coded
-                )
-            else:
-                finer[i] = seed_bounds[i]
-        seeds = seeds[np.argsort(finer)]
-        for row in seeds[: max(_SEEDS_EXACT, k)]:
-            _insert(best, best_id, measure(pixels, norms, rowmap, row, query, qnorm, squared),
-                    ids[row])  # fmt: skip
+    # exact distances in increasing order of bound, until no bound can beat the k-th
+    order = np.argsort(second)  # (equal bounds in any order: all are measured or none)
+    for i in range(min(_AHEAD_EXACT, order.shape[0])):
+        _prefetch_row(pixels, rowmap[rows[order[i]]])
+    exact = 0
+    for i in range(order.shape[0]):
         shared[part] = best[k - 1]
-        setting = (squared, cascade, coded, group, slack, spread, step, slack2, step2)
-        limits = _thresholds(shared.min(), setting)
-        rows, second, passed = _survivors(bounds, ranges, *limits, sums, residual, qsums, qres,
-                                          q2, qcodes, squared, coded, has_second)  # fmt: skip
-        stage = 1 if has_second or not cascade else 0  # the limit ``second`` is compared with
-
-        # exact distances in increasing order of bound, until no bound can beat the k-th
-        order = np.argsort(second)  # (equal bounds in any order: all are measured or none)
-        for i in range(min(_AHEAD_EXACT, order.shape[0])):
-            _prefetch_row(pixels, rowmap[rows[order[i]]])
-        exact = 0
-        for i in range(order.shape[0]):
-            shared[part] = best[k - 1]
-            if second[order[i]] > _thresholds(shared.min(), setting)[stage]:
-                break
-            if i + _AHEAD_EXACT < order.shape[0]:
-                _prefetch_row(pixels, rowmap[rows[order[i + _AHEAD_EXACT]]])
-            row = rows[order[i]]
-            _insert(best, best_id, measure(pixels, norms, rowmap, row, query, qnorm, squared),
-                    ids[row])  # fmt: skip
-            exact += 1
-        shared[part] = best[k - 1]
-        return best, best_id, np.array([n, passed, rows.shape[0], exact], np.int64)
-
-    return search_part
-
-
-_search_part = {simd: _make_search_part(simd) for simd in (False, True)}
+        if second[order[i]] > _thresholds(shared.min(), setting)[stage]:
+            break
+        if i + _AHEAD_EXACT < order.shape[0]:
+            _prefetch_row(pixels, rowmap[rows[order[i + _AHEAD_EXACT]]])
+        row = rows[order[i]]
+        _insert(best, best_id, _measure(pixels, norms, rowmap, row, query, qnorm, squared),
+                ids[row])  # fmt: skip
+        exact += 1
+    shared[part] = best[k - 1]
+    return best, best_id, np.array([n, passed, rows.shape[0], exact], np.int64)
 
 
 # --------------------------------------------------------------------------- #
@@ -979,7 +965,6 @@ class LowerBoundPruner:
         )
         self._all = np.array([[0, n]], np.int64)
         self._shares = self._parts(self._all, n)  # the usual split, made once
-        self._simd = not self.squared and d % 32 == 0 and _cpu.compiles_for("avx2")
 
     @property
     def nbytes(self) -> int:
@@ -1104,7 +1089,7 @@ class LowerBoundPruner:
         ids = np.asarray(ids, np.int64)
         parts = self._shares if ranges is self._all else self._parts(ranges, n_rows)
         shared = np.full(len(parts), _BIG, np.int64)
-        kernel = _search_part[self._simd]
+        kernel = _search_part
         # scattered rows skip the first stage (it reads rows in runs), unless it is the only one
         cascade = self.cascade and (not self.second_stage or n_rows >= _MIN_RUN * len(ranges))
         flags = (self.squared, cascade, self.coded, self.second_stage, shared)

@@ -141,11 +141,19 @@ class ExactIndex:
     def _prepare(self) -> None:
         self._pruner = None
         self._kernel = Kernel.lookup(self.metric, self.database.dtype)
-        self._prepared = self._kernel.prepare(padded(self.database))
+        self._blocks = None
+
+    @property
+    def _prepared(self):
+        """The kernel's copy of the database, made on the first batch: single queries (the
+        pruner's) never need it, and it is another copy of the database (L2: packed)."""
+        if self._blocks is None:
+            self._blocks = self._kernel.prepare(padded(self.database))
+        return self._blocks
 
     def __getstate__(self) -> dict:
         # The prepared database is derived (and holds compiled kernels): pickle the source only.
-        derived = ("_kernel", "_prepared", "_pruner")
+        derived = ("_kernel", "_blocks", "_pruner")
         return {k: v for k, v in self.__dict__.items() if k not in derived}
 
     def __setstate__(self, state: dict) -> None:
