@@ -311,3 +311,25 @@ def test_memory_of_the_stages(metric):
     assert first_only.nbytes < 0.12 * database.nbytes  # codes (and norms); the order is not its own
     with pytest.raises(ValueError, match="order"):
         LowerBoundPruner(database, metric, order=np.arange(3999))
+
+
+def test_the_search_kernel_is_cached_on_disk():
+    """A fresh process loads the compiled cascade from numba's cache instead of compiling it
+    (a closure over another jitted function once made every single-image predict compile)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from imgclf.neighbors.pruning import LowerBoundPruner, _search_part\n"
+        "x = np.random.default_rng(0).integers(0, 256, (2000, 64), dtype=np.uint8)\n"
+        "for metric in ('l1', 'l2'):\n"
+        "    LowerBoundPruner(x, metric).search(x[0], 5)\n"
+        "print(sum(_search_part.stats.cache_misses.values()))\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[-1].stderr
+    assert runs[1].stdout.strip() == "0"  # the second process compiled nothing
