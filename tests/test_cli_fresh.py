@@ -176,6 +176,9 @@ def interrupt(argv: list[str], cwd: Path, when: str, *, python_flags=()):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as in a terminal: a suite started in the background by a shell inherits SIGINT
+        # ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = ""
     while when not in seen:
