@@ -431,8 +431,8 @@ def _sad_row(q, qrow, x, row):
     """``sum_j |q[qrow, j] - x[row, j]|`` over ``x``'s width, int64 (uint8 rows)."""
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _sad_loop(q, qrow, x, row):
+@numba.njit(nogil=True, cache=True)  # (not inlined: numba's SSA check warns on it inside
+def _sad_loop(q, qrow, x, row):  # the overload below; LLVM inlines it anyway)
     """:func:`_sad_row` by a plain loop (any integer rows)."""
     total = int32(0)  # exact: 255 w < 2^31
     for j in range(uint64(x.shape[1])):
