@@ -98,7 +98,7 @@ class MinibatchClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self._check_params()
-        X, y = encoded_training_data(self, X, y, dtype=_TRAINED_DTYPES, min_classes=2)
+        X, y = self._training_data(X, y)
         rng = np.random.default_rng(self.seed)
         train, val = split_off_validation(len(X), self._val_fraction(), rng)
         # learned from the rows trained on: held-out rows must not shape the model
@@ -117,6 +117,20 @@ class MinibatchClassifier(ClassifierMixin, BaseEstimator):
         for name, value in fitted.items():
             setattr(self, name, value)
         return self
+
+    def _training_data(self, X, y) -> tuple:
+        """Validated ``(X, y_index)``; a lazy ``X`` stays on disk unless it fits in memory.
+
+        A lazy array that fits in :func:`~imgclf.datasets.store.in_memory_bytes` is
+        read whole, so it trains exactly as the same array in memory would.
+        """
+        if getattr(X, "lazy", False):
+            from imgclf.datasets.chunked import fits_in_memory
+
+            if not fits_in_memory(X):
+                return _lazy_training_data(self, X, y)
+            X = np.asarray(X)
+        return encoded_training_data(self, X, y, dtype=_TRAINED_DTYPES, min_classes=2)
 
     def _val_fraction(self) -> float | None:
         return self.val_fraction
@@ -151,12 +165,27 @@ class MinibatchClassifier(ClassifierMixin, BaseEstimator):
         8x a uint8 input).
         """
         check_is_fitted(self)
+        if getattr(X, "lazy", False):
+            return self._lazy_scores(X)
         X = validate_data(self, flat_images(X), dtype=_SCORED_DTYPES, reset=False)
         weights = self._float64_weights()
         scores = np.empty((len(X), len(self.classes_)))
         for start in range(0, len(X), SCORE_BLOCK):
             block = slice(start, start + SCORE_BLOCK)
             scores[block] = self._block_scores(X[block].astype(np.float64), *weights)
+        return scores
+
+    def _lazy_scores(self, X) -> np.ndarray:
+        """:meth:`_scores` of a lazy array, read in blocks of bounded size (same values)."""
+        from imgclf.datasets.chunked import blocks
+
+        X = _flat_lazy(X)
+        _check_lazy_features(self, X)
+        weights = self._float64_weights()
+        scores = np.empty((len(X), len(self.classes_)))
+        for start, block in blocks(X, row_bytes=8 * X.shape[1], max_rows=SCORE_BLOCK):
+            rows = slice(start, start + len(block))
+            scores[rows] = self._block_scores(block.astype(np.float64), *weights)
         return scores
 
     def decision_function(self, X):
@@ -249,23 +278,41 @@ class MinibatchTraining:
 
     def epoch(self, train: np.ndarray, learning_rate: float) -> list[float]:
         """One shuffled pass over ``train``; the loss of every step."""
-        order = self.rng.permutation(train)
         losses, size, width = [], len(self.batch), self.X.shape[1]
-        for start in range(0, len(order), size):
-            rows = order[start : start + size]
-            batch = self.batch[: len(rows)]
-            self.inputs(rows, out=batch[:, :width])
-            losses.append(self.step(batch, self.y[rows], learning_rate))
+        for X, y, order in self.shuffled(train):
+            for start in range(0, len(order), size):
+                rows = order[start : start + size]
+                batch = self.batch[: len(rows)]
+                self.inputs(rows, out=batch[:, :width], X=X)
+                losses.append(self.step(batch, y[rows], learning_rate))
         return losses
 
-    def inputs(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The standardized float32 rows ``rows`` of ``X``, in ``out`` if given."""
+    def shuffled(self, train: np.ndarray):
+        """``(X, y, order)`` triples that together visit every row of ``train`` once.
+
+        In memory: one triple, ``(self.X, self.y, rng.permutation(train))``. Lazy
+        ``X`` (out of core): one per window of whole chunks read from disk, in
+        :func:`~imgclf.datasets.chunked.shuffled_windows`' seeded order (chunks
+        shuffled, then rows within each window), ``X`` that window's rows in that
+        order; each window's last minibatch may be short.
+        """
+        if not getattr(self.X, "lazy", False):
+            yield self.X, self.y, self.rng.permutation(train)
+            return
+        from imgclf.datasets.chunked import shuffled_windows
+
+        for rows, block in shuffled_windows(self.X, train, self.rng):
+            yield block, self.y[rows], np.arange(len(rows))
+
+    def inputs(self, rows: np.ndarray, out: np.ndarray | None = None, X=None) -> np.ndarray:
+        """The standardized float32 rows ``rows`` of ``X`` (default ``self.X``), in ``out``."""
+        X = self.X if X is None else X
         if out is None:
-            out = np.empty((len(rows), self.X.shape[1]), np.float32)
-        if self.X.dtype == out.dtype:
-            np.take(self.X, rows, axis=0, out=out, mode="clip")
+            out = np.empty((len(rows), X.shape[1]), np.float32)
+        if X.dtype == out.dtype:
+            np.take(X, rows, axis=0, out=out, mode="clip")
         else:
-            out[...] = self.X[rows]  # uint8 -> float32, one minibatch at a time
+            out[...] = X[rows]  # uint8 -> float32, one minibatch at a time
         return self.standardization.apply(out)
 
     def step(self, batch: np.ndarray, y: np.ndarray, learning_rate: float) -> float:
@@ -278,8 +325,19 @@ class MinibatchTraining:
 
     def accuracy(self, rows: np.ndarray) -> float:
         """Accuracy of the current weights on the training rows ``rows``."""
-        predicted = np.argmax(self.scores(self.inputs(rows)), axis=1)
-        return float(np.mean(predicted == self.y[rows]))
+        if not getattr(self.X, "lazy", False):
+            predicted = np.argmax(self.scores(self.inputs(rows)), axis=1)
+            return float(np.mean(predicted == self.y[rows]))
+        from imgclf.datasets.chunked import windows
+
+        correct = 0  # lazy X: a window of chunks at a time, a float32 block at a time
+        step = max(1, SCORE_BLOCK * 256 // self.X.shape[1])
+        for positions, block in windows(self.X, rows):
+            for start in range(0, len(block), step):
+                part = np.arange(start, min(start + step, len(block)))
+                predicted = np.argmax(self.scores(self.inputs(part, X=block)), axis=1)
+                correct += int(np.sum(predicted == self.y[rows[positions[part]]]))
+        return correct / len(rows)
 
 
 class Standardization:
@@ -315,9 +373,7 @@ class Standardization:
         stays 0 after centring instead of being blown up; :meth:`fold` gives it
         weight 0.
         """
-        rows = None if len(rows) == len(X) else rows  # all rows: plain slices, no gather
-        mean = _column_sum(X, rows=rows) / len(X if rows is None else rows)
-        std = np.sqrt(_column_sum(X, mean, rows=rows) / len(X if rows is None else rows))
+        mean, std = _moments(X, rows)
         varies = std > _CONSTANT_RTOL * np.abs(mean)
         scale = np.where(varies, std, 1.0)
         return cls(mean.astype(np.float32), scale.astype(np.float32), varies=varies)
@@ -359,6 +415,55 @@ class Standardization:
         W64[~self.varies] = 0
         b64 = b.astype(np.float64) - self.mean.astype(np.float64) @ W64
         return W64.astype(np.float32), b64.astype(np.float32)
+
+
+def _moments(X, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 mean and standard deviation of the rows ``rows`` of ``X``, per feature.
+
+    A lazy ``X`` is summed a window of chunks at a time
+    (:func:`~imgclf.datasets.chunked.column_sums`).
+    """
+    if getattr(X, "lazy", False):
+        from imgclf.datasets.chunked import column_sums
+
+        mean = column_sums(X, rows) / len(rows)
+        return mean, np.sqrt(column_sums(X, rows, mean) / len(rows))
+    n = len(rows)
+    rows = None if n == len(X) else rows  # all rows: plain slices, no gather
+    mean = _column_sum(X, rows=rows) / n
+    return mean, np.sqrt(_column_sum(X, mean, rows=rows) / n)
+
+
+def _flat_lazy(X):
+    """A lazy array of images as flat rows ``(n, d)`` (nothing is read)."""
+    return X.reshape_rows() if X.ndim > 2 else X
+
+
+def _check_lazy_features(estimator, X) -> None:
+    expected = estimator.n_features_in_
+    if X.shape[1] != expected:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{expected} features as input."
+        )
+
+
+def _lazy_training_data(estimator, X, y) -> tuple:
+    """``(X, y_index)`` for ``fit`` on a lazy ``X``, checked without reading its rows.
+
+    The labels get every check of in-memory training (the rows' count among them:
+    a placeholder of one column per row stands in for ``X``); ``X`` must hold
+    uint8 or float32 rows.
+    """
+    X = _flat_lazy(X)
+    if X.dtype not in _TRAINED_DTYPES:
+        raise ValueError(
+            f"a lazy X must hold uint8 or float32 values to be trained on; got {X.dtype}"
+        )
+    placeholder = np.zeros((len(X), 1), np.uint8)
+    _, y = encoded_training_data(estimator, placeholder, y, dtype=_TRAINED_DTYPES, min_classes=2)
+    estimator.n_features_in_ = X.shape[1]
+    return X, y
 
 
 def split_off_validation(n: int, fraction: float | None, rng: np.random.Generator):

@@ -1,0 +1,140 @@
+"""Rows of a lazy array, walked a window of whole chunks at a time under a memory budget.
+
+A *lazy* array (a :class:`~imgclf.datasets.store.StoredArray`, or anything with
+``lazy = True``, ``chunk_rows``, ``row_bytes``, ``take(rows)`` and ``read(lo, hi)``)
+is read the way its chunks lie on disk: each window holds as many whole chunks as
+fit in the budget (:func:`~imgclf.datasets.store.in_memory_bytes` by default), so
+every chunk file is read once per pass however the rows are ordered.
+
+What uses it:
+
+``windows``        the rows asked for, a window at a time: training epochs, validation
+                   accuracy, column sums
+``blocks``         consecutive rows in blocks of bounded bytes: scoring, evaluation
+``column_sums``    float64 sums of the rows (or of their squared deviations), for the
+                   standardization of out-of-core training
+``shuffled_windows``  one epoch's order: chunks in a seeded random order, rows shuffled
+                   within each window (see :func:`shuffled_windows`)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from imgclf.datasets.store import in_memory_bytes
+
+__all__ = [
+    "blocks",
+    "column_sums",
+    "fits_in_memory",
+    "is_lazy",
+    "shuffled_windows",
+    "windows",
+]
+
+FLOAT64_BLOCK_BYTES = 32 * 2**20  # a float64 copy of this many bytes at a time in sums
+
+
+def is_lazy(X) -> bool:
+    """Whether ``X`` is an on-disk array read in chunks (``X.lazy``)."""
+    return bool(getattr(X, "lazy", False))
+
+
+def fits_in_memory(X, budget: int | None = None) -> bool:
+    """Whether reading all of lazy ``X`` stays within ``budget`` bytes (default: the limit)."""
+    return X.nbytes <= in_memory_bytes(budget)
+
+
+def _chunks_per_window(X, budget: int | None) -> int:
+    return max(1, in_memory_bytes(budget) // max(1, X.chunk_rows * X.row_bytes))
+
+
+def windows(
+    X, rows: np.ndarray, *, budget: int | None = None, chunk_order: np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(positions, block)`` per window: ``block == X[rows[positions]]``.
+
+    Parameters
+    ----------
+    X : lazy array, shape (n, ...)
+    rows : ndarray of int, shape (m,)
+        The rows wanted (any order, no repeats needed).
+    budget : int, optional
+        Bytes of ``X`` one window may hold (whole chunks; at least one chunk).
+    chunk_order : ndarray of int, optional
+        The chunks (those holding ``rows``) in the order to visit them; ascending
+        if None.
+
+    Yields
+    ------
+    positions : ndarray of int
+        Indices into ``rows`` of the rows in this window, ascending.
+    block : ndarray, shape (len(positions), ...)
+        Their values, each chunk file read once.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    chunk_of = rows // X.chunk_rows
+    order = np.unique(chunk_of) if chunk_order is None else np.asarray(chunk_order)
+    per_window = _chunks_per_window(X, budget)
+    for first in range(0, len(order), per_window):
+        positions = np.flatnonzero(np.isin(chunk_of, order[first : first + per_window]))
+        yield positions, X.take(rows[positions])
+
+
+def shuffled_windows(
+    X, rows: np.ndarray, rng: np.random.Generator, *, budget: int | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch over ``rows`` of lazy ``X`` in a seeded order that reads each chunk once.
+
+    The order, drawn from ``rng``: first ``rng.permutation`` of the chunks that
+    hold ``rows`` (ascending chunk numbers permuted), then, for each window of
+    whole chunks in that order, ``rng.permutation`` of the window's rows. So every
+    row comes exactly once per epoch, rows of one chunk meet rows of the other
+    chunks in their window, and each chunk file is read once.
+
+    Yields
+    ------
+    order : ndarray of int
+        The window's rows of ``X`` in their shuffled order.
+    block : ndarray, shape (len(order), ...)
+        ``X[order]``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    chunk_order = rng.permutation(np.unique(rows // X.chunk_rows))
+    for positions, block in windows(X, rows, budget=budget, chunk_order=chunk_order):
+        shuffle = rng.permutation(len(positions))
+        yield rows[positions][shuffle], block[shuffle]
+
+
+def blocks(X, *, row_bytes: int | None = None, max_bytes: int = 64 * 2**20, max_rows=4096):
+    """``(start, block)`` over consecutive rows of ``X``, blocks of at most ``max_bytes``.
+
+    ``row_bytes`` is what one row costs the caller (e.g. 8 bytes a value for a
+    float64 copy); ``X.row_bytes`` if None.
+    """
+    cost = row_bytes or X.row_bytes
+    step = max(1, min(max_rows, max_bytes // max(1, cost)))
+    for start in range(0, len(X), step):
+        yield start, X[start : start + step]
+
+
+def column_sums(
+    X, rows: np.ndarray, centre: np.ndarray | None = None, *, budget: int | None = None
+) -> np.ndarray:
+    """Float64 column sums of ``X[rows]`` ``(n, d)``, or of ``(X[rows] - centre) ** 2``.
+
+    Read a window at a time and summed in float64 blocks of
+    :data:`FLOAT64_BLOCK_BYTES`: no copy of the data beyond one window.
+    """
+    total = np.zeros(X.shape[1])
+    step = max(1, FLOAT64_BLOCK_BYTES // (8 * X.shape[1]))
+    for _, block in windows(X, rows, budget=budget):
+        for start in range(0, len(block), step):
+            values = block[start : start + step].astype(np.float64)
+            if centre is not None:
+                values -= centre
+                values *= values
+            total += values.sum(axis=0)
+    return total

@@ -1,0 +1,128 @@
+"""Training and scoring on a lazy (store-backed) array: exactly the in-memory results when
+the data fit; above the memory limit, the documented chunk-shuffled order, replayed here in
+plain NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgclf._minibatch import split_off_validation
+from imgclf.datasets.store import IN_MEMORY_ENV, StoreWriter, open_store
+from imgclf.linear import LinearClassifier
+from imgclf.linear.classifier import INIT_SCALE
+from imgclf.linear.losses import softmax_loss
+from imgclf.nn import TwoLayerNet
+
+N, SHAPE, CHUNK_ROWS, CLASSES = 300, (4, 4, 3), 32, 3
+ROW_BYTES = int(np.prod(SHAPE))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Images whose class shifts their mean (learnable), in memory and in a store."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, CLASSES, N)
+    images = np.clip(rng.normal(100 + 40 * y[:, None, None, None], 30, (N, *SHAPE)), 0, 255)
+    images = images.astype(np.uint8)
+    with StoreWriter(tmp_path_factory.mktemp("lazy") / "s.zarr") as store:
+        store.array("images", SHAPE, np.uint8, chunk_rows=CHUNK_ROWS).append(images)
+        path = store.publish({})
+    return images, y, open_store(path)[1]["images"]
+
+
+def limit_to_chunks(monkeypatch, chunks: int) -> None:
+    """Arrays above ``chunks`` chunks stay on disk; a window holds that many."""
+    monkeypatch.setenv(IN_MEMORY_ENV, str(chunks * CHUNK_ROWS * ROW_BYTES))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LinearClassifier(epochs=3, val_fraction=0.2, early_stopping=True),
+        lambda: TwoLayerNet(hidden=8, epochs=2, val_fraction=0.2),
+    ],
+    ids=["linear", "net"],
+)
+def test_a_lazy_array_that_fits_trains_exactly_as_in_memory(data, make):
+    images, y, lazy = data
+    assert lazy.lazy and lazy.nbytes < 2**30  # under the default limit: read whole
+    in_memory, on_disk = make().fit(images, y), make().fit(lazy, y)
+    for name in ("coef_", "intercept_", "W1_", "W2_", "loss_history_", "val_score_history_"):
+        if hasattr(in_memory, name):
+            np.testing.assert_array_equal(getattr(on_disk, name), getattr(in_memory, name))
+
+
+def replayed_epoch(images, y, *, seed, lr, batch, window_chunks):
+    """One epoch of LinearClassifier(standardize=False, optimizer="sgd") in plain NumPy,
+    in the order shuffled_windows documents: chunks permuted, then rows per window."""
+    X = images.reshape(len(images), -1).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    split_off_validation(len(X), None, rng)  # fit draws its (empty) split first
+    W = (INIT_SCALE * rng.standard_normal((X.shape[1] + 1, CLASSES))).astype(np.float32)
+    W[-1] = 0
+    chunk_of = np.arange(len(X)) // CHUNK_ROWS
+    chunks = rng.permutation(np.unique(chunk_of))
+    for first in range(0, len(chunks), window_chunks):
+        rows = np.flatnonzero(np.isin(chunk_of, chunks[first : first + window_chunks]))
+        rows = rows[rng.permutation(len(rows))]
+        for start in range(0, len(rows), batch):
+            part = rows[start : start + batch]
+            inputs = np.hstack([X[part], np.ones((len(part), 1), np.float32)])
+            _, grad = softmax_loss(W, inputs, y[part], 0.0, bias_row=True)
+            W = W - lr * grad
+    return W
+
+
+def test_out_of_core_training_follows_the_documented_chunk_order(data, monkeypatch):
+    images, y, lazy = data
+    limit_to_chunks(monkeypatch, 3)  # 10 chunks on disk, windows of 3
+    params = dict(standardize=False, optimizer="sgd", epochs=1, reg=0.0, batch_size=16)
+    clf = LinearClassifier(learning_rate=1e-4, seed=7, **params).fit(lazy, y)
+    W = replayed_epoch(images, y, seed=7, lr=1e-4, batch=16, window_chunks=3)
+    np.testing.assert_allclose(clf.coef_, W[:-1].T, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(clf.intercept_, W[-1], rtol=1e-5, atol=1e-7)
+    # each window ends on its own short minibatch: 4 windows of 96, 96, 96 and 12 rows
+    assert len(clf.loss_history_) == 3 * 6 + 1
+
+
+def test_out_of_core_training_learns_and_scores_as_in_memory(data, monkeypatch):
+    images, y, lazy = data
+    limit_to_chunks(monkeypatch, 2)
+    clf = LinearClassifier(epochs=5, val_fraction=0.2, seed=1).fit(lazy, y)
+    assert clf.n_features_in_ == ROW_BYTES and clf.n_iter_ == 5
+    # standardized by chunked sums: the in-memory statistics up to float rounding
+    reference = LinearClassifier(epochs=1, seed=1, val_fraction=0.2).fit(images, y)
+    np.testing.assert_allclose(clf.mean_, reference.mean_, rtol=1e-6)
+    np.testing.assert_allclose(clf.scale_, reference.scale_, rtol=1e-6)
+    # scoring reads blocks of the store: the same float64 scores as in memory
+    np.testing.assert_array_equal(clf.decision_function(lazy), clf.decision_function(images))
+    np.testing.assert_array_equal(clf.predict(lazy), clf.predict(images))
+    # the validation accuracy it recorded is that of its final weights
+    rows = split_off_validation(N, 0.2, np.random.default_rng(1))[1]
+    assert clf.val_score_history_[-1] == pytest.approx(clf.score(images[rows], y[rows]))
+    # it learns as well as in-memory training does (another order of the same rows)
+    in_memory = LinearClassifier(epochs=5, val_fraction=0.2, seed=1).fit(images, y)
+    assert clf.score(lazy, y) > 0.6 and abs(clf.score(lazy, y) - in_memory.score(images, y)) < 0.1
+
+
+def test_out_of_core_network_trains_reproducibly(data, monkeypatch):
+    images, y, lazy = data
+    limit_to_chunks(monkeypatch, 2)
+    first = TwoLayerNet(hidden=16, epochs=3, seed=2, val_fraction=0.2).fit(lazy, y)
+    second = TwoLayerNet(hidden=16, epochs=3, seed=2, val_fraction=0.2).fit(lazy, y)
+    np.testing.assert_array_equal(first.W1_, second.W1_)
+    assert np.isfinite(first.loss_history_).all() and len(first.train_acc_history_) == 3
+    assert first.score(lazy, y) == first.score(images, y) > 0.6
+
+
+def test_lazy_inputs_are_checked_without_reading_them(data, monkeypatch):
+    images, y, lazy = data
+    limit_to_chunks(monkeypatch, 2)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        LinearClassifier(epochs=1).fit(lazy, y[:-1])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LinearClassifier(epochs=1).fit(lazy, np.zeros(N, int))
+    clf = LinearClassifier(epochs=1).fit(images[:, :2], y)  # fewer features than the store
+    with pytest.raises(ValueError, match=f"X has {ROW_BYTES} features"):
+        clf.predict(lazy)
