@@ -19,6 +19,7 @@ from imgclf.neighbors.pruning import (
     _pair_up,
     _sad_loop,
     _sad_row,
+    _sad_rows4,
     _second_bound,
     _summarise,
     _thresholds,
@@ -176,11 +177,14 @@ def test_single_stage_and_small_databases(metric, kind):
 
 @numba.njit
 def _both_sads(q, x):
-    """Every row's ``_sad_row`` (vpsadbw where the CPU has AVX2) and ``_sad_loop``."""
-    out = np.empty((2, x.shape[0]), np.int64)
+    """Every row's ``_sad_row`` (vpsadbw where the CPU has AVX2), ``_sad_loop`` and
+    ``_sad_rows4`` (rows in fours, the last repeated)."""
+    out = np.empty((3, x.shape[0]), np.int64)
+    last = x.shape[0] - 1
     for row in range(x.shape[0]):
         out[0, row] = _sad_row(q, 0, x, row)
         out[1, row] = _sad_loop(q, 0, x, row)
+        out[2, row] = _sad_rows4(q, 0, x, min(row + 3, last), row, last, 0)[1]
     return out
 
 
@@ -189,8 +193,9 @@ def test_l1_by_psadbw_and_by_plain_loops_agree(d):
     rng = np.random.default_rng(13)
     x = make("extremes", rng, 50, d)
     q = rng.integers(0, 256, size=(1, d), dtype=np.uint8)
-    simd, plain = _both_sads(q, x)
+    simd, plain, fours = _both_sads(q, x)
     np.testing.assert_array_equal(simd, plain)
+    np.testing.assert_array_equal(fours, plain)
     np.testing.assert_array_equal(plain, distances(q[0], x, "l1"))
 
 

@@ -455,12 +455,41 @@ def _sad_row_typed(q, qrow, x, row):
     return sad_row
 
 
+def _sad_rows4(q, qrow, x, r0, r1, r2, r3):
+    """:func:`_sad_row` of four rows at once (a tuple): one load of the query a chunk."""
+
+
+@numba.njit(nogil=True, cache=True)
+def _sad_loop4(q, qrow, x, r0, r1, r2, r3):
+    """:func:`_sad_rows4` by plain loops."""
+    return (_sad_loop(q, qrow, x, r0), _sad_loop(q, qrow, x, r1),
+            _sad_loop(q, qrow, x, r2), _sad_loop(q, qrow, x, r3))  # fmt: skip
+
+
+@overload(_sad_rows4, jit_options={"nogil": True}, inline="always")
+def _sad_rows4_typed(q, qrow, x, r0, r1, r2, r3):
+    """A 1 x 4 tile of ``vpsadbw`` where :func:`_sad_row` uses it, else :func:`_sad_loop4`."""
+    if not (_cpu.compiles_for("avx2") and q.dtype == x.dtype == types.uint8):
+        return lambda q, qrow, x, r0, r1, r2, r3: _sad_loop4(q, qrow, x, r0, r1, r2, r3)
+
+    def sad_rows4(q, qrow, x, r0, r1, r2, r3):
+        if x.shape[1] % 32 == 0:
+            return _sad256(q, (qrow,), x, (r0, r1, r2, r3))
+        return _sad_loop4(q, qrow, x, r0, r1, r2, r3)
+
+    return sad_rows4
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _first_bounds_l1(first, qcodes, scale, lo, hi, out):
     """L1: ``out[i] = s sum_j |Q_j - u_ij|`` for row ``lo + i`` (row-major uint8 codes; exact
-    in float32: at most 64 features a group, so ``s <= 64`` and the sum ``<= 255 * 64``)."""
-    for i in range(hi - lo):
-        out[i] = scale * np.float32(_sad_row(qcodes, 0, first, lo + i))
+    in float32: at most 64 features a group, so ``s <= 64`` and the sum ``<= 255 * 64``).
+    Four rows a step (the last step repeats row ``hi - 1``)."""
+    last = hi - 1
+    for i in range(lo, hi, 4):
+        sads = _sad_rows4(qcodes, 0, first, i, min(i + 1, last), min(i + 2, last), min(i + 3, last))
+        for t in range(min(4, hi - i)):
+            out[i - lo + t] = scale * np.float32(sads[t])
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
