@@ -16,7 +16,7 @@ from imgclf.challenges.calibration import Calibrated, calibrate, same_distance_v
 from imgclf.challenges.dimensionality import concentration, coverage_points
 from imgclf.challenges.embedding import tsne
 from imgclf.challenges.perturbations import PERTURBATIONS, default_severities, perturb
-from imgclf.challenges.robustness import RobustnessResult, robustness
+from imgclf.challenges.robustness import RobustnessResult, parse_perturbations, robustness
 
 __all__ = [
     "PERTURBATIONS",
@@ -26,6 +26,7 @@ __all__ = [
     "concentration",
     "coverage_points",
     "default_severities",
+    "parse_perturbations",
     "perturb",
     "robustness",
     "same_distance_versions",

@@ -26,7 +26,7 @@ from imgclf.challenges.perturbations import (
     perturb,
 )
 
-__all__ = ["RobustnessResult", "plan", "robustness"]
+__all__ = ["RobustnessResult", "parse_perturbations", "plan", "robustness"]
 
 
 @dataclass
@@ -93,14 +93,14 @@ class RobustnessResult:
         return json.dumps(self.to_dict(), indent=2)
 
     def curve(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Severities (0 first) and accuracies of perturbation ``name``, sorted by severity."""
+        """Severities (0, the clean images, included) and accuracies of ``name``, by severity."""
         rows = [i for i, p in enumerate(self.perturbations) if p == name]
         if not rows:
             measured = ", ".join(sorted(set(self.perturbations)))
             raise ValueError(f"{name!r} was not measured; measured: {measured}")
         severity = np.array([0.0, *(self.severities[i] for i in rows)])
         accuracy = np.array([self.clean_accuracy, *self.accuracy[rows]])
-        order = np.argsort(np.abs(severity), kind="stable")
+        order = np.argsort(severity, kind="stable")
         return severity[order], accuracy[order]
 
 
@@ -125,6 +125,42 @@ def plan(perturbations=None, severities=None, image_shape=(32, 32, 3)) -> dict[s
             raise ValueError(f"no severities given for {name}")
         chosen[name] = tuple(check_severity(name, s) for s in levels)
     return chosen
+
+
+def parse_perturbations(texts) -> dict | None:
+    """Perturbations as the command line writes them: name -> severities (None: defaults).
+
+    Each text is either names separated by commas (``"shift,flip"``: their
+    default severities) or one name with its severities (``"shift=1,2,4"``).
+    None or no texts: None (every perturbation).
+
+    >>> parse_perturbations(["shift=1,2,4", "flip,occlude"])
+    {'shift': (1.0, 2.0, 4.0), 'flip': None, 'occlude': None}
+    """
+    if not texts:
+        return None
+    chosen: dict = {}
+    for text in texts:
+        name, sep, values = text.partition("=")
+        if sep:
+            chosen[name.strip()] = tuple(_severity_value(text, v) for v in values.split(","))
+        else:
+            chosen |= {n.strip(): None for n in text.split(",") if n.strip()}
+    for name, severities in chosen.items():
+        check_choice("perturbation", name, PERTURBATIONS)
+        for severity in severities or ():
+            check_severity(name, severity)
+    return chosen
+
+
+def _severity_value(text: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(
+            f"--perturbations {text!r}: severities must be numbers after '=' "
+            f"(e.g. shift=1,2,4); got {value!r}"
+        ) from None
 
 
 def _model_name(model) -> str:

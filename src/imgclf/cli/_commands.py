@@ -312,6 +312,121 @@ def _evaluation_record(saved, params: dict, ev, classes) -> dict:
     }
 
 
+ModelsArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="MODEL...",
+        help="Saved model files (one line each in the picture), followed by DATA.",
+        show_default=False,
+    ),
+]
+PerturbationsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--perturbations",
+        "-p",
+        help="Names with their default severities (shift,flip), or one name with severities "
+        "(shift=1,2,4); repeat the option for several. Names: shift (px), flip (share of "
+        "images), rotate (degrees), brightness (-0.3: 30% darker), contrast (share removed), "
+        "tint, noise (grey levels), occlude (box side, px), elastic (px), background "
+        "(share of clutter). \\[default: all, 3 severities each]",
+    ),
+]
+
+
+@app.command("robustness")
+def robustness_command(
+    model_paths: ModelsArg,
+    data: Annotated[
+        str,
+        typer.Argument(help="Dataset spec (as for every command) whose test split is perturbed."),
+    ],
+    perturbations: PerturbationsOpt = None,
+    n_test: Annotated[
+        int | None,
+        typer.Option(min=1, help="Use a seeded, stratified subset of this many test images."),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the perturbations and subset.")] = 0,
+    plot: Annotated[
+        str | None, typer.Option(help="Write accuracy against severity (PNG).")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write the results as JSON.")
+    ] = None,
+    as_json: opt.JsonFlag = False,
+    size: opt.SizeOpt = None,
+    mode: opt.ModeOpt = None,
+    on_error: opt.OnErrorOpt = None,
+    test_size: opt.TestSizeOpt = None,
+    sign_key_file: opt.KeyFileOpt = None,
+) -> None:
+    """Accuracy of saved models on test images perturbed by the lecture's challenges."""
+    _outputs(plot, output)
+    from imgclf import challenges, experiments, io
+
+    chosen = challenges.parse_perturbations(perturbations)
+    key = opt.signing_key(sign_key_file)
+    saved = [io.load(path, key=key) for path in model_paths]  # a bad file fails before the work
+    splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
+    test = experiments.test_split(splits)
+    if n_test is not None and n_test < len(test):
+        test = test.subset(n_test, seed=seed)
+    start = time.perf_counter()
+    results = [
+        challenges.robustness(
+            model.model,
+            experiments.test_for_model(model, test),
+            chosen,
+            seed=seed,
+            name=name,
+        )
+        for model, name in zip(saved, _model_labels(saved, model_paths), strict=True)
+    ]
+    _report_robustness(results, time.perf_counter() - start, as_json)
+    if plot:
+        from imgclf import plots
+
+        plots.robustness(results, plot, n_classes=len(test.classes))
+        out.print(f"wrote {plot}")
+    if output:
+        _write_json(output, {"models": [r.to_dict() for r in results]})
+
+
+def _model_labels(saved: list, paths: list[str]) -> list[str]:
+    """Each model in words (``linear on hog,color``); the file name added where two agree."""
+    from pathlib import Path
+
+    labels = [f"{s.model_type} on {s.header.get('preprocessing') or 'pixels'}" for s in saved]
+    return [
+        f"{label} ({Path(path).stem})" if labels.count(label) > 1 else label
+        for label, path in zip(labels, paths, strict=True)
+    ]
+
+
+def _report_robustness(results: list, seconds: float, as_json: bool) -> None:
+    from rich.table import Table
+
+    if as_json:
+        print_json({"models": [r.to_dict() for r in results]})
+        return
+    table = Table("condition", *(r.model for r in results), "mean L2 distance",
+                  box=None, padding=(0, 2))  # fmt: skip
+    rows = [r.to_records() for r in results]
+    for conditions in zip(*rows, strict=True):
+        accuracies = [f"{c['accuracy']:.4f}" for c in conditions]
+        table.add_row(conditions[0]["condition"], *accuracies,
+                      f"{conditions[0]['mean_l2_distance']:,.0f}")  # fmt: skip
+    out.print(table)
+    n = len(rows[0]) - 1
+    perturbing = sum(r.timings["perturb_s"] for r in results)
+    predicting = sum(r.timings["predict_s"] for r in results)
+    result(
+        f"{len(results)} model{'s' if len(results) > 1 else ''} on {results[0].n_test:,} test "
+        f"images x {n} perturbed conditions in {seconds:.1f} s (perturbing {perturbing:.1f} s, "
+        f"predicting {predicting:.1f} s)"
+    )
+
+
 @app.command()
 def predict(
     model_path: Annotated[str, typer.Argument(metavar="MODEL", help="A saved model file.")],
