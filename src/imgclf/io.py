@@ -105,6 +105,7 @@ def model_classes() -> dict[str, type]:
     extractors = [
         features.FeatureSet,
         features.HOG,
+        features.KMeansFeatures,
         features.ColorHistogram,
         features.Pixels,
         features.Standardize,
@@ -556,6 +557,8 @@ _VECTOR = ("f", 1)
 _MATRIX = ("f", 2)
 _SCALING = {"mean_": _VECTOR, "scale_": _VECTOR}
 _OPTIONAL = {"feature_names_in_": ("U", 1)}
+# k-means patch features: whitening (mean, ZCA matrix) and centroids in the whitened space
+_PATCH_DICTIONARY = {"patch_mean_": _VECTOR, "whitening_": _MATRIX, "centroids_": _MATRIX}
 _ARRAYS = {
     "KNNClassifier": (
         {"classes_": _LABELS, "_y": ("iu", 1), "_fit_X": ("uf", 2)},
@@ -581,6 +584,8 @@ _ARRAYS = {
     ),
     "MeanImage": (_SCALING, {}),
     "Standardize": (_SCALING, {}),
+    "KMeansFeatures": (_PATCH_DICTIONARY, {}),
+    "FeatureSet": ({}, _PATCH_DICTIONARY),  # with a "kmeans" part only
 }
 # Integer parameters that size work at prediction time: (low, high).
 # Parameters added after files were first written: older files lack them and get these.
@@ -599,6 +604,9 @@ _INT_PARAMS = {
     "n_lists": (1, 1 << 24),
     "n_probe": (1, 1 << 24),
     "ef_search": (1, 1 << 20),
+    "n_centroids": (1, 1 << 16),
+    "patch_size": (1, MAX_IMAGE_SIDE),
+    "stride": (1, MAX_IMAGE_SIDE),
 }
 
 
@@ -796,6 +804,8 @@ def _check_shapes(path: Path, step: dict, cls: type, arrays: dict) -> tuple[int 
         _expect(path, name, arrays, "b1_", (hidden,))
         _expect(path, name, arrays, "W2_", (hidden, classes))
         _expect(path, name, arrays, "b2_", (classes,))
+    if cls.__name__ in ("KMeansFeatures", "FeatureSet"):
+        _check_patch_dictionary(path, step, arrays)
     if "classes_" in _ARRAYS.get(cls.__name__, ({}, {}))[0] and classes < 1:
         raise ModelFileError(f"{path}: step {name!r} has no classes")
     shape = step["params"].get("image_shape")
@@ -805,8 +815,47 @@ def _check_shapes(path: Path, step: dict, cls: type, arrays: dict) -> tuple[int 
     return width, classes
 
 
+def _check_patch_dictionary(path: Path, step: dict, arrays: dict) -> None:
+    """Whitening and centroids agree with each other and with the number of centroids."""
+    name, params = step["name"], step["params"]
+    expected = _n_centroids(path, step)
+    if expected is None:
+        if arrays:
+            raise ModelFileError(f"{path}: step {name!r} has k-means arrays but no kmeans feature")
+        return
+    if "centroids_" not in arrays:
+        raise ModelFileError(f"{path}: step {name!r} has k-means features but no centroids")
+    k, d = arrays["centroids_"].shape
+    if k != expected or d < 1:
+        raise _wrong(path, f"{name}.centroids_", arrays["centroids_"].shape, f"({expected}, d)")
+    _expect(path, name, arrays, "whitening_", (d, d))
+    _expect(path, name, arrays, "patch_mean_", (d,))
+    size = params.get("patch_size", 6)
+    if _is_int(size) and d % (size * size):
+        raise _wrong(path, f"{name}.params.patch_size", size, f"a patch of {d} values")
+
+
+def _n_centroids(path: Path, step: dict) -> int | None:
+    """Centroids the step's parameters ask for (None: no k-means part)."""
+    params = step["params"]
+    if step["class"] == "KMeansFeatures":
+        return params["n_centroids"]
+    names = params.get("names")
+    names = names.split(",") if isinstance(names, str) else names
+    if not isinstance(names, list):
+        return None  # FeatureSet's own check refuses it when the step is built
+    kmeans = [n for n in names if isinstance(n, str) and n.partition(":")[0] == "kmeans"]
+    if not kmeans:
+        return None
+    text = kmeans[0].partition(":")[2] or "1600"
+    if not text.isdigit() or len(text) > 6:
+        raise _wrong(path, f"{step['name']}.params.names", names, "kmeans or kmeans:N")
+    return int(text)
+
+
 def _is_feature_extractor(cls: type) -> bool:
-    return cls.__module__ == "imgclf.features" and cls.__name__ != "Standardize"
+    # the features package's modules (imgclf.features.hog, ...); Standardize is not one
+    return cls.__module__.startswith("imgclf.features") and cls.__name__ != "Standardize"
 
 
 def _check_header(path: Path, header: dict, members: dict) -> list[tuple[dict, type, dict]]:

@@ -101,8 +101,9 @@ ModelArg = Annotated[str, typer.Option(help="knn, linear or net (two-layer netwo
 FeaturesOpt = Annotated[
     str | None,
     typer.Option(
-        help="Image features instead of pixels: hog, color, pixels or a list, e.g. hog,color. "
-        "\\[default: pixels]"
+        help="Image features instead of pixels: hog, color, pixels, kmeans (learned k-means "
+        "patch features, 1,600 centroids; kmeans:N for N) or a list, e.g. hog,color or "
+        "kmeans,color. \\[default: pixels]"
     ),
 ]
 HiddenOpt = Annotated[

@@ -8,7 +8,9 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import imgclf.features as features
+import imgclf.features
+import imgclf.features._images as feature_blocks
+import imgclf.features.combine as combine
 from imgclf.features import (
     HOG,
     ColorHistogram,
@@ -18,6 +20,7 @@ from imgclf.features import (
     Standardize,
     make_features,
 )
+from imgclf.features.hog import EPS as HOG_EPS
 from imgclf.linear import LinearClassifier
 
 skimage_feature = pytest.importorskip("skimage.feature")
@@ -76,7 +79,7 @@ def test_hog_without_normalization_is_skimage_cells_before_l1():
     batch = images()
     cells = HOG(block_norm=None).fit_transform(batch).reshape(len(batch), 16, 9)
     expected = np.stack([reference_hog(image, block=1, norm="L1") for image in batch])
-    normalized = cells / (cells.sum(axis=-1, keepdims=True) + features.EPS)
+    normalized = cells / (cells.sum(axis=-1, keepdims=True) + HOG_EPS)
     np.testing.assert_allclose(normalized.reshape(len(batch), -1), expected, atol=1e-6)
     assert cells.shape == (12, 16, 9) and np.all(cells >= 0)
 
@@ -170,7 +173,7 @@ def test_feature_set_is_its_parts_side_by_side():
 
 
 def test_threads_and_blocks_give_the_same_features(monkeypatch):
-    monkeypatch.setattr(features, "CHUNK", 7)
+    monkeypatch.setattr(feature_blocks, "CHUNK", 7)
     batch = images(30, (16, 16, 3))
     for cls in (HOG, ColorHistogram):
         one = cls(n_jobs=1).fit_transform(batch)
@@ -181,7 +184,7 @@ def test_threads_and_blocks_give_the_same_features(monkeypatch):
 
 
 def test_cache_stores_then_reads_features(monkeypatch, isolated_cache):
-    monkeypatch.setattr(features, "CACHE_MIN_IMAGES", 10)
+    monkeypatch.setattr(combine, "CACHE_MIN_IMAGES", 10)
     batch = images(12, (16, 16, 3))
     cached = FeatureSet(["hog", "color"], cache=True)
     first = cached.fit_transform(batch)
@@ -190,7 +193,7 @@ def test_cache_stores_then_reads_features(monkeypatch, isolated_cache):
     def fail(*args):
         raise AssertionError("recomputed instead of read from the cache")
 
-    monkeypatch.setattr(features, "_concatenate", fail)
+    monkeypatch.setattr(combine, "_concatenate", fail)
     np.testing.assert_array_equal(cached.transform(batch), first)
     changed = batch.copy()
     changed[0, 0, 0, 0] ^= 1
@@ -199,7 +202,7 @@ def test_cache_stores_then_reads_features(monkeypatch, isolated_cache):
 
 
 def test_corrupt_cache_entry_is_recomputed(monkeypatch, isolated_cache):
-    monkeypatch.setattr(features, "CACHE_MIN_IMAGES", 10)
+    monkeypatch.setattr(combine, "CACHE_MIN_IMAGES", 10)
     batch = images(12, (16, 16, 3))
     expected = FeatureSet(cache=True).fit_transform(batch)
     (entry,) = (isolated_cache / "features").iterdir()
@@ -262,7 +265,7 @@ def test_standardize_is_mean_image_with_std_scale():
         Standardize().fit_transform(X), MeanImage(scale="std").fit_transform(X)
     )
     assert Standardize().get_params() == {}
-    assert MeanImage is features.MeanImage and MeanImage.__module__ == "imgclf.preprocessing"
+    assert MeanImage is imgclf.features.MeanImage and MeanImage.__module__ == "imgclf.preprocessing"
 
 
 def test_pixels_keep_dtype_and_flatten():
@@ -294,7 +297,7 @@ def test_pixels_keep_dtype_and_flatten():
         (ColorHistogram(bins=0), r"bins must be >= 1; got 0"),
         (
             FeatureSet(["hog", "sift"]),
-            r"feature name must be one of 'pixels', 'hog', 'color'; "
+            r"feature name must be one of 'pixels', 'hog', 'color', 'kmeans'; "
             r"got 'sift'",
         ),
         (FeatureSet(["hog", "hog"]), r"feature names must not repeat"),
