@@ -1,15 +1,19 @@
-"""Progress reporting: a rich bar on a terminal, silence elsewhere.
+"""Progress reporting: a rich bar on a terminal, a live line in a notebook, silence elsewhere.
 
 Long steps (decoding a folder, a cross-validation sweep) wrap their iterable
-in :func:`progress`. On a terminal the user sees a bar on stderr; in a pipe,
+in :func:`progress`. On a terminal the user sees a bar on stderr; inside a
+Jupyter kernel (JupyterLab, Colab, nbclient), whose stderr is a pipe although
+a person is watching, one line under the cell is updated in place; in a pipe,
 a log file or CI nothing is drawn, so output stays clean and parseable.
 ``IMGCLF_PROGRESS=0`` turns bars off, ``=1`` forces plain lines.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -17,15 +21,27 @@ T = TypeVar("T")
 
 __all__ = ["progress", "progress_mode"]
 
+NOTEBOOK_REFRESH_S = 0.2  # each update is a message to the front end: a few a second is plenty
+
 
 def progress_mode() -> str:
-    """``"bar"`` on an interactive stderr, ``"lines"`` if forced, else ``"off"``."""
+    """``"bar"`` on an interactive stderr, ``"notebook"`` in a Jupyter kernel,
+    ``"lines"`` if forced, else ``"off"``."""
     setting = os.environ.get("IMGCLF_PROGRESS", "")
     if setting == "0":
         return "off"
     if setting == "1":
         return "lines"
-    return "bar" if sys.stderr.isatty() else "off"
+    if sys.stderr.isatty():
+        return "bar"
+    return "notebook" if _in_jupyter_kernel() else "off"
+
+
+def _in_jupyter_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (its shell is ipykernel's, or Colab's subclass)."""
+    ipython = sys.modules.get("IPython")  # never imported here: a script without it is no kernel
+    shell = ipython.get_ipython() if ipython is not None else None
+    return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
 
 
 def progress(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
@@ -35,6 +51,8 @@ def progress(items: Iterable[T], total: int | None, description: str) -> Iterato
         yield from items
     elif mode == "lines":
         yield from _with_lines(items, total, description)
+    elif mode == "notebook":
+        yield from _with_display(items, total, description)
     else:
         yield from _with_bar(items, total, description)
 
@@ -59,3 +77,40 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def _with_display(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+    """One display under the cell, updated in place and emptied at the end (as the
+    terminal's bar is), so finished steps leave no clutter between the pictures.
+
+    A plain ``display_id`` update needs no ipywidgets: it works in JupyterLab, Colab,
+    VS Code and in notebooks executed headless.
+    """
+    from IPython.display import display
+
+    start = shown = time.monotonic()
+    handle = display(_view(description, 0, total, 0.0), raw=True, display_id=True)
+    try:
+        for done, item in enumerate(items, 1):
+            yield item
+            now = time.monotonic()
+            if now - shown >= NOTEBOOK_REFRESH_S or done == total:
+                handle.update(_view(description, done, total, now - start), raw=True)
+                shown = now
+    finally:
+        handle.update({"text/plain": ""}, raw=True)
+
+
+def _view(description: str, done: int, total: int | None, elapsed: float) -> dict[str, str]:
+    """The line as plain text and as HTML (a ``<progress>`` bar, indeterminate without a total).
+
+    Examples
+    --------
+    >>> _view("Sweeping k-NN", 3, 10, 1.3)["text/plain"]
+    'Sweeping k-NN: 3/10 (1.3 s)'
+    """
+    count = f"{done}/{total if total else '?'}"
+    text = f"{description}: {count} ({elapsed:.1f} s)"
+    bar = f'<progress value="{done}" max="{total}"' if total else "<progress"
+    bar += ' style="width: 16em; vertical-align: middle"></progress>'
+    return {"text/plain": text, "text/html": f"{bar} {html.escape(text)}"}

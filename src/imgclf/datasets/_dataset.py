@@ -213,6 +213,11 @@ class Dataset:
     def __repr__(self) -> str:
         return f"Dataset({self.name or 'unnamed'!r}: {self._size_text()})"
 
+    def _repr_html_(self) -> str:  # a notebook shows size, classes and a row of samples
+        from imgclf.datasets._display import dataset_html
+
+        return dataset_html(self)
+
     def _size_text(self) -> str:
         if self.images is None:
             kind = f"{len(self):,} points in {self.X.shape[1]}D"
