@@ -67,7 +67,8 @@ __all__ = [
     "split_off_validation",
 ]
 
-SCORE_BLOCK = 4096  # rows converted to float64 at a time when scoring
+SCORE_BLOCK = 4096  # rows converted to float64 at a time when scoring, at most
+SCORE_BLOCK_BYTES = 64 * 2**20  # ... and at most this many bytes of float64 copy
 _SCORED_DTYPES = [np.float64, np.float32, np.uint8]  # kept as given; others become float64
 # uint8 pixels stay uint8 in training (4x smaller); each minibatch becomes float32
 _TRAINED_DTYPES = [np.float32, np.uint8]
@@ -170,8 +171,9 @@ class MinibatchClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, flat_images(X), dtype=_SCORED_DTYPES, reset=False)
         weights = self._float64_weights()
         scores = np.empty((len(X), len(self.classes_)))
-        for start in range(0, len(X), SCORE_BLOCK):
-            block = slice(start, start + SCORE_BLOCK)
+        step = _score_rows(X.shape[1])
+        for start in range(0, len(X), step):
+            block = slice(start, start + step)
             scores[block] = self._block_scores(X[block].astype(np.float64), *weights)
         return scores
 
@@ -183,7 +185,7 @@ class MinibatchClassifier(ClassifierMixin, BaseEstimator):
         _check_lazy_features(self, X)
         weights = self._float64_weights()
         scores = np.empty((len(X), len(self.classes_)))
-        for start, block in blocks(X, row_bytes=8 * X.shape[1], max_rows=SCORE_BLOCK):
+        for start, block in blocks(X, rows=_score_rows(X.shape[1])):
             rows = slice(start, start + len(block))
             scores[rows] = self._block_scores(block.astype(np.float64), *weights)
         return scores
@@ -301,8 +303,8 @@ class MinibatchTraining:
             return
         from imgclf.datasets.chunked import shuffled_windows
 
-        for rows, block in shuffled_windows(self.X, train, self.rng):
-            yield block, self.y[rows], np.arange(len(rows))
+        for rows, block, order in shuffled_windows(self.X, train, self.rng):
+            yield block, self.y[rows], order
 
     def inputs(self, rows: np.ndarray, out: np.ndarray | None = None, X=None) -> np.ndarray:
         """The standardized float32 rows ``rows`` of ``X`` (default ``self.X``), in ``out``."""
@@ -432,6 +434,12 @@ def _moments(X, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = None if n == len(X) else rows  # all rows: plain slices, no gather
     mean = _column_sum(X, rows=rows) / n
     return mean, np.sqrt(_column_sum(X, mean, rows=rows) / n)
+
+
+def _score_rows(n_features: int) -> int:
+    """Rows scored together: their float64 copy stays within :data:`SCORE_BLOCK_BYTES`
+    (a row's scores do not depend on the others, so any block size gives the same)."""
+    return max(1, min(SCORE_BLOCK, SCORE_BLOCK_BYTES // (8 * max(1, n_features))))
 
 
 def _flat_lazy(X):

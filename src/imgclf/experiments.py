@@ -45,6 +45,7 @@ __all__ = [
     "default_params",
     "evaluate",
     "fit_and_evaluate",
+    "fit_model",
     "hyperparameters",
     "make_model",
     "run_demo",
@@ -292,7 +293,7 @@ def evaluate(model, test: Dataset) -> Evaluation:
     once (for k-NN, one neighbour search) and the prediction is the first.
     """
     n_classes = len(test.classes)
-    ranking, _ = rank_top(model, test.X, top=min(5, n_classes))
+    ranking = _ranking(model, test.X, top=min(5, n_classes))
     labels = final_estimator(model).classes_
     predictions = labels[ranking[:, 0]]
     top5 = None
@@ -308,9 +309,71 @@ def evaluate(model, test: Dataset) -> Evaluation:
     )
 
 
+def _ranking(model, X, top: int) -> np.ndarray:
+    """:func:`~imgclf.predict.rank_top`'s ranking; a lazy ``X`` is ranked a block at a time
+    (each row's ranking depends on that row alone, so the result is the same)."""
+    if not getattr(X, "lazy", False):
+        return rank_top(model, X, top=top)[0]
+    from imgclf.datasets.chunked import blocks
+
+    # float64 scores of float32 features: 8 bytes a value bound a block's copies
+    parts = [rank_top(model, block, top=top)[0] for _, block in blocks(X, row_bytes=8 * X.shape[1])]
+    return np.concatenate(parts)
+
+
+def fit_model(model, train: Dataset):
+    """``model`` fitted on ``train``'s rows and labels; out of core for a large lazy set.
+
+    A :attr:`~imgclf.datasets.Dataset.lazy` set that fits the in-memory limit is
+    read whole (the same model as in memory). A larger one is never read whole: a
+    classifier trains on it in windows of chunks (see :mod:`imgclf._minibatch`);
+    in a pipeline, a :class:`~imgclf.preprocessing.MeanImage` step learns its
+    statistics from chunked sums and the classifier sees its output a block at a
+    time (:class:`~imgclf.datasets.transformed.TransformedArray`). Other steps
+    (image features) cannot be fitted out of core yet: a clear error says so.
+    """
+    X = train.X
+    if not getattr(X, "lazy", False):
+        return model.fit(X, train.labels)
+    from imgclf.datasets.chunked import fits_in_memory
+
+    if fits_in_memory(X) or not isinstance(model, Pipeline):
+        return model.fit(np.asarray(X) if fits_in_memory(X) else X, train.labels)
+    from imgclf.datasets.transformed import TransformedArray
+
+    for _, step in model.steps[:-1]:
+        X = TransformedArray(X, _fit_out_of_core(step, X))
+    model.steps[-1][1].fit(X, train.labels)
+    return model
+
+
+def _fit_out_of_core(step, X):
+    """A pipeline step fitted on lazy rows ``X``: MeanImage's mean and scale from chunked
+    float64 sums (its ``fit`` in :mod:`imgclf.preprocessing`, summed by windows)."""
+    from imgclf.datasets.chunked import column_sums
+    from imgclf.errors import DatasetError
+    from imgclf.preprocessing import MeanImage
+
+    if not isinstance(step, MeanImage):
+        raise DatasetError(
+            f"a {type(step).__name__} step cannot be fitted on a dataset larger than memory "
+            "yet; train on pixels (no features), or on a subset (--train-size)"
+        )
+    rows = np.arange(len(X))
+    mean = column_sums(X, rows) / len(X)
+    if step.scale == "std":
+        std = np.sqrt(column_sums(X, rows, mean) / len(X))
+        scale = np.where(std > 0, std, 1)
+    else:  # None: centre only; a number divides every feature
+        scale = np.full_like(mean, 1.0 if step.scale is None else float(step.scale))
+    step.mean_, step.scale_ = mean.astype(np.float32), scale.astype(np.float32)
+    step.n_features_in_ = X.shape[1]
+    return step
+
+
 def fit_and_evaluate(selection: Selection, train: Dataset, test: Dataset | None):
     """Fit the chosen configuration on all of ``train``; evaluate once on ``test`` if given."""
-    model = make_model(selection.model, **selection.best_params).fit(train.X, train.labels)
+    model = fit_model(make_model(selection.model, **selection.best_params), train)
     return model, (None if test is None else evaluate(model, test))
 
 
@@ -399,7 +462,7 @@ def train_model(
     """
     train = _training_subset(splits["train"], train_size, seed)
     params = _with_image_shape(params, train)
-    return make_model(model, **params).fit(train.X, train.labels), train
+    return fit_model(make_model(model, **params), train), train
 
 
 def test_split(splits: dict[str, Dataset]) -> Dataset:

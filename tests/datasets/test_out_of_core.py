@@ -1,5 +1,6 @@
 """A folder larger than the memory its process may use: loaded (lazily, into the Zarr
-cache), searched exactly block by block, with the answer of in-memory search.
+cache), searched exactly block by block with the answer of in-memory search, and trained on
+for one linear epoch out of core, whose scores read from disk equal in-memory scoring.
 
 The folder is made on the fly: 8x8 PNGs of noise, loaded with ``size=(256, 256)``
 so that 10,400 small files decode to 2.0 GB of pixels, while the process that loads
@@ -9,6 +10,7 @@ and searches them runs under a 1.5 GiB address-space cap (``RLIMIT_AS``).
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -39,6 +41,7 @@ resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 import numpy as np
 from imgclf.datasets import load_folder
 from imgclf.distributed import StreamedIndex
+from imgclf.linear import LinearClassifier
 from imgclf.neighbors import ExactIndex
 
 start = time.perf_counter()
@@ -58,12 +61,23 @@ q = queries[0].astype(np.int32)
 every = np.concatenate([
     np.abs(block.astype(np.int32) - q).sum(axis=(1, 2, 3)) for _, block in train.images.chunks(32)
 ])
+
+# one linear epoch out of core (windows of whole chunks within the 256 MiB limit), then
+# its scores of every row read from disk against in-memory scoring of the subset's rows
+start = time.perf_counter()
+clf = LinearClassifier(epochs=1, standardize=False, learning_rate=1e-9, batch_size=64)
+clf.fit(train.images, train.labels)
+trained = time.perf_counter() - start
+scores = clf.decision_function(train.images)
 print(json.dumps({{
     "n": len(train), "loaded_s": loaded, "nbytes": train.images.nbytes,
     "dist": dist.tolist(), "idx": idx.tolist(),
     "subset_dist": sub_dist.tolist(), "subset_idx": rows[sub_idx].tolist(),
     "numpy_idx": np.argsort(every, kind="stable")[:10].tolist(),
     "numpy_dist": np.sort(every)[:10].tolist(),
+    "trained_s": trained, "steps": len(clf.loss_history_),
+    "finite": bool(np.isfinite(clf.loss_history_).all() and np.isfinite(clf.coef_).all()),
+    "scores_equal": bool(np.array_equal(scores[rows], clf.decision_function(train.images[rows]))),
     "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 }}))
 """
@@ -82,10 +96,54 @@ def test_a_folder_larger_than_the_memory_cap_loads_and_searches_exactly(big_fold
     )
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"loaded {found['nbytes']:,} bytes in {found['loaded_s']:.1f} s under a {CAP:,} cap; "
+    print(f"loaded {found['nbytes']:,} bytes in {found['loaded_s']:.1f} s under a {CAP:,} cap, "
+          f"one linear epoch in {found['trained_s']:.1f} s; "
           f"peak RSS {found['peak_rss_kb'] * 1024:,} bytes")  # fmt: skip
     assert found["n"] == N_IMAGES and found["nbytes"] > CAP  # more pixels than memory
     assert found["idx"] == found["subset_idx"] and found["dist"] == found["subset_dist"]
     assert found["idx"][0] == found["numpy_idx"] and found["dist"][0] == found["numpy_dist"]
     assert [row[0] for row in found["idx"]] == [5, 5_001, N_IMAGES - 1]  # each finds itself
+    # the epoch: every row once, in windows of 8 chunks of 85 rows (half the 256 MiB
+    # limit), each window ending on its own (possibly short) minibatch of 64
+    windows = math.ceil(math.ceil(N_IMAGES / 85) / 8)
+    assert found["finite"] and N_IMAGES / 64 <= found["steps"] <= N_IMAGES / 64 + windows
+    assert found["scores_equal"]
     assert found["peak_rss_kb"] * 1024 < CAP
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory):
+    """Two classes, light and dark, in train and test splits: 240 PNGs of 8x8."""
+    root = tmp_path_factory.mktemp("small") / "folder"
+    rng = np.random.default_rng(2)
+    for split, count in (("train", 80), ("test", 40)):
+        for name, base in (("dark", 70), ("light", 180)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(base, 50, (8, 8, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_the_cli_trains_and_evaluates_a_folder_larger_than_the_limit(small_folder, tmp_path):
+    """`imgclf train` and `imgclf evaluate` in fresh processes, the folder loaded lazily (a
+    limit of 4,000 bytes); evaluation from disk equals the in-memory one of the same model."""
+    import os
+
+    env = {**os.environ, "IMGCLF_CACHE": str(tmp_path / "cache"), "IMGCLF_PROGRESS": "0"}
+    lazy_env = {**env, "IMGCLF_IN_MEMORY_BYTES": "4000"}
+
+    def imgclf(*argv, env):
+        done = subprocess.run(
+            [sys.executable, "-m", "imgclf", *argv],
+            capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        return done.stdout
+
+    out = imgclf("train", str(small_folder), "--model", "linear", "--epochs", "3", "-o", "m.imgclf",
+                 env=lazy_env)  # fmt: skip
+    assert "trained" in out and "160 images" in out
+    on_disk = json.loads(imgclf("evaluate", "m.imgclf", str(small_folder), "--json", env=lazy_env))
+    in_memory = json.loads(imgclf("evaluate", "m.imgclf", str(small_folder), "--json", env=env))
+    assert on_disk == in_memory and on_disk["n_test"] == 80 and on_disk["accuracy"] > 0.8

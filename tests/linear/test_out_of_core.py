@@ -32,8 +32,8 @@ def data(tmp_path_factory):
 
 
 def limit_to_chunks(monkeypatch, chunks: int) -> None:
-    """Arrays above ``chunks`` chunks stay on disk; a window holds that many."""
-    monkeypatch.setenv(IN_MEMORY_ENV, str(chunks * CHUNK_ROWS * ROW_BYTES))
+    """Arrays above ``2 * chunks`` chunks stay on disk; a window holds ``chunks``."""
+    monkeypatch.setenv(IN_MEMORY_ENV, str(2 * chunks * CHUNK_ROWS * ROW_BYTES))
 
 
 @pytest.mark.parametrize(
@@ -126,3 +126,45 @@ def test_lazy_inputs_are_checked_without_reading_them(data, monkeypatch):
     clf = LinearClassifier(epochs=1).fit(images[:, :2], y)  # fewer features than the store
     with pytest.raises(ValueError, match=f"X has {ROW_BYTES} features"):
         clf.predict(lazy)
+
+
+def lazy_dataset(images, y, lazy, name):
+    from imgclf.datasets import Dataset
+
+    return Dataset(lazy, y, ("a", "b", "c"), name), Dataset(images, y, ("a", "b", "c"), name)
+
+
+@pytest.mark.parametrize("model", ["linear", "net"])
+def test_experiments_train_and_evaluate_a_set_larger_than_the_limit(data, monkeypatch, model):
+    from imgclf import experiments
+
+    images, y, lazy = data
+    on_disk, in_memory = lazy_dataset(images, y, lazy, "synthetic")
+    params = {"epochs": 2, **({"hidden": 8} if model == "net" else {})}
+    # under the limit: read whole, the very model in-memory training gives
+    same = experiments.fit_model(experiments.make_model(model, **params), on_disk)
+    reference = experiments.fit_model(experiments.make_model(model, **params), in_memory)
+    np.testing.assert_array_equal(same.predict_proba(images), reference.predict_proba(images))
+    limit_to_chunks(monkeypatch, 2)  # above it: the pipeline is fitted out of core
+    fitted = experiments.fit_model(experiments.make_model(model, **params), on_disk)
+    mean = fitted.steps[0][1]
+    np.testing.assert_allclose(mean.mean_, reference.steps[0][1].mean_, rtol=1e-6)
+    np.testing.assert_allclose(mean.scale_, reference.steps[0][1].scale_, rtol=1e-6)
+    # evaluation reads the test set in blocks: the in-memory figures exactly
+    lazy_eval = experiments.evaluate(fitted, on_disk)
+    memory_eval = experiments.evaluate(fitted, in_memory)
+    assert lazy_eval.accuracy == memory_eval.accuracy > 0.6
+    np.testing.assert_array_equal(lazy_eval.confusion, memory_eval.confusion)
+    np.testing.assert_array_equal(lazy_eval.predictions, memory_eval.predictions)
+
+
+def test_features_on_a_set_larger_than_the_limit_are_a_clear_error(data, monkeypatch):
+    from imgclf import experiments
+    from imgclf.errors import DatasetError
+
+    images, y, lazy = data
+    on_disk, _ = lazy_dataset(images, y, lazy, "synthetic")
+    limit_to_chunks(monkeypatch, 2)
+    model = experiments.make_model("linear", features=["color"], image_shape=SHAPE, epochs=1)
+    with pytest.raises(DatasetError, match="cannot be fitted on a dataset larger than memory"):
+        experiments.fit_model(model, on_disk)

@@ -3,8 +3,9 @@
 A *lazy* array (a :class:`~imgclf.datasets.store.StoredArray`, or anything with
 ``lazy = True``, ``chunk_rows``, ``row_bytes``, ``take(rows)`` and ``read(lo, hi)``)
 is read the way its chunks lie on disk: each window holds as many whole chunks as
-fit in the budget (:func:`~imgclf.datasets.store.in_memory_bytes` by default), so
-every chunk file is read once per pass however the rows are ordered.
+fit in half the budget (:func:`~imgclf.datasets.store.in_memory_bytes` by default:
+the next window is read while the caller may still hold the last one), so every
+chunk file is read once per pass however the rows are ordered.
 
 What uses it:
 
@@ -48,7 +49,7 @@ def fits_in_memory(X, budget: int | None = None) -> bool:
 
 
 def _chunks_per_window(X, budget: int | None) -> int:
-    return max(1, in_memory_bytes(budget) // max(1, X.chunk_rows * X.row_bytes))
+    return max(1, in_memory_bytes(budget) // 2 // max(1, X.chunk_rows * X.row_bytes))
 
 
 def windows(
@@ -62,7 +63,7 @@ def windows(
     rows : ndarray of int, shape (m,)
         The rows wanted (any order, no repeats needed).
     budget : int, optional
-        Bytes of ``X`` one window may hold (whole chunks; at least one chunk).
+        Bytes of ``X`` two windows may hold (whole chunks; at least one chunk each).
     chunk_order : ndarray of int, optional
         The chunks (those holding ``rows``) in the order to visit them; ascending
         if None.
@@ -96,26 +97,35 @@ def shuffled_windows(
 
     Yields
     ------
+    rows : ndarray of int
+        The window's rows of ``X``, ascending.
+    block : ndarray, shape (len(rows), ...)
+        ``X[rows]``.
     order : ndarray of int
-        The window's rows of ``X`` in their shuffled order.
-    block : ndarray, shape (len(order), ...)
-        ``X[order]``.
+        The shuffled order to visit them in: positions in ``block`` (no copy of
+        the window is made in that order).
     """
     rows = np.asarray(rows, dtype=np.int64)
     chunk_order = rng.permutation(np.unique(rows // X.chunk_rows))
     for positions, block in windows(X, rows, budget=budget, chunk_order=chunk_order):
-        shuffle = rng.permutation(len(positions))
-        yield rows[positions][shuffle], block[shuffle]
+        yield rows[positions], block, rng.permutation(len(positions))
 
 
-def blocks(X, *, row_bytes: int | None = None, max_bytes: int = 64 * 2**20, max_rows=4096):
-    """``(start, block)`` over consecutive rows of ``X``, blocks of at most ``max_bytes``.
+def blocks(
+    X,
+    *,
+    rows: int | None = None,
+    row_bytes: int | None = None,
+    max_bytes: int = 64 * 2**20,
+    max_rows: int = 4096,
+):
+    """``(start, block)`` over consecutive rows of ``X``: ``rows`` at a time, or blocks of
+    at most ``max_bytes`` (and ``max_rows``).
 
     ``row_bytes`` is what one row costs the caller (e.g. 8 bytes a value for a
     float64 copy); ``X.row_bytes`` if None.
     """
-    cost = row_bytes or X.row_bytes
-    step = max(1, min(max_rows, max_bytes // max(1, cost)))
+    step = rows or max(1, min(max_rows, max_bytes // max(1, row_bytes or X.row_bytes)))
     for start in range(0, len(X), step):
         yield start, X[start : start + step]
 

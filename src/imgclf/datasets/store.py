@@ -55,7 +55,8 @@ CHUNK_BYTES = 16 * 2**20  # about this many bytes per chunk file
 MAX_METADATA_BYTES = 16 * 2**20  # a zarr.json larger than this is not ours
 IN_MEMORY_ENV = "IMGCLF_IN_MEMORY_BYTES"
 DEFAULT_IN_MEMORY_BYTES = 2 * 2**30
-_DTYPES = {"uint8": np.dtype("u1"), "int64": np.dtype("<i8")}
+# pixels, labels, and features computed chunk by chunk (datasets/transformed.py)
+_DTYPES = {"uint8": np.dtype("u1"), "int64": np.dtype("<i8"), "float32": np.dtype("<f4")}
 _MAX_DIMS = 8
 
 
@@ -477,7 +478,7 @@ def _is_int(key) -> bool:
 
 def _checked_array(meta: dict, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """Shape, dtype and chunk rows of an array's metadata, or a FormatError saying what is
-    not a store imgclf writes (Zarr v3, uint8 or int64, chunked by rows, raw bytes)."""
+    not a store imgclf writes (Zarr v3, uint8, int64 or float32, chunked by rows, raw bytes)."""
 
     def wrong(what: str) -> FormatError:
         return FormatError(f"{path}: {what}")
