@@ -17,7 +17,7 @@ import numpy as np
 
 from imgclf._atomic import atomic_path
 
-__all__ = ["Report", "experiment_report"]
+__all__ = ["Report", "experiment_report", "lecture_section"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -113,7 +113,9 @@ STAGE_NAMES = {
 CURVE_VAL_FRACTION = 0.1
 
 
-def experiment_report(title: str, splits: dict, runs: list, timings: dict) -> Report:
+def experiment_report(
+    title: str, splits: dict, runs: list, timings: dict, *, lecture: bool = False
+) -> Report:
     """The report of :func:`imgclf.experiments.run_model` runs on one dataset.
 
     Sections: dataset summary with samples (or the 2D points); for each model
@@ -122,7 +124,8 @@ def experiment_report(title: str, splits: dict, runs: list, timings: dict) -> Re
     single test evaluation (accuracy, top-5, per-class accuracy, confusion
     matrix) and what it learned (nearest neighbours or decision regions,
     class templates or first-layer weights, training curves); the run time of
-    each stage.
+    each stage. With ``lecture``, a section "What the lecture says, on this data"
+    (:func:`lecture_section`) comes before the run times.
     """
     report = Report(title)
     _dataset_section(report, splits)
@@ -133,6 +136,8 @@ def experiment_report(title: str, splits: dict, runs: list, timings: dict) -> Re
             test = splits["test"].with_classes(run.train.classes)
             _test_section(report, run, test)
             _learned_section(report, run, {**splits, "test": test})
+    if lecture:
+        lecture_section(report, splits, runs)
     _timing_section(report, runs, timings)
     return report
 
@@ -258,6 +263,24 @@ def _learned_section(report: Report, run, splits: dict) -> None:
         _linear_figures(report, run)
     else:
         _net_figures(report, run)
+    _centroids_figure(report, run)
+
+
+def _centroids_figure(report: Report, run) -> None:
+    """With k-means patch features: the dictionary they learned, without labels."""
+    from imgclf import plots
+    from imgclf.features import learned_patches
+
+    kmeans = learned_patches(run.model)
+    if kmeans is None:
+        return
+    report.figure(
+        plots.centroids(kmeans),
+        f"The k-means features' dictionary: {len(kmeans.centroids_):,} centroids of "
+        f"{kmeans.patch_size}x{kmeans.patch_size} whitened patches (the first 400 shown, "
+        "de-whitened), learned from the training images without their labels; every patch "
+        "of an image is encoded by its distances to them",
+    )
 
 
 def _regions_figure(report: Report, run) -> None:
@@ -370,3 +393,101 @@ def _timing_section(report: Report, runs: list, timings: dict) -> None:
 def _stage(key: str) -> str:
     """A timing key in words: known keys by name, else without ``_s`` and underscores."""
     return STAGE_NAMES.get(key, key.removesuffix("_s").replace("_", " "))
+
+
+# --- what the lecture says, on this data (imgclf report --lecture) -------------------------
+
+# Test images the robustness curves are measured on (a seeded, stratified subset): every
+# perturbation at three severities is 30 passes over them.
+LECTURE_TEST_IMAGES = 1000
+
+
+def lecture_section(report: Report, splits: dict, runs: list, *, seed: int = 0) -> None:
+    """The lecture's arguments made on this data: the same-distance picture, the robustness
+    curves of each tested model, and the curse of dimensionality (coverage, then measured)."""
+    report.heading("What the lecture says, on this data")
+    train, test = splits["train"], splits.get("test")
+    tested = [run for run in runs if run.model is not None]
+    if train.images is None or test is None or not tested:
+        report.text(
+            "These pictures need images, a test split and a tested model; this run has "
+            "2D points or no test.",
+            "note",
+        )
+        return
+    test = test.with_classes(tested[0].train.classes)
+    _same_distance_figure(report, test, tested, seed)
+    _robustness_figure(report, test, tested, seed)
+    _dimensionality_figure(report, train, test, seed)
+
+
+def _same_distance_figure(report: Report, test, runs: list, seed: int) -> None:
+    from imgclf import plots
+
+    knn = [run for run in runs if run.selection.model == "knn"]
+    run = (knn or runs)[0]
+    row = int(np.random.default_rng(seed).integers(len(test)))
+    report.text(
+        "Pixel distance is not informative: the boxed, shifted and tinted versions of a "
+        "test image below are made (by bisection on how strong each change is) to lie at "
+        "the same L2 distance from it, yet a person sees three different changes, and "
+        f"the {_model_name(run)} predicts each version's class as shown."
+    )
+    report.figure(
+        plots.same_distance(
+            test.images[row], run.model, label=test.labels[row], classes=test.classes, seed=seed
+        ),
+        "A test image and three versions at one L2 distance, each with the model's "
+        "prediction"
+        + (
+            "; below, each one's nearest training image and, under the original, its own "
+            "nearest training image with its L2 distance for scale"
+            if run.selection.model == "knn" and not run.selection.fixed.get("features")
+            else ""
+        ),
+    )
+
+
+def _robustness_figure(report: Report, test, runs: list, seed: int) -> None:
+    from imgclf import plots
+    from imgclf.challenges import robustness
+
+    n = LECTURE_TEST_IMAGES
+    sample = test if len(test) <= n else test.subset(n, seed=seed)
+    results = [robustness(run.model, sample, seed=seed, name=_model_name(run)) for run in runs]
+    report.text(
+        "The challenges (viewpoint, illumination, occlusion, deformation, background "
+        f"clutter): each perturbation at three strengths on {len(sample):,} test images."
+    )
+    report.figure(
+        plots.robustness(results, n_classes=len(test.classes)),
+        "Test accuracy against the strength of each perturbation (0: the clean test images; "
+        "dotted: chance)",
+    )
+
+
+def _dimensionality_figure(report: Report, train, test, seed: int) -> None:
+    from imgclf import plots
+
+    height, width = train.image_shape[:2]
+    square = height == width and height % 2 == 0
+    report.text(
+        "The curse of dimensionality: covering space with points needs exponentially many "
+        "of them; " + (
+            "as the images are down-sampled, the nearest training image is measured against "
+            "the farthest, beside uniform random points of the same dimension."
+            if square else "(this data's images are not square with an even side, so only "
+            "the lecture's picture is drawn)."
+        )
+    )  # fmt: skip
+    figure = plots.dimensionality(train, test, seed=seed) if square else plots.dimensionality()
+    report.figure(
+        figure,
+        "Top: points a quarter apart needed to cover 1, 2, 3 dimensions"
+        + (
+            "; bottom: mean ratio of the nearest to the farthest training image (L2) and 1-NN "
+            "accuracy at each image size"
+            if square
+            else ""
+        ),
+    )

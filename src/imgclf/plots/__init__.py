@@ -12,6 +12,7 @@ Text from data goes through ``_figure.literal`` (``$`` escaped), so a class
 name is drawn as written and never parsed as mathtext.
 ``linear``   templates, loss_curve, lr_reg_grid, decision_regions (hyperplanes)
 ``nn``       training_curves (loss, train/val accuracy per epoch), first_layer (weights as tiles)
+``centroids``  centroids: the patch centroids of k-means features, de-whitened, as colour tiles
 ``recall_speed``  recall_speed: approximate search's recall@k against queries/s, exact as reference
 ``robustness``  robustness: test accuracy against each perturbation's severity, a line per model
 ``same_distance``  same_distance: boxed, shifted, tinted versions at one L2 distance (+ k-NN view)
@@ -20,6 +21,7 @@ name is drawn as written and never parsed as mathtext.
 ``embedding``  embedding: t-SNE maps of images as thumbnails, pixels beside features
 """
 
+from imgclf.plots.centroids import centroids
 from imgclf.plots.cv import cv_curve, search_heatmap
 from imgclf.plots.dimensionality import dimensionality
 from imgclf.plots.embedding import embedding
@@ -32,6 +34,7 @@ from imgclf.plots.robustness import robustness
 from imgclf.plots.same_distance import same_distance
 
 __all__ = [
+    "centroids",
     "confusion",
     "cv_curve",
     "decision_regions",
