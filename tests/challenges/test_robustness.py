@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imgclf.challenges import perturb, robustness
-from imgclf.challenges.robustness import plan
+from imgclf.challenges.robustness import parse_perturbations, plan
 from imgclf.datasets import load_digits
 from imgclf.linear import LinearClassifier
 from imgclf.neighbors import KNNClassifier
@@ -81,6 +81,18 @@ def test_the_plan_defaults_and_checks():
         plan(["contrast"], [2])
     with pytest.raises(ValueError, match="no severities given for shift"):
         plan({"shift": []})
+
+
+def test_command_line_perturbations_are_parsed_and_checked():
+    assert parse_perturbations(None) is None and parse_perturbations([]) is None
+    parsed = parse_perturbations(["shift=1,2.5", "flip, occlude", "shift=3"])
+    assert parsed == {"shift": (3.0,), "flip": None, "occlude": None}
+    with pytest.raises(ValueError, match="'shift=a': severities must be numbers after '='"):
+        parse_perturbations(["shift=a"])
+    with pytest.raises(ValueError, match="perturbation must be one of"):
+        parse_perturbations(["shift,zoom"])
+    with pytest.raises(ValueError, match="severity of noise must be a number in"):
+        parse_perturbations(["noise=-1"])
 
 
 def test_test_data_is_checked(models):

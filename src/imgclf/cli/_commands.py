@@ -347,9 +347,7 @@ def robustness_command(
         typer.Option(min=1, help="Use a seeded, stratified subset of this many test images."),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the perturbations and subset.")] = 0,
-    plot: Annotated[
-        str | None, typer.Option(help="Write accuracy against severity (PNG).")
-    ] = None,
+    plot: Annotated[str | None, typer.Option(help="Write accuracy against severity (PNG).")] = None,
     output: Annotated[
         str | None, typer.Option("-o", "--output", help="Write the results as JSON.")
     ] = None,
@@ -492,6 +490,13 @@ def report(
     on_error: opt.OnErrorOpt = None,
     test_size: opt.TestSizeOpt = None,
     scheduler: opt.SchedulerOpt = None,
+    lecture: Annotated[
+        bool,
+        typer.Option(
+            help="Add 'What the lecture says, on this data': versions of a test image at one "
+            "L2 distance, accuracy under perturbations, the curse of dimensionality."
+        ),
+    ] = False,
 ) -> None:
     """Search, fit, test once and write a self-contained HTML report."""
     _outputs(output)  # before the slow imports and the work
@@ -521,7 +526,8 @@ def report(
             ),
         )
         print_run(run)
-        experiment_report(f"imgclf report: {data}", splits, [run], timings).write(output)
+        title = f"imgclf report: {data}"
+        experiment_report(title, splits, [run], timings, lecture=lecture).write(output)
     out.print(f"wrote {output}")
 
 
