@@ -70,7 +70,10 @@ class MeanImage(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Centred (and scaled) float32 rows, shape ``(n, n_features)``."""
         check_is_fitted(self)
-        X = validate_data(self, flat_images(X), dtype=_KEPT_DTYPES, reset=False)
+        return self._centred(validate_data(self, flat_images(X), dtype=_KEPT_DTYPES, reset=False))
+
+    def _centred(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of checked rows ``(n, n_features)`` (a server's decoded images)."""
         out = np.subtract(X, self.mean_, dtype=np.float32)
         if self.scale is not None:
             out /= self.scale_

@@ -284,3 +284,27 @@ def test_cifar10_top5_of_1nn_equals_brute_force(cifar_splits):
     assert top5 == metrics.top_k_accuracy_from_ranking(test.labels, clf.classes_[expected], k=5)
     assert top1 == metrics.top_k_accuracy_from_ranking(test.labels, labels, k=1)
     assert top5 > top1 + 0.2  # 1-NN's top-5 is well above its top-1 (about 0.26 here)
+
+
+@pytest.mark.parametrize("algorithm", ["exact", "ivf"])
+def test_the_voters_come_from_the_same_search(monkeypatch, algorithm):
+    train_X, y, test_X = tied_data(5, np.uint8, n_train=400, n_test=50)
+    clf = KNNClassifier(k=5, algorithm=algorithm).fit(train_X, y)
+    calls = []
+    search = clf._index.search
+    monkeypatch.setattr(clf._index, "search", lambda q, k: calls.append(k) or search(q, k))
+    ranking, shares, (dist, index) = clf.rank_classes(
+        test_X, top=3, return_shares=True, return_neighbors=True
+    )
+    assert calls == [60]  # one search: no second one for the neighbours
+    monkeypatch.undo()
+    # exact: what kneighbors gives; an inverted file probes by depth: the first k of the 60
+    expected_dist, expected_index = (
+        clf.kneighbors(test_X) if algorithm == "exact" else clf._index.search(test_X, 60)
+    )
+    expected_dist, expected_index = expected_dist[:, :5], expected_index[:, :5]
+    np.testing.assert_array_equal(index, expected_index)
+    np.testing.assert_array_equal(dist, expected_dist)
+    np.testing.assert_array_equal(ranking, clf.rank_classes(test_X, top=3))
+    only_voters = clf.rank_classes(test_X, top=3, return_neighbors=True)
+    assert len(only_voters) == 2 and only_voters[1][1].shape == (50, 5)

@@ -193,7 +193,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         weights = voting.neighbor_weights(dist, self.weights)
         return voting.votes(labels, len(self.classes_), weights)
 
-    def rank_classes(self, X, top=5, return_shares=False):
+    def rank_classes(self, X, top=5, return_shares=False, return_neighbors=False):
         """The ``top`` best classes of each row of ``X``, best first.
 
         Classes are ranked by their votes among the ``k`` nearest (weighted as
@@ -217,6 +217,10 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         return_shares : bool, default=False
             Also return the vote shares, which :meth:`predict_proba` would give,
             from the same search.
+        return_neighbors : bool, default=False
+            Also return ``(distances, indices)`` of the ``k`` voters, each
+            ``(m, k)``, from the same search (what :meth:`kneighbors` gives for
+            an exact index; a server shows them without a second search).
 
         Returns
         -------
@@ -225,6 +229,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             ``predict(X)``.
         shares : ndarray of float64, shape (m, n_classes)
             Only with ``return_shares``: vote shares in ``classes_`` order.
+        neighbors : tuple of ndarray, shapes (m, k)
+            Only with ``return_neighbors``: the voters' distances (float64) and
+            training indices (int64), nearest first.
 
         Notes
         -----
@@ -243,6 +250,16 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         top = check_int("top", top, low=1)
         X = validate_data(self, flat_images(X), dtype=None, reset=False)
+        ranking, shares, neighbors = self._rank(X, top)
+        extras = (shares,) * bool(return_shares) + (neighbors,) * bool(return_neighbors)
+        return (ranking, *extras) if extras else ranking
+
+    def _rank(self, X: np.ndarray, top: int):
+        """:meth:`rank_classes` of checked rows ``X`` ``(m, d)``: (ranking, shares, neighbors).
+
+        (No checks: :func:`imgclf.predict.rank_top` calls it directly with rows it
+        decoded itself, which saves scikit-learn's ~0.3 ms of checks a call.)
+        """
         n_top = min(top, len(self.classes_))
         depth = self._rank_depth(n_top)
         dist, index = self._index.search(X, depth)
@@ -252,7 +269,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         if short.any():
             ranks[short] = self._deeper_ranks(X[short], ranks[short], depth, n_top)
         ranking = voting.class_ranking(tally, ranks, n_top, self.tie_break)
-        return (ranking, voting.vote_shares(tally)) if return_shares else ranking
+        voters = (dist[:, : self.k], index[:, : self.k])
+        return ranking, voting.vote_shares(tally), voters
 
     def _rank_depth(self, n_top: int) -> int:
         """The first search's depth: the voters, and usually ``n_top`` classes."""

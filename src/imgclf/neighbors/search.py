@@ -270,6 +270,8 @@ class _Search:
         query_starts = range(0, m, self.q_block)
         ranges = self._database_ranges(len(query_starts), n_db)
         tasks = [(q, lo, hi) for q in query_starts for lo, hi in ranges]
+        if len(tasks) == 1:  # (a few queries in a small database: a pool would cost more)
+            return self._combine([self._task(*tasks[0])], 1)
         with one_blas_thread_each(self.index), ThreadPoolExecutor(self.index.n_jobs) as pool:
             results = list(pool.map(lambda task: self._task(*task), tasks))
         return self._combine(results, len(ranges))

@@ -162,16 +162,12 @@ class ServedModel:
         """``rows`` ``(n, d)`` uint8 ranked in one call (:func:`~imgclf.predict.rank_images`).
 
         Each answer holds ``score``, ``top`` and ``scores`` (every class, in class
-        order); a k-NN model's answers add ``neighbors`` unless ``neighbors=False`` (a
-        second search, as deep as ``k``: :meth:`rank_classes` keeps its own to itself).
+        order); a k-NN model's answers add its ``k`` voters as ``neighbors`` (from the
+        same search) unless ``neighbors=False``.
         """
         from imgclf.predict import rank_images
 
-        answers = rank_images(self.saved, rows, top=top, all_scores=True)
-        if self.is_knn and neighbors:
-            for answer, found in zip(answers, self.neighbors(rows), strict=True):
-                answer["neighbors"] = found
-        return answers
+        return rank_images(self.saved, rows, top=top, all_scores=True, neighbors=neighbors)
 
     def warm_up(self) -> None:
         """Classify two images alone and together, so that the first request does not pay
@@ -205,20 +201,6 @@ class ServedModel:
         for row in rows:
             self.predict_rows(row[None], top=top)
         return together < time.perf_counter() - start
-
-    def neighbors(self, rows: np.ndarray) -> list[list[dict]]:
-        """The ``k`` nearest training samples of each row: index, label and distance."""
-        model = self.saved.model
-        features = model[:-1].transform(rows) if hasattr(model, "steps") else rows
-        dist, index = self.estimator.kneighbors(features)
-        labels = self.estimator._y[index]  # label positions in classes_
-        return [
-            [
-                {"index": int(i), "class": self.classes[int(c)], "distance": float(d)}
-                for i, c, d in zip(idx, lab, dst, strict=True)
-            ]
-            for idx, lab, dst in zip(index, labels, dist, strict=True)
-        ]
 
     # --- pictures -----------------------------------------------------------------------
 
