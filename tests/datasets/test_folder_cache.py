@@ -86,3 +86,40 @@ def test_an_interrupted_load_publishes_nothing(folder, monkeypatch):
         load_folder(folder, workers=1)
     assert calls and entries() == []
     assert not any((cache.cache_dir() / "folders").rglob("*.part"))
+
+
+@pytest.mark.parametrize("change", ["touched", "renamed", "class_added"])
+def test_every_change_to_the_folder_is_a_miss(folder, change):
+    import os
+    import time
+
+    first = load_folder(folder)["train"]
+    target = folder / "train" / "ant" / "0.png"
+    if change == "touched":  # same bytes, a new modification time
+        os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
+    elif change == "renamed":
+        os.rename(target, target.with_name("z.png"))
+    else:
+        (folder / "train" / "yak").mkdir()
+        Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(folder / "train" / "yak" / "0.png")
+    again = load_folder(folder)["train"]
+    assert "cached" not in again.meta
+    assert len(again) == len(first) + (change == "class_added")
+    assert load_folder(folder)["train"].meta["cached"]  # and the new entry serves
+
+
+def test_files_are_listed_in_the_order_of_their_raw_names(tmp_path):
+    from imgclf.datasets.folder import _list_split
+
+    names = {
+        "ascii": ["b.png", "a.png", "Z.png", "a0.png", "a.PNG"],
+        "mixed": ["b.png", "\u00e9.png", "a.png", "\u4e2d.png", "Z.png"],
+    }
+    for kind, files in names.items():
+        for name in files:
+            (tmp_path / kind / "c").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(
+                tmp_path / kind / "c" / name, format="PNG"
+            )
+        listed = [f.rsplit("/", 1)[1] for f in _list_split(tmp_path / kind).files]
+        assert listed == sorted(files, key=lambda n: n.encode()), kind
