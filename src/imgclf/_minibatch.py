@@ -17,6 +17,18 @@ A subclass of ``MinibatchClassifier`` gives ``_check_model_params``,
 ``_train`` and ``_block_scores``; one of ``MinibatchTraining`` gives ``step``
 (one gradient step on a minibatch) and ``scores`` (its current class scores).
 
+Out of core. ``fit`` also takes a *lazy* array (``Dataset.images`` of a set
+stored on disk, :class:`~imgclf.datasets.store.StoredArray`, or a
+:class:`~imgclf.datasets.transformed.TransformedArray`). One that fits in
+:func:`~imgclf.datasets.store.in_memory_bytes` is read whole and trains exactly
+as the same array in memory. A larger one is never read whole: the
+standardization is summed a window of chunks at a time, and each epoch visits
+the chunks in a seeded random order, a window of whole chunks (half the limit)
+at a time, its rows shuffled within the window
+(:func:`~imgclf.datasets.chunked.shuffled_windows`); each window ends on its own,
+possibly short, minibatch. Validation accuracy and scoring read the rows in
+windows and blocks too; scores are the in-memory ones exactly.
+
 Why training standardizes (``standardize=True``): a gradient step on raw pixels
 (0-255) is 255**2 times larger than the same step on pixels in 0-1, so no one
 learning rate serves both, and features of very different spread (HOG, colour
@@ -90,7 +102,9 @@ class MinibatchClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like, shape (n, d) or (n, H, W, C)
+        X : array-like, shape (n, d) or (n, H, W, C), or a lazy array
+            A lazy (on-disk) array larger than the in-memory limit is trained on
+            out of core (see the module's docstring).
         y : array-like, shape (n,)
             Labels of any type.
 
