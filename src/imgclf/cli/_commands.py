@@ -416,12 +416,12 @@ def _report_robustness(results: list, seconds: float, as_json: bool) -> None:
                       f"{conditions[0]['mean_l2_distance']:,.0f}")  # fmt: skip
     out.print(table)
     n = len(rows[0]) - 1
-    perturbing = sum(r.timings["perturb_s"] for r in results)
-    predicting = sum(r.timings["predict_s"] for r in results)
+    spent = {key: sum(r.timings[key] for r in results) for key in results[0].timings}
     result(
         f"{len(results)} model{'s' if len(results) > 1 else ''} on {results[0].n_test:,} test "
-        f"images x {n} perturbed conditions in {seconds:.1f} s (perturbing {perturbing:.1f} s, "
-        f"predicting {predicting:.1f} s)"
+        f"images x {n} perturbed conditions in {seconds:.1f} s (perturbing "
+        f"{spent['perturb_s']:.1f} s, distances {spent['distance_s']:.1f} s, predicting "
+        f"{spent['predict_s']:.1f} s)"
     )
 
 
