@@ -65,7 +65,11 @@ def test_records_and_json(digits, models):
     assert all(r["model"] == "k-NN" and r["n_test"] == 50 for r in records)
     assert records[1]["mean_l2_distance"] > 0
     loaded = json.loads(result.to_json())
-    assert loaded["results"] == records and set(loaded["timings"]) == {"perturb_s", "distance_s", "predict_s"}
+    assert loaded["results"] == records and set(loaded["timings"]) == {
+        "perturb_s",
+        "distance_s",
+        "predict_s",
+    }
     with pytest.raises(ValueError, match="'shift' was not measured; measured: brightness"):
         result.curve("shift")
 
