@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,70 @@ def _check_progress(updates: list[dict]) -> None:
         assert lines[-1] == ""
         if total != "?":
             assert lines[-2].rsplit(": ", 1)[1].startswith(f"{total}/{total} ")
+
+
+# --- the pieces the notebook relies on, in process --------------------------------------
+
+
+def _dataset(images, labels, classes):
+    from imgclf.datasets import Dataset
+
+    return Dataset(images, np.asarray(labels), classes, name="<test> & co")
+
+
+def _shown_images(page: str) -> list:
+    import base64
+    import io
+
+    from PIL import Image
+
+    payloads = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    return [Image.open(io.BytesIO(base64.b64decode(p))) for p in payloads]
+
+
+def test_a_dataset_shows_its_classes_and_one_sample_of_each_in_html():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 8, 6, 3), dtype=np.uint8)
+    labels = np.arange(30) % 3
+    page = _dataset(images, labels, ("<cat>", "dog", "a&b"))._repr_html_()
+    assert "&lt;cat&gt; (10)" in page and "a&amp;b (10)" in page and "<cat>" not in page
+    assert "&lt;test&gt; &amp; co" in page and "30 images 8x6x3, 3 classes" in page
+    shown = _shown_images(page)
+    assert len(shown) == 10  # the first of each class, then the second of each...
+    first = np.asarray(shown[0].convert("RGB"))
+    assert first.shape == (8, 6, 3) and np.array_equal(first, images[0])
+    assert np.array_equal(np.asarray(shown[3].convert("RGB")), images[3])  # class 0 again
+
+
+def test_greyscale_large_and_point_datasets_show_sensibly():
+    grey = _dataset(np.full((2, 5, 5, 1), 7, np.uint8), [0, 1], ("a", "b"))._repr_html_()
+    assert [image.mode for image in _shown_images(grey)] == ["L", "L"]
+    large = _dataset(np.zeros((1, 600, 800, 3), np.uint8), [0], ("photo",))._repr_html_()
+    assert max(_shown_images(large)[0].size) <= 256  # shrunk: the page stays small
+    many = _dataset(np.zeros((30, 2, 2, 1), np.uint8), range(30), [f"c{i}" for i in range(30)])
+    assert "and 10 more" in many._repr_html_()
+
+    from imgclf.datasets import Dataset
+
+    points = Dataset(None, np.array([0, 1]), ("x", "y"), points=np.zeros((2, 2)))
+    assert "<img" not in points._repr_html_() and "Classes (points)" in points._repr_html_()
+
+
+def test_progress_shows_in_a_jupyter_kernel_only(monkeypatch):
+    import types
+
+    from imgclf import _progress
+
+    monkeypatch.delenv("IMGCLF_PROGRESS", raising=False)
+    assert _progress.progress_mode() == "off"  # pytest's stderr is captured: no terminal
+    ZMQInteractiveShell = type("ZMQInteractiveShell", (), {})
+    colab_shell = type("Shell", (ZMQInteractiveShell,), {})()  # Colab subclasses it
+    fake = types.SimpleNamespace(get_ipython=lambda: colab_shell)
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert _progress.progress_mode() == "notebook"
+    monkeypatch.setenv("IMGCLF_PROGRESS", "0")
+    assert _progress.progress_mode() == "off"
+    terminal = types.SimpleNamespace(get_ipython=lambda: type("TerminalInteractiveShell", (), {})())
+    monkeypatch.setitem(sys.modules, "IPython", terminal)
+    monkeypatch.delenv("IMGCLF_PROGRESS")
+    assert _progress.progress_mode() == "off"

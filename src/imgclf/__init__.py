@@ -15,6 +15,11 @@ import importlib
 
 __all__ = ["Dataset", "ImgclfError", "NotFittedError", "__version__", "load"]
 
+# The one place the version is written: pyproject.toml reads it from here (a dynamic
+# version), so the installed metadata, `imgclf --version` and model files always agree,
+# from a wheel or from a source tree alike. CHANGELOG.md says what each version changed.
+__version__ = "0.1.0"
+
 # public name -> the module that defines it
 _LAZY = {
     "Dataset": "imgclf.datasets",
@@ -24,20 +29,7 @@ _LAZY = {
 }
 
 
-def _version() -> str:
-    # importlib.metadata alone costs more than the rest of `import imgclf`: asked for when used
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("imgclf")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0.0.0+unknown"
-
-
 def __getattr__(name: str):
-    if name == "__version__":
-        globals()[name] = _version()
-        return globals()[name]
     if name not in _LAZY:
         raise AttributeError(f"module 'imgclf' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)
