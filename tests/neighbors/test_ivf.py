@@ -238,3 +238,27 @@ def test_a_pickled_index_searches_the_same():
     again = pickle.loads(pickle.dumps(index))
     np.testing.assert_array_equal(again.search(queries, 5)[1], index.search(queries, 5)[1])
     assert len(pickle.dumps(index)) < 2.5 * database.nbytes  # the database, not its copies
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_search_lists_scans_the_given_lists_only(metric):
+    rng = np.random.default_rng(7)
+    db = rng.integers(0, 256, (600, 48), dtype=np.uint8)
+    queries = rng.integers(0, 256, (5, 48), dtype=np.uint8)
+    index = IVFIndex(db, metric, n_lists=12, n_probe=3)
+    probes = index.coarse.probes(queries, index.n_probe, 4, index.offsets)
+    np.testing.assert_array_equal(
+        index.search_lists(queries, 4, probes)[1], index.search(queries, 4)[1]
+    )
+    one_list = (np.array([0]), np.array([5]))  # query 0, list 5 only
+    dist, found = index.search_lists(queries[:1], 4, one_list)
+    members = index.ids[index.offsets[5] : index.offsets[6]]
+    assert set(found[found >= 0].tolist()) <= set(members.tolist())
+    exact = np.sort(
+        np.abs(db[members].astype(int) - queries[0].astype(int)).sum(1)
+        if metric == "l1"
+        else np.sqrt(((db[members].astype(int) - queries[0].astype(int)) ** 2).sum(1))
+    )
+    filled = min(4, len(members))
+    np.testing.assert_allclose(dist[0, :filled], exact[:filled])
+    assert np.isinf(dist[0, filled:]).all() and (found[0, filled:] == -1).all()

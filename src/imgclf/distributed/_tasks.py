@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgclf.neighbors.search import ExactIndex, as_features, padded
+from imgclf.neighbors.search import ExactIndex, as_features
 
 __all__ = [
     "ShardIndex",
@@ -73,22 +73,13 @@ class ShardIndex:
         if probes is None:
             dist, local = self.index.search(queries, min(k, len(self.ids)))
         else:
-            dist, local = _scan_lists(self.index, queries, probes, k)
+            # the whole index's probes: lists absent from the shard leave slots unfilled
+            dist, local = self.index.search_lists(queries, k, probes)
         ids = np.where(local >= 0, self.ids[np.maximum(local, 0)], -1)
         return np.where(local >= 0, dist, np.inf), ids
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def _scan_lists(index, queries: np.ndarray, probes, k: int):
-    """The IVF list scan of :class:`IVFIndex` over *given* probes (the whole index's, not
-    this shard's), true distances; lists absent from the shard leave slots unfilled."""
-    from imgclf.neighbors.ivf import _ListSearch
-
-    dist, local = _ListSearch(index, padded(queries), probes, k).run()
-    dist = dist.astype(np.float64)
-    return (np.sqrt(dist) if index.metric == "l2" else dist), local
 
 
 def _selection(n_rows: int, lo: int, ids) -> tuple[np.ndarray, np.ndarray]:

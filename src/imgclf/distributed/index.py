@@ -251,11 +251,11 @@ class ShardedIndex:
     def _use_layout(self, layout: dict) -> None:
         """Cells and lists from saved arrays, checked as :meth:`IVFIndex.from_arrays` checks."""
         from imgclf.neighbors.coarse import CoarseQuantizer
-        from imgclf.neighbors.ivf import _labels_from_layout
+        from imgclf.neighbors.ivf import labels_from_layout
 
         self.coarse = CoarseQuantizer.from_arrays(layout, self.n_features)
         self._coarse_future = self._scatter(self.coarse)
-        self._set_labels(_labels_from_layout(layout, len(self), self.coarse.n_lists))
+        self._set_labels(labels_from_layout(layout, len(self), self.coarse.n_lists))
 
     def _local(self, shard) -> np.ndarray | None:
         """Local rows of ``shard`` that belong to the index (None: all of them)."""

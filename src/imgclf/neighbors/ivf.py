@@ -49,7 +49,7 @@ from imgclf.neighbors.search import (
     worst_distance,
 )
 
-__all__ = ["IVFIndex", "default_n_lists", "default_n_probe"]
+__all__ = ["IVFIndex", "default_n_lists", "default_n_probe", "labels_from_layout"]
 
 TRAIN_PER_LIST = 40  # k-means sample: 40 points per centroid (faiss warns below 39)
 MIN_LIST_QUERIES = 1  # below this many queries per thread, threads split the lists instead
@@ -191,7 +191,7 @@ class IVFIndex:
         index._setup(database, metric, working_memory, n_jobs)
         index.seed = None if seed is None else check_int("seed", seed, low=0)
         index.coarse = CoarseQuantizer.from_arrays(arrays, index.n_features)
-        labels = _labels_from_layout(arrays, len(index.database), index.coarse.n_lists)
+        labels = labels_from_layout(arrays, len(index.database), index.coarse.n_lists)
         index._store(labels)
         index.n_probe = default_n_probe(index.n_lists) if n_probe is None else n_probe
         return index
@@ -246,6 +246,34 @@ class IVFIndex:
         dist = dist.astype(np.float64)
         return (np.sqrt(dist) if self.metric == "l2" else dist), index
 
+    def search_lists(self, queries, k: int, probes) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest rows of the given lists: the scan step of :meth:`search` alone.
+
+        For an index that holds a part of a larger one's rows in the same cells (a
+        shard of :class:`imgclf.distributed.ShardedIndex`): the larger index picks
+        the lists (:meth:`CoarseQuantizer.probes`) and every part scans them.
+
+        Parameters
+        ----------
+        queries : array-like, shape (m, d)
+        k : int
+        probes : (pair_query, pair_list), int64 arrays of equal length
+            The (query row, list) pairs to scan, sorted by query.
+
+        Returns
+        -------
+        distances : ndarray of float64, shape (m, k)
+            True distances, ascending; ``inf`` where the lists held fewer than k rows.
+        indices : ndarray of int64, shape (m, k)
+            Database rows, ``-1`` in the unfilled slots.
+        """
+        k = check_int("k", k, low=1)
+        queries = match_queries(as_features(queries, "queries"), self.database)
+        dist, index = _ListSearch(self, padded(queries), probes, k).run()
+        dist = dist.astype(np.float64)
+        dist = np.sqrt(dist) if self.metric == "l2" else dist
+        return np.where(index >= 0, dist, np.inf), index
+
     def _pruned(self, queries: np.ndarray, probes, k: int) -> tuple[np.ndarray, np.ndarray]:
         """A few uint8 queries: the exact cascade of lower bounds over the probed lists only.
 
@@ -271,7 +299,7 @@ class IVFIndex:
         return np.stack([d for d, _ in results]), np.stack([i for _, i in results])
 
 
-def _labels_from_layout(arrays: dict, n: int, n_lists: int) -> np.ndarray:
+def labels_from_layout(arrays: dict, n: int, n_lists: int) -> np.ndarray:
     """The list of every row, from saved ``ids`` / ``offsets``; checks they are a layout."""
     ids, offsets = arrays.get("ids"), arrays.get("offsets")
     if not isinstance(ids, np.ndarray) or ids.shape != (n,) or ids.dtype.kind not in "iu":
