@@ -443,6 +443,8 @@ def _moments(X, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from imgclf.datasets.chunked import column_sums
 
         mean = column_sums(X, rows) / len(rows)
+        if not np.isfinite(mean).all():  # in memory, validate_data refuses them up front
+            raise ValueError("X contains NaN or infinity (a lazy float array, summed by chunks)")
         return mean, np.sqrt(column_sums(X, rows, mean) / len(rows))
     n = len(rows)
     rows = None if n == len(X) else rows  # all rows: plain slices, no gather

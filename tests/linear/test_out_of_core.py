@@ -168,3 +168,17 @@ def test_features_on_a_set_larger_than_the_limit_are_a_clear_error(data, monkeyp
     model = experiments.make_model("linear", features=["color"], image_shape=SHAPE, epochs=1)
     with pytest.raises(DatasetError, match="cannot be fitted on a dataset larger than memory"):
         experiments.fit_model(model, on_disk)
+
+
+def test_a_lazy_float_array_with_nan_is_refused(tmp_path, monkeypatch):
+    from sklearn.preprocessing import FunctionTransformer
+
+    from imgclf.datasets.transformed import transform_to_store
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 6)).astype(np.float32)
+    X[150, 2] = np.nan
+    stored = transform_to_store(X, FunctionTransformer(), tmp_path / "f.zarr")
+    monkeypatch.setenv(IN_MEMORY_ENV, "1000")
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        LinearClassifier(epochs=1).fit(stored, rng.integers(0, 2, 200))

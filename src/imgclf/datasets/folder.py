@@ -166,7 +166,7 @@ def _scan(folder: str | Path) -> tuple[list[os.DirEntry], list[os.DirEntry]]:
     dangling link named ``x.png`` is listed, so that decoding refuses it by name
     instead of leaving it out without a word. Hidden names are left out.
     """
-    extensions = image_extensions()
+    endings = tuple(image_extensions())  # ".png", ...: what splitext would find
     folders, images = [], []
     for entry in os.scandir(folder):
         name = entry.name
@@ -174,9 +174,7 @@ def _scan(folder: str | Path) -> tuple[list[os.DirEntry], list[os.DirEntry]]:
             continue
         if entry.is_dir():
             folders.append(entry)
-            continue
-        dot = name.rfind(".")  # > 0: the name does not start with a dot
-        if dot > 0 and name[dot:].lower() in extensions:
+        elif name.lower().endswith(endings):
             images.append(entry)
     return _by_raw_name(folders), _by_raw_name(images)
 
@@ -231,10 +229,9 @@ def _manifest_line(relative: str, entry: os.DirEntry) -> str:
     and a file that cannot be stat'ed gets ``?`` fields: decoding names it later."""
     try:
         info = entry.stat()
-        size, mtime = str(info.st_size), str(info.st_mtime_ns)
     except OSError:
-        size = mtime = "?"
-    return f"{relative}\0{size}\0{mtime}"
+        return f"{relative}\0?\0?"
+    return f"{relative}\0{info.st_size}\0{info.st_mtime_ns}"
 
 
 def _split_roots(root: Path) -> dict[str, Path]:
