@@ -1,0 +1,275 @@
+"""k-means patch features (Coates, Lee & Ng 2011) on CIFAR-10: accuracy, time, memory.
+
+The whole pipeline, timed end to end in one process (issue 16):
+
+1. fit :class:`imgclf.features.KMeansFeatures` on the 50,000 training images
+   (no labels): 400,000 random 6x6 patches, contrast-normalized, ZCA-whitened,
+   k-means (scikit-learn, random start, 10 Lloyd iterations);
+2. transform all 60,000 images (every 6x6 patch, stride 1, triangle codes
+   summed over the quadrants: 4 x centroids features);
+3. choose the SVM's regularization on 5,000 images held out of the training
+   split (never the test split), train ``LinearClassifier(loss="svm")`` on the
+   whole training split with it, and score the 10,000 test images once.
+
+Then, outside the timed pipeline and on the same features: k-NN (k chosen by
+5-fold cross-validation on a 10,000-image subset of the training split) and a
+two-layer network (learning rate and regularization chosen on the same
+held-out images); the feature transform against the machine's sgemm rate
+measured in the same run (fraction of peak) and against the plain NumPy
+version (:func:`imgclf.features._patches.encode_reference`, ratio); and
+scikit-learn's KMeans and MiniBatchKMeans, faiss's k-means and imgclf's
+``_kmeans`` on the same 100,000 whitened patches (``--compare-kmeans``).
+
+Goals: 1,600 centroids: test accuracy >= 0.77, pipeline <= 10 min on 2 cores,
+peak memory <= 8 GB; 4,000 centroids: >= 0.79, <= 30 min. The machine is
+shared: the load average is recorded with every timing. Writes
+benchmarks/results/kmeans_features_<centroids>.json. Run with
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python \\
+        benchmarks/bench_kmeans_features.py --centroids 1600 --compare-kmeans
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from imgclf.features import KMeansFeatures, _patches
+from imgclf.linear import LinearClassifier
+from imgclf.model_selection import train_val_split
+from imgclf.model_selection.knn_sweep import sweep_knn
+from imgclf.neighbors import KNNClassifier
+from imgclf.nn import TwoLayerNet
+
+from _common import environment, load_cifar, sgemm_gflops, write_json
+
+SEED = 0
+VAL = 5000
+SVM_REGS = [1e-4, 1e-3, 1e-2]
+SVM_FIXED = {"loss": "svm", "epochs": 10, "seed": SEED}
+NET_GRID = [{"learning_rate": 1e-3, "reg": reg} for reg in (1e-3, 1e-2)]
+NET_FIXED = {"hidden": 200, "epochs": 8, "seed": SEED}
+KS = [1, 3, 5, 10, 20, 50]
+GOALS = {1600: (0.77, 600.0), 4000: (0.79, 1800.0)}
+PEAK_GOAL_GB = 8.0
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+
+
+def stage(record: dict, name: str, fn):
+    """Run ``fn``, record its wall time and the load average around it; return its result."""
+    before = load()
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    record[name] = {"seconds": round(seconds, 2), "load_before": before, "load_after": load()}
+    print(f"{name}: {seconds:.1f} s (load {before} -> {load()})", flush=True)
+    return result
+
+
+def choose_svm(train_X, train_y) -> tuple[float, list]:
+    """The SVM's regularization with the best accuracy on the held-out images."""
+    fit_idx, val_idx = train_val_split(train_y, VAL, seed=SEED)
+    scores = []
+    for reg in SVM_REGS:
+        clf = LinearClassifier(reg=reg, **SVM_FIXED).fit(train_X[fit_idx], train_y[fit_idx])
+        scores.append(clf.score(train_X[val_idx], train_y[val_idx]))
+        print(f"  svm reg={reg:g}: validation {scores[-1]:.4f}", flush=True)
+    return SVM_REGS[int(np.argmax(scores))], scores
+
+
+def pipeline(train, test, n_centroids: int, record: dict) -> tuple:
+    """Fit features, transform 60,000 images, choose and train the SVM, test once."""
+    features = KMeansFeatures(n_centroids=n_centroids, seed=SEED)
+    stage(record, "fit_features", lambda: features.fit(train.images))
+    train_X = stage(record, "transform_train", lambda: features.transform(train.images))
+    test_X = stage(record, "transform_test", lambda: features.transform(test.images))
+    reg, scores = stage(record, "choose_svm", lambda: choose_svm(train_X, train.labels))
+    svm = LinearClassifier(reg=reg, **SVM_FIXED)
+    stage(record, "train_svm", lambda: svm.fit(train_X, train.labels))
+    accuracy = stage(record, "test_svm", lambda: svm.score(test_X, test.labels))
+    record["svm"] = {
+        "reg": reg,
+        "val_scores": dict(zip(map(str, SVM_REGS), scores, strict=True)),
+        "test": accuracy,
+    }
+    return features, train_X, test_X
+
+
+def transform_speed(features, images, record: dict) -> None:
+    """GFLOP/s of the transform against sgemm's, and against the plain NumPy version."""
+    n_pos, k = 27 * 27, features.n_centroids
+    flops = 2 * n_pos * k * 108  # the one large product, per image
+    seconds = record["transform_train"]["seconds"] + record["transform_test"]["seconds"]
+    rate = 60_000 * flops / seconds / 1e9
+    sample = images[:20]
+    start = time.perf_counter()
+    features.transform(sample)
+    ours = (time.perf_counter() - start) / len(sample)
+    mean, whitening, centroids = features._dictionary()
+    start = time.perf_counter()
+    _patches.encode_reference(sample, 6, 1, mean, whitening, centroids, "triangle", "quadrants")
+    reference = (time.perf_counter() - start) / len(sample)
+    with threadpool_limits(1):  # the shape of one worker's product, one thread
+        a = np.ones((3 * n_pos, 108), np.float32)
+        b = np.ones((108, k), np.float32)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        block = 2 * a.shape[0] * 108 * k * 5 / (time.perf_counter() - start) / 1e9
+    peak = sgemm_gflops(4096, 3)
+    record["speed"] = {
+        "transform_gflops": round(rate, 1),
+        "sgemm_peak_gflops_2_threads": round(peak, 1),
+        "sgemm_block_shape_gflops_1_thread": round(block, 1),
+        "fraction_of_peak": round(rate / peak, 3),
+        "ms_per_image_ours_sample": round(1e3 * ours, 2),
+        "ms_per_image_numpy_reference": round(1e3 * reference, 2),
+        "reference_over_ours": round(reference / ours, 1),
+        "load": load(),
+    }
+    print("speed:", record["speed"], flush=True)
+
+
+def knn(train_X, train_y, test_X, test_y, record: dict) -> None:
+    subset, _ = train_val_split(train_y, 10_000 / len(train_y), seed=SEED)
+    sweep = sweep_knn(train_X[subset], train_y[subset], ks=KS, metrics=("l2",), folds=5)
+    k = sweep.best_params["k"]
+    clf = KNNClassifier(k=k, metric="l2").fit(train_X, train_y)
+    record["knn"] = {"k": k, "cv_score": sweep.best_score, "test": clf.score(test_X, test_y)}
+    print("knn:", record["knn"], flush=True)
+
+
+def net(train_X, train_y, test_X, test_y, record: dict) -> None:
+    fit_idx, val_idx = train_val_split(train_y, VAL, seed=SEED)
+    best, best_score = None, -1.0
+    for params in NET_GRID:
+        model = TwoLayerNet(**params, **NET_FIXED).fit(train_X[fit_idx], train_y[fit_idx])
+        score = model.score(train_X[val_idx], train_y[val_idx])
+        print(f"  net {params}: validation {score:.4f}", flush=True)
+        if score > best_score:
+            best, best_score = model, score
+    record["net"] = {
+        "params": {k: best.get_params()[k] for k in ("learning_rate", "reg", "hidden", "epochs")},
+        "val_score": best_score,
+        "test": best.score(test_X, test_y),
+    }
+    print("net:", record["net"], flush=True)
+
+
+def compare_kmeans(features, images, record: dict) -> None:
+    """Each k-means implementation on the same 100,000 whitened patches, 5 iterations."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    from imgclf import _kmeans
+
+    rng = np.random.default_rng(SEED)
+    patches = _patches.normalize(_patches.random_patches(images, 100_000, 6, rng))
+    patches = (patches - features.patch_mean_) @ features.whitening_
+    k, it = features.n_centroids, 5
+    runs = {
+        "sklearn_KMeans_random": lambda: KMeans(
+            k, init="random", n_init=1, max_iter=it, tol=0.0, random_state=0
+        ).fit(patches),
+        "sklearn_MiniBatchKMeans": lambda: MiniBatchKMeans(
+            k, init="random", n_init=1, max_iter=it, batch_size=10240, random_state=0
+        ).fit(patches),
+        "imgclf__kmeans": lambda: _kmeans.kmeans(patches, k, n_iter=it),
+    }
+    try:
+        import faiss
+
+        runs["faiss_Kmeans"] = lambda: faiss.Kmeans(
+            108, k, niter=it, seed=1, max_points_per_centroid=10**6
+        ).train(patches)
+    except ImportError:
+        pass
+    record["kmeans_100k_patches_5_iterations"] = timings = {}
+    for name, fn in runs.items():
+        stage(timings, name, fn)
+
+
+def baselines(train, test) -> dict:
+    """The same protocol on pixels and on HOG + colour features: the table's other rows."""
+    from imgclf.features import make_features
+
+    record = {"load_start": load()}
+    for name in ("pixels", "hog,color"):
+        features = make_features(name)
+        X = stage(record, f"{name}_features", lambda f=features: f.fit_transform(train.images))
+        X_test = features.transform(test.images)
+        row = record[name] = {}
+        reg, scores = choose_svm(X, train.labels)
+        svm = LinearClassifier(reg=reg, **SVM_FIXED).fit(X, train.labels)
+        row["svm"] = {"reg": reg, "test": svm.score(X_test, test.labels)}
+        knn(X, train.labels, X_test, test.labels, row)
+        net(X, train.labels, X_test, test.labels, row)
+        print(name, row, flush=True)
+        write_json("kmeans_features_baselines.json", record)
+    record["load_end"] = load()
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--centroids", type=int, default=1600)
+    parser.add_argument("--compare-kmeans", action="store_true")
+    parser.add_argument("--skip-peers", action="store_true", help="no k-NN and no network")
+    parser.add_argument(
+        "--baselines", action="store_true", help="only the pixels and HOG + colour rows"
+    )
+    args = parser.parse_args()
+    train, test = load_cifar()
+    if args.baselines:
+        print("wrote", write_json("kmeans_features_baselines.json", baselines(train, test)))
+        return
+    record = {"centroids": args.centroids, "environment": environment(), "load_start": load()}
+    start = time.perf_counter()
+    features, train_X, test_X = pipeline(train, test, args.centroids, record)
+    record["pipeline_seconds"] = round(time.perf_counter() - start, 1)
+    record["pipeline_peak_gb"] = round(peak_gb(), 2)
+    accuracy_goal, seconds_goal = GOALS.get(args.centroids, (None, None))
+    record["goals"] = {
+        "accuracy": [accuracy_goal, record["svm"]["test"]],
+        "pipeline_seconds": [seconds_goal, record["pipeline_seconds"]],
+        "peak_gb": [PEAK_GOAL_GB, record["pipeline_peak_gb"]],
+    }
+    print(
+        "pipeline:",
+        record["pipeline_seconds"],
+        "s; peak",
+        record["pipeline_peak_gb"],
+        "GB;",
+        "test accuracy",
+        record["svm"]["test"],
+        flush=True,
+    )
+    write_json(f"kmeans_features_{args.centroids}.json", record)
+    transform_speed(features, test.images, record)
+    write_json(f"kmeans_features_{args.centroids}.json", record)
+    if not args.skip_peers:
+        knn(train_X, train.labels, test_X, test.labels, record)
+        write_json(f"kmeans_features_{args.centroids}.json", record)
+        net(train_X, train.labels, test_X, test.labels, record)
+        write_json(f"kmeans_features_{args.centroids}.json", record)
+    if args.compare_kmeans:
+        compare_kmeans(features, train.images, record)
+    record["peak_gb_all"] = round(peak_gb(), 2)
+    record["load_end"] = load()
+    print("wrote", write_json(f"kmeans_features_{args.centroids}.json", record))
+
+
+if __name__ == "__main__":
+    main()
