@@ -226,3 +226,15 @@ def test_progress_shows_in_a_jupyter_kernel_only(monkeypatch):
     monkeypatch.setitem(sys.modules, "IPython", terminal)
     monkeypatch.delenv("IMGCLF_PROGRESS")
     assert _progress.progress_mode() == "off"
+
+
+def test_the_notebook_passes_the_linters():
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    for command in (["check"], ["format", "--check"]):
+        done = subprocess.run([ruff, *command, str(NOTEBOOK)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
