@@ -347,7 +347,7 @@ class MinibatchTraining:
         from imgclf.datasets.chunked import windows
 
         correct = 0  # lazy X: a window of chunks at a time, a float32 block at a time
-        step = max(1, SCORE_BLOCK * 256 // self.X.shape[1])
+        step = _score_rows(self.X.shape[1])
         for positions, block in windows(self.X, rows):
             for start in range(0, len(block), step):
                 part = np.arange(start, min(start + step, len(block)))
