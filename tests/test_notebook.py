@@ -238,3 +238,24 @@ def test_the_notebook_passes_the_linters():
     for command in (["check"], ["format", "--check"]):
         done = subprocess.run([ruff, *command, str(NOTEBOOK)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_dataset_on_disk_shows_its_samples_too(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import imgclf
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(4):
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / f"c{c}" / f"{i}.png")
+    monkeypatch.setenv("IMGCLF_IN_MEMORY_BYTES", "100")  # anything larger stays on disk
+    lazy = imgclf.load(str(tmp_path))["train"]
+    assert lazy.lazy
+    page = lazy._repr_html_()
+    assert "Images on disk" in page
+    rows = [0, 4, 8, 1]  # the folder lists class by class: the first of each class, then...
+    for image, row in zip(_shown_images(page), rows, strict=False):
+        assert np.array_equal(np.asarray(image.convert("RGB")), lazy.images[row])
