@@ -69,12 +69,9 @@ def venv(dist, tmp_path_factory) -> Path:
     python = root / "bin" / "python"
     pip = [sys.executable, "-m", "pip", "--python", python, "install"]
     run(*pip, "--no-deps", "--no-index", "--disable-pip-version-check", dist["wheel"], cwd=root)
-    site = Path(
-        run(
-            python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=root
-        ).strip()
-    )
-    (site / "dev-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    site = root / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    lent = dict.fromkeys(sysconfig.get_path(kind) for kind in ("purelib", "platlib"))
+    (site / "dev-dependencies.pth").write_text("".join(f"{path}\n" for path in lent))
     return root / "bin"
 
 
