@@ -115,8 +115,8 @@ def _warp(images: np.ndarray, src_y: np.ndarray, src_x: np.ndarray) -> np.ndarra
 def _corner(coordinate: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The lower whole-pixel index (clamped into the image) and the weight of the upper one."""
     clamped = np.clip(coordinate, 0, size - 1).astype(np.float32)
-    lower = np.minimum(np.floor(clamped), size - 2 if size > 1 else 0).astype(np.intp)
-    return lower, clamped - lower
+    lower = np.minimum(np.floor(clamped), size - 2 if size > 1 else 0)
+    return lower.astype(np.intp), clamped - lower  # the weight stays float32
 
 
 def _grid(n: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
