@@ -402,6 +402,7 @@ def _model_labels(saved: list, paths: list[str]) -> list[str]:
 
 
 def _report_robustness(results: list, seconds: float, as_json: bool) -> None:
+    from rich.measure import Measurement
     from rich.table import Table
 
     if as_json:
@@ -414,7 +415,9 @@ def _report_robustness(results: list, seconds: float, as_json: bool) -> None:
         accuracies = [f"{c['accuracy']:.4f}" for c in conditions]
         table.add_row(conditions[0]["condition"], *accuracies,
                       f"{conditions[0]['mean_l2_distance']:,.0f}")  # fmt: skip
-    out.print(table)
+    # as wide as it needs: in a pipe the console is 80 columns and would cut model names
+    needed = Measurement.get(out, out.options, table).maximum
+    out.print(table, width=max(needed, out.width))
     n = len(rows[0]) - 1
     spent = {key: sum(r.timings[key] for r in results) for key in results[0].timings}
     result(
