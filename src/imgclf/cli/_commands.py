@@ -416,7 +416,7 @@ def _report_robustness(results: list, seconds: float, as_json: bool) -> None:
         table.add_row(conditions[0]["condition"], *accuracies,
                       f"{conditions[0]['mean_l2_distance']:,.0f}")  # fmt: skip
     # as wide as it needs: in a pipe the console is 80 columns and would cut model names
-    needed = Measurement.get(out, out.options, table).maximum
+    needed = Measurement.get(out, out.options.update_width(1000), table).maximum
     out.print(table, width=max(needed, out.width))
     n = len(rows[0]) - 1
     spent = {key: sum(r.timings[key] for r in results) for key in results[0].timings}
