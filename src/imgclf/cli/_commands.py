@@ -402,6 +402,7 @@ def _model_labels(saved: list, paths: list[str]) -> list[str]:
 
 
 def _report_robustness(results: list, seconds: float, as_json: bool) -> None:
+    from rich.console import Console
     from rich.measure import Measurement
     from rich.table import Table
 
@@ -415,9 +416,13 @@ def _report_robustness(results: list, seconds: float, as_json: bool) -> None:
         accuracies = [f"{c['accuracy']:.4f}" for c in conditions]
         table.add_row(conditions[0]["condition"], *accuracies,
                       f"{conditions[0]['mean_l2_distance']:,.0f}")  # fmt: skip
-    # as wide as it needs: in a pipe the console is 80 columns and would cut model names
-    needed = Measurement.get(out, out.options.update_width(1000), table).maximum
-    out.print(table, width=max(needed, out.width))
+    # the table is the result (printed with --quiet too), as wide as it needs: a pipe's
+    # 80 columns would cut the model names
+    width = Measurement.get(out, out.options.update_width(1000), table).maximum
+    console = Console(width=width, soft_wrap=True)
+    with console.capture() as captured:
+        console.print(table)
+    result(captured.get().rstrip("\n"))
     n = len(rows[0]) - 1
     spent = {key: sum(r.timings[key] for r in results) for key in results[0].timings}
     result(
