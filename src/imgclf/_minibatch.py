@@ -23,8 +23,8 @@ stored on disk, :class:`~imgclf.datasets.store.StoredArray`, or a
 :func:`~imgclf.datasets.store.in_memory_bytes` is read whole and trains exactly
 as the same array in memory. A larger one is never read whole: the
 standardization is summed a window of chunks at a time, and each epoch visits
-the chunks in a seeded random order, a window of whole chunks (half the limit)
-at a time, its rows shuffled within the window
+blocks of ~1 MiB of consecutive rows in a seeded random order, a window of blocks
+(half the limit) at a time, its rows shuffled within the window
 (:func:`~imgclf.datasets.chunked.shuffled_windows`); each window ends on its own,
 possibly short, minibatch. Validation accuracy and scoring read the rows in
 windows and blocks too; scores are the in-memory ones exactly.
@@ -307,10 +307,10 @@ class MinibatchTraining:
         """``(X, y, order)`` triples that together visit every row of ``train`` once.
 
         In memory: one triple, ``(self.X, self.y, rng.permutation(train))``. Lazy
-        ``X`` (out of core): one per window of whole chunks read from disk, in
-        :func:`~imgclf.datasets.chunked.shuffled_windows`' seeded order (chunks
-        shuffled, then rows within each window), ``X`` that window's rows in that
-        order; each window's last minibatch may be short.
+        ``X`` (out of core): one per window of blocks of rows read from disk, in
+        :func:`~imgclf.datasets.chunked.shuffled_windows`' seeded order (blocks
+        shuffled, then rows within each window), ``X`` that window's rows and
+        ``order`` their shuffled positions; each window's last minibatch may be short.
         """
         if not getattr(self.X, "lazy", False):
             yield self.X, self.y, self.rng.permutation(train)

@@ -326,7 +326,7 @@ def fit_model(model, train: Dataset):
 
     A :attr:`~imgclf.datasets.Dataset.lazy` set that fits the in-memory limit is
     read whole (the same model as in memory). A larger one is never read whole: a
-    classifier trains on it in windows of chunks (see :mod:`imgclf._minibatch`);
+    classifier trains on it in shuffled windows of blocks (see :mod:`imgclf._minibatch`);
     in a pipeline, a :class:`~imgclf.preprocessing.MeanImage` step learns its
     statistics from chunked sums and the classifier sees its output a block at a
     time (:class:`~imgclf.datasets.transformed.TransformedArray`). Other steps

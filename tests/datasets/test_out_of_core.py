@@ -62,7 +62,7 @@ every = np.concatenate([
     np.abs(block.astype(np.int32) - q).sum(axis=(1, 2, 3)) for _, block in train.images.chunks(32)
 ])
 
-# one linear epoch out of core (windows of whole chunks within the 256 MiB limit), then
+# one linear epoch out of core (windows of 1 MiB blocks within the 256 MiB limit), then
 # its scores of every row read from disk against in-memory scoring of the subset's rows
 start = time.perf_counter()
 clf = LinearClassifier(epochs=1, standardize=False, learning_rate=1e-9, batch_size=64)
@@ -103,9 +103,9 @@ def test_a_folder_larger_than_the_memory_cap_loads_and_searches_exactly(big_fold
     assert found["idx"] == found["subset_idx"] and found["dist"] == found["subset_dist"]
     assert found["idx"][0] == found["numpy_idx"] and found["dist"][0] == found["numpy_dist"]
     assert [row[0] for row in found["idx"]] == [5, 5_001, N_IMAGES - 1]  # each finds itself
-    # the epoch: every row once, in windows of 8 chunks of 85 rows (half the 256 MiB
-    # limit), each window ending on its own (possibly short) minibatch of 64
-    windows = math.ceil(math.ceil(N_IMAGES / 85) / 8)
+    # the epoch: every row once, in windows of 136 shuffle blocks of 5 rows (1 MiB each,
+    # half the 256 MiB limit), each window ending on its own (possibly short) minibatch of 64
+    windows = math.ceil(math.ceil(N_IMAGES / 5) / 136)
     assert found["finite"] and N_IMAGES / 64 <= found["steps"] <= N_IMAGES / 64 + windows
     assert found["scores_equal"]
     assert found["peak_rss_kb"] * 1024 < CAP

@@ -9,13 +9,14 @@ chunk file is read once per pass however the rows are ordered.
 
 What uses it:
 
-``windows``        the rows asked for, a window at a time: training epochs, validation
+``windows``        the rows asked for, a window of whole chunks at a time: validation
                    accuracy, column sums
 ``blocks``         consecutive rows in blocks of bounded bytes: scoring, evaluation
 ``column_sums``    float64 sums of the rows (or of their squared deviations), for the
                    standardization of out-of-core training
-``shuffled_windows``  one epoch's order: chunks in a seeded random order, rows shuffled
-                   within each window (see :func:`shuffled_windows`)
+``shuffled_windows``  one epoch's order: blocks of ~1 MiB of consecutive rows in a seeded
+                   random order, rows shuffled within each window of blocks (see
+                   :func:`shuffled_windows`)
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ __all__ = [
 ]
 
 FLOAT64_BLOCK_BYTES = 32 * 2**20  # a float64 copy of this many bytes at a time in sums
+# An epoch shuffles blocks of consecutive rows of about this size, not whole 16 MiB chunks:
+# a folder's store holds its images class by class, and a window of a few chunks would be
+# a few classes (2 epochs on CIFAR-10 with windows of one chunk: 0.22 accuracy, against
+# 0.32 in memory); 1 MiB reads still stream from disk.
+SHUFFLE_BLOCK_BYTES = 2**20
 
 
 def is_lazy(X) -> bool:
@@ -86,14 +92,16 @@ def windows(
 
 def shuffled_windows(
     X, rows: np.ndarray, rng: np.random.Generator, *, budget: int | None = None
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """One epoch over ``rows`` of lazy ``X`` in a seeded order that reads each chunk once.
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One epoch over ``rows`` of lazy ``X`` in a seeded order that reads each row once.
 
-    The order, drawn from ``rng``: first ``rng.permutation`` of the chunks that
-    hold ``rows`` (ascending chunk numbers permuted), then, for each window of
-    whole chunks in that order, ``rng.permutation`` of the window's rows. So every
-    row comes exactly once per epoch, rows of one chunk meet rows of the other
-    chunks in their window, and each chunk file is read once.
+    The rows of ``X`` are cut into *blocks* of ``r = max(1, SHUFFLE_BLOCK_BYTES //
+    X.row_bytes)`` consecutive rows (block ``b``: rows ``b*r .. b*r + r - 1``). The
+    order, drawn from ``rng``: first ``rng.permutation`` of the blocks that hold
+    ``rows`` (ascending block numbers permuted), then, for each window of blocks in
+    that order (as many as fit in half the budget), ``rng.permutation`` of the
+    window's rows. So every row comes exactly once an epoch, each block is one read
+    of consecutive bytes, and a window mixes blocks from all over the array.
 
     Yields
     ------
@@ -105,10 +113,25 @@ def shuffled_windows(
         The shuffled order to visit them in: positions in ``block`` (no copy of
         the window is made in that order).
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    chunk_order = rng.permutation(np.unique(rows // X.chunk_rows))
-    for positions, block in windows(X, rows, budget=budget, chunk_order=chunk_order):
-        yield rows[positions], block, rng.permutation(len(positions))
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    per_block = max(1, SHUFFLE_BLOCK_BYTES // max(1, X.row_bytes))
+    block_of = rows // per_block
+    order = rng.permutation(np.unique(block_of))
+    per_window = max(1, in_memory_bytes(budget) // 2 // (per_block * max(1, X.row_bytes)))
+    for first in range(0, len(order), per_window):
+        chosen = rows[np.isin(block_of, order[first : first + per_window])]
+        yield chosen, _read_by_blocks(X, chosen, per_block), rng.permutation(len(chosen))
+
+
+def _read_by_blocks(X, rows: np.ndarray, per_block: int) -> np.ndarray:
+    """``X[rows]`` for ascending ``rows``: one read of each block of rows they touch."""
+    out = np.empty((len(rows), *X.shape[1:]), X.dtype)
+    block_of = rows // per_block
+    bounds = np.flatnonzero(np.diff(block_of, prepend=-1, append=-2))
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        lo = int(block_of[a]) * per_block
+        out[a:b] = X.read(lo, min(lo + per_block, len(X)))[rows[a:b] - lo]
+    return out
 
 
 def blocks(
