@@ -23,7 +23,8 @@ scikit-learn's KMeans and MiniBatchKMeans, faiss's k-means and imgclf's
 Goals: 1,600 centroids: test accuracy >= 0.77, pipeline <= 10 min on 2 cores,
 peak memory <= 8 GB; 4,000 centroids: >= 0.79, <= 30 min. The machine is
 shared: the load average is recorded with every timing. Writes
-benchmarks/results/kmeans_features_<centroids>.json. Run with
+benchmarks/results/kmeans_features_<centroids>.json and the centroids'
+picture kmeans_centroids_<centroids>.png. Run with
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python \\
         benchmarks/bench_kmeans_features.py --centroids 1600 --compare-kmeans
@@ -39,6 +40,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from imgclf import plots
 from imgclf.features import KMeansFeatures, _patches
 from imgclf.linear import LinearClassifier
 from imgclf.model_selection import train_val_split
@@ -46,7 +48,7 @@ from imgclf.model_selection.knn_sweep import sweep_knn
 from imgclf.neighbors import KNNClassifier
 from imgclf.nn import TwoLayerNet
 
-from _common import environment, load_cifar, sgemm_gflops, write_json
+from _common import RESULTS, environment, load_cifar, sgemm_gflops, write_json
 
 SEED = 0
 VAL = 5000
@@ -257,6 +259,7 @@ def main() -> None:
         flush=True,
     )
     write_json(f"kmeans_features_{args.centroids}.json", record)
+    plots.centroids(features, RESULTS / f"kmeans_centroids_{args.centroids}.png")
     transform_speed(features, test.images, record)
     write_json(f"kmeans_features_{args.centroids}.json", record)
     if not args.skip_peers:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from imgclf._progress import progress
@@ -168,35 +168,34 @@ class KMeansFeatures(ImageFeatures):
         self._check_fitted()
         self._check_params()
         images = self._validated(X, reset=False)
-        n, height, width, _ = images.shape
-        n_positions = _patches.positions(height, self.patch_size, self.stride) * _patches.positions(
-            width, self.patch_size, self.stride
+        height, width = images.shape[1:3]
+        rows = _patches.positions(height, self.patch_size, self.stride)
+        block = _patches.images_per_block(
+            rows * _patches.positions(width, self.patch_size, self.stride), self.n_centroids
         )
-        block = _patches.images_per_block(n_positions, self.n_centroids)
-        out = np.empty((n, _patches.pool_regions(self.pooling) * self.n_centroids), np.float32)
-        starts = range(0, n, block)
+        out = np.empty(
+            (len(images), _patches.pool_regions(self.pooling) * self.n_centroids), np.float32
+        )
 
         def encode(start: int) -> None:
-            pixels = _pixel_scale(images[start : start + block])
-            out[start : start + block] = _patches.encode_block(
-                pixels,
-                self.patch_size,
-                self.stride,
-                *self._dictionary(),
-                self.encoder,
-                self.pooling,
-            )
+            out[start : start + block] = self._encode(images[start : start + block])
 
-        n_workers = workers(self.n_jobs, len(starts))
-        if n_workers == 1:
-            for _ in progress(map(encode, starts), len(starts), "k-means features"):
-                pass
-            return out
-        # one BLAS thread per worker: the workers are the parallelism, BLAS threads only contend
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_workers) as pool:
-            for _ in progress(pool.map(encode, starts), len(starts), "k-means features"):
-                pass
+        _in_blocks(encode, range(0, len(images), block), self.n_jobs)
         return out
+
+    def _encode(self, images: np.ndarray) -> np.ndarray:
+        """Pooled codes of one block of images."""
+        mean, whitening, centroids = self._dictionary()
+        return _patches.encode_block(
+            _pixel_scale(images),
+            self.patch_size,
+            self.stride,
+            mean,
+            whitening,
+            centroids,
+            self.encoder,
+            self.pooling,
+        )
 
     def _n_drawn(self, shape: tuple) -> int:
         """``n_patches``, at most the number of patches the images hold (small sets)."""
@@ -254,8 +253,6 @@ class KMeansFeatures(ImageFeatures):
             )
 
     def _check_fitted(self) -> None:
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self, list(_STATE))
         k, d = np.shape(self.centroids_)
         if (
@@ -274,6 +271,19 @@ class KMeansFeatures(ImageFeatures):
         tags.requires_fit = True
         tags.transformer_tags.preserves_dtype = ["float32"]  # float32 whatever comes in
         return tags
+
+
+def _in_blocks(encode, starts: range, n_jobs) -> None:
+    """``encode(start)`` for every block, on ``n_jobs`` threads (default: every core)."""
+    n_workers = workers(n_jobs, len(starts))
+    if n_workers == 1:
+        for _ in progress(map(encode, starts), len(starts), "k-means features"):
+            pass
+        return
+    # one BLAS thread per worker: the workers are the parallelism, BLAS threads only contend
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_workers) as pool:
+        for _ in progress(pool.map(encode, starts), len(starts), "k-means features"):
+            pass
 
 
 def _pixel_scale(images: np.ndarray) -> np.ndarray:
