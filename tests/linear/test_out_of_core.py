@@ -61,16 +61,21 @@ def test_a_lazy_array_that_fits_trains_exactly_as_in_memory(data, make):
 
 def replayed_epoch(images, y, *, seed, lr, batch, window_blocks):
     """One epoch of LinearClassifier(standardize=False, optimizer="sgd") in plain NumPy,
-    in the order shuffled_windows documents: blocks permuted, then rows per window."""
+    in the order shuffled_windows documents: windows dealt one block from each stratum,
+    visited in a permuted order, then rows permuted per window."""
     X = images.reshape(len(images), -1).astype(np.float32)
     rng = np.random.default_rng(seed)
     split_off_validation(len(X), None, rng)  # fit draws its (empty) split first
     W = (INIT_SCALE * rng.standard_normal((X.shape[1] + 1, CLASSES))).astype(np.float32)
     W[-1] = 0
     block_of = np.arange(len(X)) // BLOCK_ROWS
-    blocks = rng.permutation(np.unique(block_of))
-    for first in range(0, len(blocks), window_blocks):
-        rows = np.flatnonzero(np.isin(block_of, blocks[first : first + window_blocks]))
+    n_blocks = block_of[-1] + 1
+    n_windows = -(-n_blocks // window_blocks)
+    strata = [list(range(s * n_windows, (s + 1) * n_windows)) for s in range(window_blocks)]
+    table = np.array([[b if b < n_blocks else -1 for b in stratum] for stratum in strata])
+    table = rng.permuted(table, axis=1)  # one block of every stratum in each window
+    for w in rng.permutation(n_windows):
+        rows = np.flatnonzero(np.isin(block_of, table[:, w][table[:, w] >= 0]))
         rows = rows[rng.permutation(len(rows))]
         for start in range(0, len(rows), batch):
             part = rows[start : start + batch]
@@ -88,9 +93,9 @@ def test_out_of_core_training_follows_the_documented_block_order(data, monkeypat
     W = replayed_epoch(images, y, seed=7, lr=1e-4, batch=16, window_blocks=3)
     np.testing.assert_allclose(clf.coef_, W[:-1].T, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(clf.intercept_, W[-1], rtol=1e-5, atol=1e-7)
-    # each window ends on its own minibatch: 6 windows of 3 blocks (48 rows, or 36 with
-    # the last, 12-row block) and one of a single block
-    assert len(clf.loss_history_) == 3 * 6 + 1
+    # 19 blocks dealt into 7 windows from 3 strata (7, 7 and 5 blocks): 5 windows of 3
+    # blocks and 2 of 2, each ending on its own minibatch of at most 16 rows
+    assert len(clf.loss_history_) == 5 * 3 + 2 * 2
 
 
 def test_out_of_core_training_learns_and_scores_as_in_memory(data, monkeypatch):

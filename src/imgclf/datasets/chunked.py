@@ -14,9 +14,9 @@ What uses it:
 ``blocks``         consecutive rows in blocks of bounded bytes: scoring, evaluation
 ``column_sums``    float64 sums of the rows (or of their squared deviations), for the
                    standardization of out-of-core training
-``shuffled_windows``  one epoch's order: blocks of ~1 MiB of consecutive rows in a seeded
-                   random order, rows shuffled within each window of blocks (see
-                   :func:`shuffled_windows`)
+``shuffled_windows``  one epoch's order: windows of blocks of ~1 MiB of consecutive rows,
+                   each spanning the whole array, in a seeded random order, rows shuffled
+                   within each window (see :func:`shuffled_windows`)
 """
 
 from __future__ import annotations
@@ -97,11 +97,16 @@ def shuffled_windows(
 
     The rows of ``X`` are cut into *blocks* of ``r = max(1, SHUFFLE_BLOCK_BYTES //
     X.row_bytes)`` consecutive rows (block ``b``: rows ``b*r .. b*r + r - 1``). The
-    order, drawn from ``rng``: first ``rng.permutation`` of the blocks that hold
-    ``rows`` (ascending block numbers permuted), then, for each window of blocks in
-    that order (as many as fit in half the budget), ``rng.permutation`` of the
-    window's rows. So every row comes exactly once an epoch, each block is one read
-    of consecutive bytes, and a window mixes blocks from all over the array.
+    ``B`` blocks that hold ``rows`` (ascending) are dealt into ``W`` windows of at most
+    ``p`` blocks each (``p`` blocks fit in half the budget, ``W = ceil(B / p)``) so that
+    every window spans the whole array: the blocks are cut into ``p`` *strata* of ``W``
+    consecutive blocks (the last one shorter), and window ``w`` takes the ``w``-th block
+    of each stratum after ``rng.permuted`` shuffles every stratum (one call, on the
+    ``(p, W)`` table of blocks, padded with -1). The windows are then visited in the
+    order ``rng.permutation(W)``, and each window's rows in the order
+    ``rng.permutation`` of their count. A set stored class by class (a folder's store)
+    thus gives every window about the set's class proportions, every row comes once an
+    epoch, and each block is one read of consecutive bytes.
 
     Yields
     ------
@@ -116,10 +121,14 @@ def shuffled_windows(
     rows = np.sort(np.asarray(rows, dtype=np.int64))
     per_block = max(1, SHUFFLE_BLOCK_BYTES // max(1, X.row_bytes))
     block_of = rows // per_block
-    order = rng.permutation(np.unique(block_of))
+    held = np.unique(block_of)
     per_window = max(1, in_memory_bytes(budget) // 2 // (per_block * max(1, X.row_bytes)))
-    for first in range(0, len(order), per_window):
-        chosen = rows[np.isin(block_of, order[first : first + per_window])]
+    n_windows = -(-len(held) // per_window)
+    table = np.full(per_window * n_windows, -1, np.int64)
+    table[: len(held)] = held
+    table = rng.permuted(table.reshape(per_window, n_windows), axis=1)
+    for w in rng.permutation(n_windows):
+        chosen = rows[np.isin(block_of, table[:, w][table[:, w] >= 0])]
         yield chosen, _read_by_blocks(X, chosen, per_block), rng.permutation(len(chosen))
 
 
