@@ -22,9 +22,9 @@ stored on disk, :class:`~imgclf.datasets.store.StoredArray`, or a
 :class:`~imgclf.datasets.transformed.TransformedArray`). One that fits in
 :func:`~imgclf.datasets.store.in_memory_bytes` is read whole and trains exactly
 as the same array in memory. A larger one is never read whole: the
-standardization is summed a window of chunks at a time, and each epoch visits
-blocks of ~1 MiB of consecutive rows in a seeded random order, a window of blocks
-(half the limit) at a time, its rows shuffled within the window
+standardization is summed a window of chunks at a time, and each epoch reads
+windows (half the limit each) of blocks of ~1 MiB of consecutive rows, every window
+dealt blocks from all over the set, in a seeded order, its rows shuffled within it
 (:func:`~imgclf.datasets.chunked.shuffled_windows`); each window ends on its own,
 possibly short, minibatch. Validation accuracy and scoring read the rows in
 windows and blocks too; scores are the in-memory ones exactly.
