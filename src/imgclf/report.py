@@ -277,9 +277,10 @@ def _centroids_figure(report: Report, run) -> None:
     report.figure(
         plots.centroids(kmeans),
         f"The k-means features' dictionary: {len(kmeans.centroids_):,} centroids of "
-        f"{kmeans.patch_size}x{kmeans.patch_size} whitened patches (the first 400 shown, "
-        "de-whitened), learned from the training images without their labels; every patch "
-        "of an image is encoded by its distances to them",
+        f"{kmeans.patch_size}x{kmeans.patch_size} whitened patches ("
+        + ("all" if len(kmeans.centroids_) <= 400 else "the first 400")
+        + " shown, de-whitened), learned from the training images without their labels; "
+        "every patch of an image is encoded by its distances to them",
     )
 
 
