@@ -15,8 +15,11 @@ from imgclf.neighbors.pruning import (
     CASCADE_MIN_ROWS,
     GROUP,
     LowerBoundPruner,
+    _dots8,
+    _dots8_loop,
     _first_pass,
     _pair_up,
+    _paired_codes,
     _sad_loop,
     _sad_row,
     _sad_rows4,
@@ -207,7 +210,7 @@ def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind, second_stag
     rng = np.random.default_rng(17)
     database = make(kind, rng, N, 96)
     pruner = LowerBoundPruner(database, metric, second_stage=second_stage)
-    (_, _, _, sums, residual, first, groups, axes, mean, labels, consts, codes,
+    (_, _, _, sums, residual, first, norms1, groups, axes, mean, labels, consts, codes,
      codes2) = pruner._arrays  # fmt: skip
     squared, coded = metric == "l2", pruner.coded
     assert coded == second_stage
@@ -218,9 +221,8 @@ def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind, second_stag
         )
         bounds = np.empty(N, np.float32)
         scales = codes[1].astype(np.float32)
-        _first_pass(
-            first, qfirst, qcodes, scales, pruner._all, squared, bounds, np.empty(9, np.int64)
-        )
+        _first_pass(first, norms1, qfirst, qcodes, scales, consts, pruner._all, squared, bounds,
+                    np.empty(9, np.int64))  # fmt: skip
         setting = (squared, True, coded, GROUP, slack, (qres + consts[2]) ** 2, step, slack2, step2)
         for row, dist in enumerate(distances(query, database, metric)):
             first_limit, second_limit = _thresholds(dist, setting)
@@ -313,7 +315,8 @@ def test_memory_of_the_stages(metric):
     full = LowerBoundPruner(database, metric)
     first_only = LowerBoundPruner(database, metric, second_stage=False, order=np.arange(4000))
     assert 0 < first_only.nbytes < full.nbytes < 0.3 * database.nbytes
-    assert first_only.nbytes < 0.12 * database.nbytes  # codes (and norms); the order is not its own
+    # codes (L2: and norms, and c_x), not the order (it is not its own)
+    assert first_only.nbytes < 0.13 * database.nbytes
     with pytest.raises(ValueError, match="order"):
         LowerBoundPruner(database, metric, order=np.arange(3999))
 
@@ -338,3 +341,30 @@ def test_the_search_kernel_is_cached_on_disk():
     ]
     assert all(run.returncode == 0 for run in runs), runs[-1].stderr
     assert runs[1].stdout.strip() == "0"  # the second process compiled nothing
+
+
+@numba.njit
+def _both_dots(pairs, lo, n8, weights):
+    """``_dots8`` (vpmaddwd where the CPU has AVX2) and ``_dots8_loop``, ``8 n8`` rows."""
+    fast = np.zeros(8 * n8 + 16, np.int32)
+    plain = np.zeros(8 * n8, np.int32)
+    _dots8(pairs, lo, n8, weights, fast)
+    _dots8_loop(pairs, lo, n8, weights, plain)
+    return fast[: 8 * n8], plain
+
+
+@pytest.mark.parametrize(("m", "lo", "n8"), [(32, 0, 4), (31, 5, 3), (3, 17, 1), (32, 0, 0)])
+def test_l2_first_stage_dots_by_vpmaddwd_and_by_plain_loops_agree(m, lo, n8):
+    rng = np.random.default_rng(m + lo)
+    first = rng.integers(-126, 127, size=(m, 60), dtype=np.int8)
+    scales = rng.random(m).astype(np.float32)
+    pairs, norms1 = _paired_codes(first, scales)
+    w = rng.integers(-32000, 32001, size=2 * len(pairs))
+    w[m:] = 0  # (a missing last axis)
+    weights = ((w[1::2] << 16) | (w[0::2] & 0xFFFF)).astype(np.int64).astype(np.int32)
+    fast, plain = _both_dots(pairs, lo, n8, weights)
+    rows = first[:, lo : lo + 8 * n8].astype(np.int64)
+    np.testing.assert_array_equal(plain, w[:m] @ rows)
+    np.testing.assert_array_equal(fast, plain)
+    expected = ((first.astype(np.float64) * scales.astype(np.float64)[:, None]) ** 2).sum(0)
+    np.testing.assert_allclose(norms1, expected, rtol=1e-6)

@@ -98,6 +98,7 @@ _CHUNK = 256  # rows per vector pass of the first bound
 _AHEAD = 8  # candidates whose group sums are fetched ahead of use
 _AHEAD_EXACT = 2  # and whose pixels are
 _MIN_RUN = 8  # the first stage needs ranges this long on average (it reads rows in runs)
+_PAIRS_PAD = 16  # rows of zeros after L2's paired first-stage codes (read sixteen at a time)
 _BIG = np.iinfo(np.int64).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -374,6 +375,23 @@ def _codes(summary: np.ndarray, dtype, per_row=False) -> tuple[np.ndarray, np.nd
     return codes, np.stack([offset, scale, scale / 2 * (1 + 2.0**-20)])
 
 
+def _paired_codes(first: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L2's first-stage codes ``(m, n)`` as :func:`_dots8` reads them, and ``c_x = sum_j (s_j
+    u_j)^2`` per row (float32).
+
+    Pair ``p`` of axes is row ``p`` of the result, ``[u_2p(x_0), u_2p+1(x_0), u_2p(x_1),
+    ...]`` (a missing last axis is zeros), with 16 rows of zeros after the last so that
+    sixteen-row steps never read past the end.
+    """
+    m, n = first.shape
+    n_pairs = (m + 1) // 2
+    padded = np.zeros((2 * n_pairs, n + _PAIRS_PAD), np.int8)
+    padded[:m, :n] = first
+    pairs = np.ascontiguousarray(padded.reshape(n_pairs, 2, -1).transpose(0, 2, 1))
+    scaled = first.astype(np.float64) * scales.astype(np.float32).astype(np.float64)[:, None]
+    return pairs.reshape(n_pairs, -1), np.einsum("ij,ij->j", scaled, scaled).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- #
 # The cascade, one thread's share of the rows
 # --------------------------------------------------------------------------- #
@@ -414,17 +432,131 @@ def _prefetch_row(array, row):
 # wraparound, so LLVM vectorises them.
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _first_bounds(first, qfirst, scales, lo, hi, out):
-    """L2: ``out[i] = sum_j (q_j - s_j u_ji)^2`` for row ``lo + i``, in float32 (a vector loop)."""
-    w = uint64(hi - lo)
-    for i in range(w):
+def _dots8(pairs, lo, n8, weights, out):
+    """``out[i] = sum_p u[p, 2r] w0[p] + u[p, 2r + 1] w1[p]`` for rows ``r = lo + i``,
+    ``i < 8 n8``, int32: the L2 first stage's codes (int8, two axes a pair of bytes, see
+    :func:`_paired_codes`) dotted with the query's weights (two int16 in each int32)."""
+
+
+@numba.njit(nogil=True, cache=True)
+def _dots8_loop(pairs, lo, n8, weights, out):
+    """:func:`_dots8` by plain loops (any CPU)."""
+    for i in range(8 * n8):
         out[i] = 0
-    for j in range(uint64(first.shape[0])):
-        qj, sj = qfirst[j], scales[j]
-        for i in range(w):
-            diff = qj - sj * np.float32(first[j, uint64(lo) + i])
-            out[i] += diff * diff
+    for p in range(pairs.shape[0]):
+        w0 = int32(int16(weights[p] & 0xFFFF))
+        w1 = int32(weights[p] >> 16)
+        for i in range(8 * n8):
+            c = 2 * (lo + i)
+            out[i] = int32(out[i] + int32(pairs[p, c]) * w0 + int32(pairs[p, c + 1]) * w1)
+
+
+@intrinsic
+def _dots8_avx2(typingctx, pairs, lo, n8, weights, out):
+    """:func:`_dots8` by ``vpmaddwd``, sixteen rows a step (an odd ``n8`` computes eight rows
+    more than asked: ``pairs`` has the columns and ``out`` the room, see :func:`_paired_codes`)."""
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        i8, i16, i32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+        v16i8, v16i16, v8i32 = (ir.VectorType(t, w) for t, w in ((i8, 16), (i16, 16), (i32, 8)))
+        codes = context.make_array(sig.args[0])(context, builder, args[0])
+        lo = context.cast(builder, args[1], sig.args[1], types.intp)
+        n8 = context.cast(builder, args[2], sig.args[2], types.intp)
+        w_ptr, out_ptr = (
+            builder.bitcast(context.make_array(t)(context, builder, a).data, i32.as_pointer())
+            for t, a in ((sig.args[3], args[3]), (sig.args[4], args[4]))
+        )
+        n_pairs = cgutils.unpack_tuple(builder, codes.shape, 2)[0]
+        stride = cgutils.unpack_tuple(builder, codes.strides, 2)[0]
+        data = builder.bitcast(codes.data, i8.as_pointer())
+        pmadd = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v8i32, [v16i16, v16i16]), "llvm.x86.avx2.pmadd.wd"
+        )
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(v8i32, None)) for _ in range(2)]
+        splat = ir.Constant(v8i32, [0] * 8)
+        one = ir.Constant(intp, 1)
+        # sixteen rows a step, two registers of sums: one broadcast of the weights for both
+        steps = builder.lshr(builder.add(n8, one), one)
+        with cgutils.for_range(builder, steps) as step:
+            first_row = builder.shl(step.index, ir.Constant(intp, 4))
+            column = builder.shl(builder.add(lo, first_row), one)  # two bytes a row
+            for acc in accs:
+                builder.store(ir.Constant(v8i32, None), acc)
+            with cgutils.for_range(builder, n_pairs) as pair:
+                w = builder.load(builder.gep(w_ptr, [pair.index]))
+                lane = builder.insert_element(ir.Constant(v8i32, None), w, ir.Constant(i32, 0))
+                both = builder.bitcast(builder.shuffle_vector(lane, lane, splat), v16i16)
+                start = builder.add(builder.mul(pair.index, stride), column)
+                for half, acc in enumerate(accs):
+                    at = builder.gep(data, [builder.add(start, ir.Constant(intp, 16 * half))])
+                    packed = builder.load(builder.bitcast(at, v16i8.as_pointer()), align=1)
+                    dots = builder.call(pmadd, [builder.sext(packed, v16i16), both])
+                    builder.store(builder.add(builder.load(acc), dots), acc)
+            for half, acc in enumerate(accs):
+                at = builder.add(first_row, ir.Constant(intp, 8 * half))
+                target = builder.bitcast(builder.gep(out_ptr, [at]), v8i32.as_pointer())
+                builder.store(builder.load(acc), target, align=4)
+        return context.get_dummy_value()
+
+    for arr, dtype, ndim in ((pairs, types.int8, 2), (weights, types.int32, 1),
+                             (out, types.int32, 1)):  # fmt: skip
+        if not (isinstance(arr, types.Array) and arr.dtype == dtype and arr.ndim == ndim
+                and arr.layout == "C"):  # fmt: skip
+            raise numba.core.errors.TypingError(f"_dots8_avx2: unexpected {arr}")
+    return types.void(pairs, lo, n8, weights, out), codegen
+
+
+@overload(_dots8, jit_options={"nogil": True}, inline="always")
+def _dots8_typed(pairs, lo, n8, weights, out):
+    """``vpmaddwd`` where the CPU has AVX2 (int8 codes), else :func:`_dots8_loop`."""
+    if _cpu.compiles_for("avx2") and pairs.dtype == types.int8:
+        return lambda pairs, lo, n8, weights, out: _dots8_avx2(pairs, lo, n8, weights, out)
+    return lambda pairs, lo, n8, weights, out: _dots8_loop(pairs, lo, n8, weights, out)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _first_bounds(first, norms1, weights, consts1, lo, hi, dots, out, at):
+    """L2: ``out[at + i]``, a lower bound of ``sum_j (q_j - s_j u_j)^2`` for row ``lo + i``.
+
+    ``= |q|^2 - 2 sum_j w_j u_j + c_x`` with ``w_j = q_j s_j`` and ``c_x = sum_j (s_j
+    u_j)^2`` (``norms1``, float32); the dot product is exact in integers with ``w_j``
+    rounded to ``delta W_j`` (:func:`_query_weights`), less the allowance that
+    rounding (and float32) may cost. ``consts1`` = (|q|^2, 2 delta, allowance).
+    """
+    _dots8(first, lo, (hi - lo + 7) // 8, weights, dots)
+    qq, two_delta, allowance = consts1[0], consts1[1], consts1[2]
+    for i in range(uint64(hi - lo)):
+        out[uint64(at) + i] = np.float32(
+            qq - two_delta * dots[i] + norms1[uint64(lo) + i] - allowance
+        )
+
+
+@numba.njit(nogil=True, cache=True)
+def _query_weights(qfirst, scales, n_pairs, largest_norm):
+    """The query's first-stage weights ``W_j = round(q_j s_j / delta)`` as int16 pairs, and
+    (|q|^2, 2 delta, allowance) for :func:`_first_bounds`.
+
+    ``|sum_j (w_j - delta W_j) u_j| <= (delta / 2) 126 m`` (``|u_j| <= 126``, ``m = 2
+    n_pairs`` codes), so the true sum is at least the rounded one less ``252 n_pairs
+    delta``; the float32 norms and result add at most ``2^-22 M``, ``M`` bounding every
+    term (``largest_norm``: the largest ``c_x``).
+    """
+    m = qfirst.shape[0]
+    w = np.zeros(2 * n_pairs)
+    for j in range(m):
+        w[j] = np.float64(qfirst[j]) * np.float64(scales[j])  # (exact: two float32)
+    delta = max(np.abs(w).max() / 32000.0, 1e-30)
+    codes = np.rint(w / delta)
+    weights = np.empty(n_pairs, np.int32)
+    for p in range(n_pairs):
+        weights[p] = (int32(codes[2 * p + 1]) << 16) | (int32(codes[2 * p]) & 0xFFFF)
+    qq = 0.0
+    for j in range(m):
+        qq += np.float64(qfirst[j]) ** 2
+    largest = qq + largest_norm + 2 * delta * 126 * np.sum(np.abs(codes))
+    allowance = 252 * n_pairs * delta * (1 + 2.0**-20) + 2.0**-21 * largest
+    return weights, np.array([qq, 2 * delta, allowance])
 
 
 def _sad_row(q, qrow, x, row):
@@ -481,15 +613,15 @@ def _sad_rows4_typed(q, qrow, x, r0, r1, r2, r3):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _first_bounds_l1(first, qcodes, scale, lo, hi, out):
-    """L1: ``out[i] = s sum_j |Q_j - u_ij|`` for row ``lo + i`` (row-major uint8 codes; exact
+def _first_bounds_l1(first, qcodes, scale, lo, hi, out, at):
+    """L1: ``out[at + i] = s sum_j |Q_j - u_ij|``, row ``lo + i`` (row-major uint8 codes; exact
     in float32: at most 64 features a group, so ``s <= 64`` and the sum ``<= 255 * 64``).
     Four rows a step (the last step repeats row ``hi - 1``)."""
     last = hi - 1
     for i in range(lo, hi, 4):
         sads = _sad_rows4(qcodes, 0, first, i, min(i + 1, last), min(i + 2, last), min(i + 3, last))
         for t in range(min(4, hi - i)):
-            out[i - lo + t] = scale * np.float32(sads[t])
+            out[at + i - lo + t] = scale * np.float32(sads[t])
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -603,28 +735,41 @@ def _insert(best, best_id, value, ident):
 
 
 @numba.njit(nogil=True, cache=True)
-def _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima):
+def _first_pass(first, norms1, qfirst, qcodes, scales, consts, ranges, squared, bounds, minima):
     """Stage 1: the first bound of every row in ``ranges``, in range order, into ``bounds``,
     and the row with the least bound of every chunk of :data:`_CHUNK` (or range)
     into ``minima`` (as many as fit); returns how many there are."""
-    acc = np.empty(_CHUNK, np.float32)
+    dots = np.empty(_CHUNK + 16, np.int32)  # (room for a last step of sixteen)
+    if squared:
+        weights, consts1 = _query_weights(qfirst, scales, first.shape[0], consts[3])
+    else:
+        weights, consts1 = np.zeros(1, np.int32), np.zeros(3)
     p = chunks = 0
     for r in range(ranges.shape[0]):
         for lo in range(ranges[r, 0], ranges[r, 1], _CHUNK):
             hi = min(lo + _CHUNK, ranges[r, 1])
             if squared:
-                _first_bounds(first, qfirst, scales, lo, hi, acc)
+                _first_bounds(first, norms1, weights, consts1, lo, hi, dots, bounds, p)
             else:
-                _first_bounds_l1(first, qcodes, scales[0], lo, hi, acc)
-            least = 0
-            for i in range(hi - lo):
-                bounds[p + i] = acc[i]
-                least = i if acc[i] < acc[least] else least
+                _first_bounds_l1(first, qcodes, scales[0], lo, hi, bounds, p)
             if chunks < minima.shape[0]:
-                minima[chunks] = lo + least
+                minima[chunks] = lo + _least(bounds, p, p + hi - lo)
                 chunks += 1
             p += hi - lo
     return chunks
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"nnan", "ninf", "nsz"}, inline="always")
+def _least(values, lo, hi):
+    """The first position of the least of ``values[lo:hi]``, counted from ``lo`` (no NaN:
+    the minimum is then a vector reduction, and the search for it stops early)."""
+    least = values[lo]
+    for i in range(uint64(lo), uint64(hi)):
+        least = min(least, values[i])
+    for i in range(hi - lo):
+        if values[lo + i] == least:
+            return i
+    return 0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -835,8 +980,8 @@ def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums,
 # (a module-level function: numba caches it on disk, which it does not for a
 # closure over another jitted function)
 @numba.njit(nogil=True, cache=True)
-def _search_part(pixels, rowmap, norms, sums, residual, first, groups, axes, mean, labels,
-                consts, codes, codes2, query, ranges, ids, k, squared, cascade, coded,
+def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, axes, mean,
+                labels, consts, codes, codes2, query, ranges, ids, k, squared, cascade, coded,
                 has_second, shared, part):  # fmt: skip
     """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact]).
 
@@ -856,7 +1001,9 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, groups, axes, mea
     chunks = 0
     if cascade:
         scales = codes[1].astype(np.float32)
-        chunks = _first_pass(first, qfirst, qcodes, scales, ranges, squared, bounds, minima)
+        chunks = _first_pass(
+            first, norms1, qfirst, qcodes, scales, consts, ranges, squared, bounds, minima
+        )
     else:
         _second_pass(sums, residual, qsums, qres, q2, qcodes, ranges, squared, coded, bounds)
     if chunks >= 2 * need and has_second:  # the chunks' least first bounds: seeds enough
@@ -966,11 +1113,13 @@ class LowerBoundPruner:
         self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
         self._labels = np.zeros(1, np.int64)
         norms, residual, sigma, largest = np.empty(n, np.int64), np.zeros(1), 1.0, 0.0
-        first, codes, codes2 = np.zeros((1, n), np.int16), np.ones((3, 1)), np.ones((3, 1))
+        first, codes, codes2 = np.zeros((1, n), np.int8), np.ones((3, 1)), np.ones((3, 1))
+        norms1 = np.zeros(1, np.float32)
         if self.cascade and self.squared:
             self.groups = np.zeros((0, GROUP), np.int64)  # no group sums: principal axes
             self._over_rows(lambda lo, hi: _norms(self.database, self.rowmap, lo, hi, norms))
             first, codes, self.summary, codes2, sigma, largest = self._projected()
+            first, norms1 = _paired_codes(first, codes[1])
         else:
             self.groups = (
                 self._learned_groups() if self.cascade else np.arange(d).reshape(-1, GROUP)
@@ -987,10 +1136,10 @@ class LowerBoundPruner:
                 self.summary, codes2 = self._rounded_sums(self.summary)
             if not self.squared:  # only L2 distances need the norms
                 norms = np.zeros(1, np.int64)
-        consts = np.array([sigma, largest, residual.max()])
+        consts = np.array([sigma, largest, residual.max(), norms1.max()])
         self._arrays = (
-            *(self.database, self.rowmap, norms, self.summary, residual, first, self.groups),
-            *(self._axes, self._mean, self._labels, consts, codes, codes2),
+            *(self.database, self.rowmap, norms, self.summary, residual, first, norms1),
+            *(self.groups, self._axes, self._mean, self._labels, consts, codes, codes2),
         )
         self._all = np.array([[0, n]], np.int64)
         self._shares = self._parts(self._all, n)  # the usual split, made once
