@@ -11,7 +11,11 @@ one before:
    CIFAR 1.6 or 3.2 MB, not 154 MB):
 
    * L2: 31 principal axes of a sample plus the residual norm, int8 codes
-     with a scale per axis, feature-major (a vector loop over rows). For
+     ``u`` with a scale ``s_j`` per axis, two axes a pair of bytes, so that
+     ``vpmaddwd`` dots sixteen rows at a time with the query's weights ``q_j
+     s_j`` rounded to int16: ``sum_j (q_j - s_j u_j)^2 = |q|^2 - 2 sum_j q_j
+     s_j u_j + |s u|^2``, less an allowance for the rounding
+     (:func:`_query_weights`; ``|s u|^2`` is stored per row). For
      ``A`` (``m x d``) of spectral norm at most 1, ``rho(v)^2 = |v|^2 -
      |A v|^2`` is a seminorm, so ``|q - x|^2 = |A(q - x)|^2 + rho(q - x)^2 >=
      |A(q - mu) - A(x - mu)|^2 + (rho(q - mu) - rho(x - mu))^2``. ``A`` is
