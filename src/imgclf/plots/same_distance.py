@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from imgclf.plots._figure import literal, new_figure, save
+from imgclf.plots.images import _show as show_image  # greyscale or RGB, no ticks
 
 __all__ = ["same_distance"]
 
@@ -23,12 +24,7 @@ KIND_WORDS = {"occlude": "boxed", "shift": "shifted", "tint": "tinted", "rotate"
 
 
 def _show(ax, image: np.ndarray, text: str) -> None:
-    if image.shape[-1] == 1:
-        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    else:
-        ax.imshow(image, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    show_image(ax, image)
     ax.set_title(literal(text), fontsize="medium")
 
 
