@@ -8,14 +8,15 @@ way whatever the severity, so that a larger severity moves the same images
 further: the distance a perturbation causes grows with its severity, which the
 calibration by bisection (:mod:`imgclf.challenges.calibration`) relies on.
 
-Geometric changes (``shift``, ``rotate``, ``elastic``) resample every image
-through one bilinear gather with edge padding (pixels outside the image take
-the value of the nearest edge pixel), all images at once; a fractional shift
-is the linear blend of the two whole-pixel shifts around it. Results are
-rounded to uint8 with a seeded dither (see :func:`_dithered`), so that a
-distance grows smoothly with severity. scikit-image and
-Pillow transform one image per call, so they are not used here; scipy (which
-scikit-learn requires) smooths the elastic fields and labels background regions.
+Geometric changes have edge padding (pixels brought in from outside the image
+take the value of the nearest edge pixel) and treat all images at once:
+``rotate`` and ``elastic`` resample through one bilinear gather, ``shift``
+moves whole pixels by indexing and blends the two whole-pixel shifts around a
+fractional one. Results are rounded to uint8 with a seeded dither (see
+:func:`_dithered`), so that a distance grows smoothly with severity.
+scikit-image and Pillow transform one image per call, so they are not used
+here; scipy (which scikit-learn requires) smooths the elastic fields and labels
+background regions.
 
 The lecture's challenges and the perturbation standing for each: viewpoint
 variation (``shift``, ``flip``, ``rotate``), illumination (``brightness``,
