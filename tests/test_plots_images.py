@@ -177,3 +177,12 @@ def test_distance_matrix_picture(digits, tmp_path):
     figure = plots.distances(dist, tmp_path / "d.png")
     assert assert_png(tmp_path / "d.png") == (700, 450)
     assert figure.axes[0].get_title() and figure.axes[0].get_xlabel() == "training image"
+
+
+def test_figures_show_in_a_notebook_without_pyplot():
+    from imgclf.plots._figure import new_figure
+
+    figure = new_figure(2, 1)
+    figure.add_subplot().plot([0, 1], [1, 0])
+    png = figure._repr_png_()  # what Jupyter displays for a Figure that has it
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 500

@@ -8,6 +8,7 @@ Text that comes from data (class names, parameter values) goes through
 
 from __future__ import annotations
 
+import io
 import os
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -58,9 +59,19 @@ def param_label(name: str, short: bool = False) -> str:
     return words.split(" (")[0] if short else words
 
 
+class ShownFigure(Figure):
+    """A ``Figure`` that a notebook shows as a picture (Jupyter asks ``_repr_png_``), without
+    pyplot or ``%matplotlib inline``."""
+
+    def _repr_png_(self) -> bytes:
+        out = io.BytesIO()
+        self.savefig(out, format="png", dpi=100)
+        return out.getvalue()
+
+
 def new_figure(width: float = 6.4, height: float = 4.8) -> Figure:
     """A figure of ``width`` x ``height`` inches attached to an Agg canvas."""
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = ShownFigure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
