@@ -23,7 +23,6 @@ A search never returns a partial top-k.
 from __future__ import annotations
 
 import time
-import warnings
 from concurrent.futures import CancelledError
 
 import numpy as np
@@ -175,15 +174,9 @@ class ShardedIndex:
 
     @n_probe.setter
     def n_probe(self, value: int) -> None:
-        value = check_int("n_probe", value, low=1)
-        if value > self.n_lists:  # clamped with a warning, as IVFIndex.n_probe is
-            warnings.warn(
-                f"n_probe={value} is more than the index's {self.n_lists} lists; "
-                f"using n_probe={self.n_lists} (every list: exact search)",
-                stacklevel=2,
-            )
-            value = self.n_lists
-        self._n_probe = value
+        from imgclf.neighbors.ivf import checked_n_probe
+
+        self._n_probe = checked_n_probe(value, self.n_lists)  # clamped as IVFIndex.n_probe is
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """``"ivf"``: the whole index as :meth:`IVFIndex.to_arrays` gives it (model files)."""

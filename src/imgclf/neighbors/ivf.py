@@ -49,7 +49,13 @@ from imgclf.neighbors.search import (
     worst_distance,
 )
 
-__all__ = ["IVFIndex", "default_n_lists", "default_n_probe", "labels_from_layout"]
+__all__ = [
+    "IVFIndex",
+    "checked_n_probe",
+    "default_n_lists",
+    "default_n_probe",
+    "labels_from_layout",
+]
 
 TRAIN_PER_LIST = 40  # k-means sample: 40 points per centroid (faiss warns below 39)
 MIN_LIST_QUERIES = 1  # below this many queries per thread, threads split the lists instead
@@ -66,6 +72,19 @@ def default_n_lists(n: int) -> int:
     enough for the blocked kernels (benchmarks/bench_ann.py).
     """
     return max(1, min(n, round(4 * math.sqrt(n))))
+
+
+def checked_n_probe(value, n_lists: int) -> int:
+    """``value`` as lists to probe: an int >= 1 (else ValueError); more than ``n_lists`` is
+    clamped to ``n_lists``, with a warning (every list: exact search)."""
+    value = check_int("n_probe", value, low=1)
+    if value > n_lists:
+        warnings.warn(
+            f"n_probe={value} is more than the index's {n_lists} lists; "
+            f"using n_probe={n_lists} (every list: exact search)",
+            stacklevel=3,
+        )
+    return min(value, n_lists)
 
 
 def default_n_probe(n_lists: int) -> int:
@@ -209,15 +228,7 @@ class IVFIndex:
 
     @n_probe.setter
     def n_probe(self, value: int) -> None:
-        value = check_int("n_probe", value, low=1)
-        if value > self.n_lists:
-            warnings.warn(
-                f"n_probe={value} is more than the index's {self.n_lists} lists; "
-                f"using n_probe={self.n_lists} (every list: exact search)",
-                stacklevel=2,
-            )
-            value = self.n_lists
-        self._n_probe = value
+        self._n_probe = checked_n_probe(value, self.n_lists)
 
     def __len__(self) -> int:
         return len(self.database)
