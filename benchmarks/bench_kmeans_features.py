@@ -52,8 +52,8 @@ from _common import RESULTS, environment, load_cifar, sgemm_gflops, write_json
 
 SEED = 0
 VAL = 5000
-SVM_REGS = [1e-4, 1e-3, 1e-2]
-SVM_FIXED = {"loss": "svm", "epochs": 10, "seed": SEED}
+SVM_REGS = [1e-4, 1e-3]  # 1e-2 scored the same: SGD's few steps regularize more
+SVM_FIXED = {"loss": "svm", "epochs": 30, "lr_decay": 0.95, "seed": SEED}
 NET_GRID = [{"learning_rate": 1e-3, "reg": reg} for reg in (1e-3, 1e-2)]
 NET_FIXED = {"hidden": 200, "epochs": 8, "seed": SEED}
 KS = [1, 3, 5, 10, 20, 50]
