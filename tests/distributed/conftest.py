@@ -19,13 +19,19 @@ def require_distributed():
 
 @pytest.fixture(scope="module")
 def client():
-    """A Client of LocalCluster(processes=False): 2 workers x 1 thread."""
+    """A Client of LocalCluster(processes=False): 2 workers x 1 thread.
+
+    No memory limit: the workers live in the test process, and Dask would count the whole
+    process (every test before, the suite's own arrays) against each worker, pause them at
+    80% and close them at 95% (a suite run once lost both mid-module: "no workers").
+    """
     distributed = require_distributed()
     with (
         distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,
             processes=False,
+            memory_limit=0,
             dashboard_address=None,
             silence_logs=logging.ERROR,
         ) as cluster,
