@@ -179,3 +179,26 @@ def test_a_dask_scheduler_and_workers_reached_by_address(tmp_path):
                 with ShardedIndex(client, database, "l1", algorithm, **settings) as index:
                     assert index.n_shards == 2
                     assert_same(index.search(queries, 5), local.search(queries, 5))
+
+
+class _SlowToFetch:
+    """A finished task whose result takes longer than one poll to arrive (a busy machine),
+    or, with ``status="error"``, a task that raised TimeoutError itself."""
+
+    def __init__(self, status: str, slow_polls: int):
+        self.status, self.slow_polls = status, slow_polls
+
+    def result(self, timeout):
+        if self.slow_polls:
+            self.slow_polls -= 1
+            raise TimeoutError(f"timed out after {timeout} s.")
+        return "answer"
+
+
+def test_a_result_slow_to_arrive_is_waited_for_and_a_task_s_own_timeout_raised(monkeypatch):
+    from imgclf.distributed import index as index_module
+
+    monkeypatch.setattr(index_module, "live_workers", lambda client, allow_none: ["w"])
+    assert index_module._await(_SlowToFetch("finished", 3), "shard", None, 60) == "answer"
+    with pytest.raises(TimeoutError):
+        index_module._await(_SlowToFetch("error", 1), "shard", None, 60)

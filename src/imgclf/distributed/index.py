@@ -511,7 +511,9 @@ def _await(task, what, client, timeout: float | None):
         try:
             return task.result(timeout=POLL_S)
         except TimeoutError:
-            if task.status != "pending":  # the task itself raised it
+            # the task itself raised it; "finished" means its result is ready but
+            # fetching it took longer than the poll (a busy machine): wait on
+            if task.status == "error":
                 raise
         now = time.monotonic()
         if timeout is not None and now - start > timeout:
