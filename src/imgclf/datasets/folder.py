@@ -49,8 +49,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from imgclf._progress import progress
-from imgclf.datasets import cache, folder_cache
+from imgclf.datasets import folder_cache
 from imgclf.datasets._dataset import Dataset
+from imgclf.datasets._listing import Listing, list_split, manifest_digest, shown, subdirs
 from imgclf.datasets.store import in_memory_bytes
 from imgclf.errors import DatasetError
 
@@ -131,107 +132,12 @@ def _image_extensions() -> frozenset[str]:  # the name older callers use
     return image_extensions()
 
 
-def _shown(path: str | os.PathLike) -> str:
-    """``path`` as printable text on one line: undecodable bytes as ``\\xff``, control
-    characters escaped, so that messages and one-line warnings stay one readable line."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+_shown = shown  # the name this module's messages use
 
 
-@dataclass(frozen=True)
-class _Listing:
-    """The image files of one split, grouped by class, in a fixed order.
-
-    ``manifest`` has a line per file (name, size, mtime) for the cache key; the
-    stat calls come from the directory scan, so listing and manifest share one pass.
-    """
-
-    classes: tuple[str, ...]
-    files: list[str]
-    labels: np.ndarray
-    manifest: list[str]
-
-
-# --- finding files -----------------------------------------------------------------------
-
-
-def _subdirs(folder: Path) -> list[os.DirEntry]:
-    return _scan(folder)[0]
-
-
-def _scan(folder: str | Path) -> tuple[list[os.DirEntry], list[os.DirEntry]]:
-    """Sub-folders and image entries of ``folder``, from one pass, each sorted by raw name.
-
-    Image entries have an image ending and are not folders: a FIFO, a device or a
-    dangling link named ``x.png`` is listed, so that decoding refuses it by name
-    instead of leaving it out without a word. Hidden names are left out.
-    """
-    endings = tuple(image_extensions())  # ".png", ...: what splitext would find
-    folders, images = [], []
-    for entry in os.scandir(folder):
-        name = entry.name
-        if name.startswith("."):
-            continue
-        if entry.is_dir():
-            folders.append(entry)
-        elif name.lower().endswith(endings):
-            images.append(entry)
-    return _by_raw_name(folders), _by_raw_name(images)
-
-
-def _by_raw_name(entries: list[os.DirEntry]) -> list[os.DirEntry]:
-    """Sorted by the names' bytes; ASCII names (the usual case) sort the same as text,
-    without encoding each (a warm load lists 60,000 CIFAR-10 files)."""
-    if all(e.name.isascii() for e in entries):
-        return sorted(entries, key=lambda e: e.name)
-    return sorted(entries, key=lambda e: os.fsencode(e.name))
-
-
-def _class_folders(split_root: Path) -> list[tuple[str, Path, list[os.DirEntry] | None]]:
-    """``(class name, folder, its image entries)``; a folder of folders is a group
-    (Omniglot), whose classes' entries are None (listed later).
-
-    Class names are shown text (:func:`_shown`): a folder name that is not UTF-8 gives a
-    name with ``\\xNN`` escapes, which JSON, reports and terminals all accept.
-    """
-    found = []
-    for entry in _subdirs(split_root):
-        inner, images = _scan(entry.path)  # one pass finds both: each folder listed once
-        if inner and not images:
-            found += [(f"{_shown(entry.name)}/{_shown(s.name)}", Path(s.path), None) for s in inner]
-        else:
-            found.append((_shown(entry.name), Path(entry.path), images))
-    return found
-
-
-def _list_split(split_root: Path) -> _Listing:
-    class_folders = _class_folders(split_root)
-    if not class_folders:
-        raise DatasetError(
-            f"{_shown(split_root)}: no class folders found; "
-            f"expected {_shown(split_root)}/<class>/<image>"
-        )
-    files, labels, manifest = [], [], []
-    for label, (name, folder, entries) in enumerate(class_folders):
-        entries = _scan(folder)[1] if entries is None else entries
-        if not entries:
-            raise DatasetError(f"{_shown(folder)}: class folder {name!r} holds no images")
-        files += [e.path for e in entries]
-        labels += [label] * len(entries)
-        where = os.path.relpath(folder, split_root) + os.sep  # once: relpath is slow
-        manifest += [_manifest_line(where + e.name, e) for e in entries]
-    classes = tuple(name for name, _, _ in class_folders)
-    return _Listing(classes, files, np.asarray(labels, dtype=np.int64), manifest)
-
-
-def _manifest_line(relative: str, entry: os.DirEntry) -> str:
-    """Relative name, size and mtime; names keep their raw bytes (as surrogate escapes),
-    and a file that cannot be stat'ed gets ``?`` fields: decoding names it later."""
-    try:
-        info = entry.stat()
-    except OSError:
-        return f"{relative}\0?\0?"
-    return f"{relative}\0{info.st_size}\0{info.st_mtime_ns}"
+def _list_split(split_root: Path) -> Listing:
+    """The split's image files (see :mod:`imgclf.datasets._listing`)."""
+    return list_split(split_root, tuple(image_extensions()))
 
 
 def _split_roots(root: Path) -> dict[str, Path]:
@@ -241,7 +147,7 @@ def _split_roots(root: Path) -> dict[str, Path]:
 
 def looks_like_folder(path: Path) -> bool:
     """True if ``path`` is a folder with at least one sub-folder (a class or a split)."""
-    return path.is_dir() and bool(_subdirs(path))
+    return path.is_dir() and bool(subdirs(path))
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -608,12 +514,12 @@ class _Plan:
         return math.prod(self.shape)
 
 
-def _plan(listing: _Listing, mode: str, size, on_error: str, max_bytes: int) -> _Plan:
+def _plan(listing: Listing, mode: str, size, on_error: str, max_bytes: int) -> _Plan:
     """The split's plan; without ``size``, the first image's header sets every image's size
     (with ``on_error="skip"``, the first whose header can be read)."""
     if size is not None:
         return _Plan(mode, size, None, max_bytes)
-    for path in listing.files:
+    for path in listing.first_files():
         try:
             with _refusing_bombs():
                 return _Plan(mode, None, _header_size(path), max_bytes)
@@ -623,13 +529,13 @@ def _plan(listing: _Listing, mode: str, size, on_error: str, max_bytes: int) -> 
     return _Plan(mode, None, None, max_bytes)
 
 
-def _check_total(root: Path, listings: dict[str, _Listing], plans: dict[str, _Plan]) -> None:
+def _check_total(root: Path, listings: dict[str, Listing], plans: dict[str, _Plan]) -> None:
     """Refuse a load whose decoded pixels would exceed the budget, before decoding any."""
-    total = sum(len(listings[s].files) * plans[s].image_bytes for s in listings)
+    total = sum(len(listings[s]) * plans[s].image_bytes for s in listings)
     budget = next(iter(plans.values())).max_bytes
     if total > budget:
         shapes = ", ".join(
-            f"{len(listings[s].files):,} {s} images of {'x'.join(map(str, plans[s].shape))}"
+            f"{len(listings[s]):,} {s} images of {'x'.join(map(str, plans[s].shape))}"
             for s in listings
         )
         raise DatasetError(
@@ -640,15 +546,15 @@ def _check_total(root: Path, listings: dict[str, _Listing], plans: dict[str, _Pl
 
 
 def _build_split(
-    name: str, split: str, listing: _Listing, plan: _Plan, on_error, workers, entry, in_memory
+    name: str, split: str, listing: Listing, plan: _Plan, on_error, workers, entry, in_memory
 ) -> Dataset | None:
     """Decode one split into memory (if ``in_memory``) and into the cache ``entry``; its
     Dataset, or None when its images live only in the entry (read back lazily)."""
-    memory = folder_cache.MemorySink(len(listing.files), plan.shape) if in_memory else None
+    memory = folder_cache.MemorySink(len(listing), plan.shape) if in_memory else None
     sinks = [sink for sink in (memory, entry.sink(split, plan.shape)) if sink is not None]
     kept, errors = _decode_all(listing.files, plan, on_error, workers, sinks)
     if not kept.any():
-        raise DatasetError(f"{name}: none of the {len(listing.files)} images could be decoded")
+        raise DatasetError(f"{name}: none of the {len(listing)} images could be decoded")
     labels = listing.labels[kept]
     entry.finish_split(split, labels, listing.classes, errors)
     if memory is None:
@@ -715,15 +621,13 @@ def load_folder(
     plans = {s: _plan(lst, mode, size, on_error, budget) for s, lst in listings.items()}
     _check_total(root, listings, plans)
     options = {"size": size, "mode": mode, "on_error": on_error}
-    digest = cache.manifest_digest(
-        [f"{split}/{line}" for split, listing in listings.items() for line in listing.manifest]
-    )
+    digest = manifest_digest(listings)
     path = folder_cache.entry_path(root, options, digest)
     names = {s: f"{_shown(root)}:{s}" for s in listings}
-    expected = {s: (lst.classes, plans[s].shape, len(lst.files)) for s, lst in listings.items()}
+    expected = {s: (lst.classes, plans[s].shape, len(lst)) for s, lst in listings.items()}
     if use_cache and (splits := folder_cache.read_entry(path, digest, expected, names)):
         return splits
-    total = sum(len(listings[s].files) * plans[s].image_bytes for s in listings)
+    total = sum(len(listings[s]) * plans[s].image_bytes for s in listings)
     in_memory = total <= in_memory_bytes()
     if not in_memory and not use_cache:
         raise DatasetError(
