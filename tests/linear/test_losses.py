@@ -1,11 +1,17 @@
-"""SVM and softmax losses: vectorized against loops, gradients against finite differences."""
+"""SVM, squared hinge and softmax losses: vectorized against loops, gradients against
+finite differences."""
 
 import numpy as np
 import pytest
 
 from imgclf.linear import softmax_loss, softmax_loss_naive, svm_loss, svm_loss_naive
+from imgclf.linear.losses import squared_hinge_loss, squared_hinge_loss_naive
 
-PAIRS = [(svm_loss, svm_loss_naive), (softmax_loss, softmax_loss_naive)]
+PAIRS = [
+    (svm_loss, svm_loss_naive),
+    (softmax_loss, softmax_loss_naive),
+    (squared_hinge_loss, squared_hinge_loss_naive),
+]
 
 
 def problem(n=40, d=12, c=5, scale=0.1, seed=0, dtype=np.float64):
@@ -53,13 +59,13 @@ def margins_far_from_kinks(W, X, y, h):
     return np.abs(margins).min() > 10 * h * np.abs(X).max()
 
 
-@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss])
+@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss, squared_hinge_loss])
 @pytest.mark.parametrize("bias_row", [False, True])
 def test_gradient_matches_central_differences(loss_fn, bias_row):
     h = 1e-5
     for seed in range(20):  # the first random draw whose margins avoid the kinks
         W, X, y = problem(n=25, d=6, c=4, scale=0.5, seed=seed)
-        if loss_fn is softmax_loss or margins_far_from_kinks(W, X, y, h):
+        if loss_fn is not svm_loss or margins_far_from_kinks(W, X, y, h):
             break
     numeric = numeric_gradient(lambda w: loss_fn(w, X, y, 0.1, bias_row=bias_row)[0], W, h)
     _, analytic = loss_fn(W, X, y, 0.1, bias_row=bias_row)
@@ -73,7 +79,7 @@ def test_small_random_weights_give_chance_losses(c):
     assert svm_loss(W, X, y, 0.0)[0] == pytest.approx(c - 1, rel=1e-2)
 
 
-@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss])
+@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss, squared_hinge_loss])
 def test_float32_in_float32_out(loss_fn):
     W, X, y = problem(dtype=np.float32)
     loss, grad = loss_fn(W, X, y, 1e-3)
@@ -81,7 +87,7 @@ def test_float32_in_float32_out(loss_fn):
     assert isinstance(loss, float)
 
 
-@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss])
+@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss, squared_hinge_loss])
 def test_bias_row_is_left_out_of_the_penalty(loss_fn):
     W, X, y = problem()
     reg = 0.3
@@ -103,3 +109,16 @@ def test_perfectly_separated_svm_has_zero_loss_and_gradient():
     W = 5 * np.eye(3)
     loss, grad = svm_loss(W, X, np.arange(3), 0.0)
     assert loss == 0 and not grad.any()
+
+
+def test_squared_hinge_is_one_binary_l2_svm_per_class():
+    """Each class's term is the binary squared hinge of its own +1/-1 targets."""
+    W, X, y = problem(scale=0.5)
+    scores = X @ W
+    expected = sum(
+        np.mean(np.maximum(0, 1 - np.where(y == c, 1, -1) * scores[:, c]) ** 2)
+        for c in range(W.shape[1])
+    )
+    assert squared_hinge_loss(W, X, y, 0.0)[0] == pytest.approx(expected, rel=1e-12)
+    small, _ = squared_hinge_loss(np.zeros_like(W), X, y, 0.0)
+    assert small == pytest.approx(W.shape[1])  # all scores 0: every margin is 1

@@ -1,7 +1,9 @@
 """Linear classifiers ``f(x) = W x + b``: losses, the estimator, pipelines.
 
 ======================  ======================================================
-:mod:`.losses`          ``svm_loss``, ``softmax_loss``: pure ``(loss, grad)``
+:mod:`.losses`          ``svm_loss``, ``softmax_loss``, ``squared_hinge_loss``:
+                        pure ``(loss, grad)``
+:mod:`.lbfgs`           full-batch training to convergence (``solver="lbfgs"``)
 :mod:`.classifier`      :class:`LinearClassifier` (a scikit-learn estimator)
 :mod:`.pipeline`        :func:`linear_pipeline`, :func:`lr_reg_search`
 ======================  ======================================================
@@ -13,8 +15,14 @@ live one layer below; they are re-exported here for convenience.
 
 from __future__ import annotations
 
-from imgclf.linear.classifier import DEFAULT_LEARNING_RATES, LOSSES, LinearClassifier
-from imgclf.linear.losses import softmax_loss, softmax_loss_naive, svm_loss, svm_loss_naive
+from imgclf.linear.classifier import DEFAULT_LEARNING_RATES, LOSSES, SOLVERS, LinearClassifier
+from imgclf.linear.losses import (
+    softmax_loss,
+    softmax_loss_naive,
+    squared_hinge_loss,
+    svm_loss,
+    svm_loss_naive,
+)
 from imgclf.linear.pipeline import linear_pipeline, lr_reg_search
 from imgclf.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
 from imgclf.preprocessing import MeanImage
@@ -24,6 +32,7 @@ __all__ = [
     "LOSSES",
     "OPTIMIZERS",
     "SGD",
+    "SOLVERS",
     "Adam",
     "LinearClassifier",
     "MeanImage",
@@ -33,6 +42,7 @@ __all__ = [
     "make_optimizer",
     "softmax_loss",
     "softmax_loss_naive",
+    "squared_hinge_loss",
     "svm_loss",
     "svm_loss_naive",
 ]

@@ -18,6 +18,10 @@ the last row is a bias). :class:`~imgclf.linear.LinearClassifier` passes
 towards equal prior scores and makes the fit depend on where the data is
 centred, as scikit-learn's linear models also avoid.
 
+``squared_hinge_loss`` is the one-vs-all L2-SVM of Coates, Lee & Ng (2011) and
+LIBLINEAR: a binary squared hinge per class, differentiable everywhere, so that
+a quasi-Newton solver (:mod:`imgclf.linear.lbfgs`) can minimize it to convergence.
+
 The ``*_naive`` versions loop over samples and classes; they are the plain
 references the tests compare the vectorized ones against.
 """
@@ -28,7 +32,14 @@ import numpy as np
 
 from imgclf import layers
 
-__all__ = ["softmax_loss", "softmax_loss_naive", "svm_loss", "svm_loss_naive"]
+__all__ = [
+    "softmax_loss",
+    "softmax_loss_naive",
+    "squared_hinge_loss",
+    "squared_hinge_loss_naive",
+    "svm_loss",
+    "svm_loss_naive",
+]
 
 
 def svm_loss(W, X, y, reg, *, bias_row=False):
@@ -90,11 +101,46 @@ def softmax_loss(W, X, y, reg, *, bias_row=False):
     return _regularized(data_loss, X.T @ dscores, W, reg, bias_row)
 
 
+def squared_hinge_loss(W, X, y, reg, *, bias_row=False):
+    """One-vs-all squared hinge (L2-SVM) and its gradient.
+
+    ``loss = mean_i sum_j max(0, 1 - t_ij s_ij) ** 2 + reg * sum(W * W)``, with
+    ``t_ij = +1`` for the true class ``j = y_i`` and -1 for the others: each
+    class is its own binary SVM, and the highest score wins.
+
+    Parameters
+    ----------
+    W : ndarray, shape (D, C)
+    X : ndarray, shape (N, D)
+    y : ndarray of int, shape (N,)
+    reg : float
+    bias_row : bool, default=False
+        True when the last row of ``W`` is the bias: it is left out of the penalty.
+
+    Returns
+    -------
+    loss : float
+        The data term is summed in float64 (a float32 sum over many rows would
+        hide the small decreases a line search looks for).
+    grad : ndarray, shape (D, C), dtype of ``W``
+    """
+    n = len(X)
+    signs = np.full((n, W.shape[1]), -1, W.dtype)
+    signs[np.arange(n), y] = 1
+    margins = 1 - signs * (X @ W)
+    np.maximum(margins, 0, out=margins)
+    data_loss = np.einsum("ij,ij->", margins, margins, dtype=np.float64) / n
+    # d loss / d s_ij = -2 t_ij max(0, margin_ij) / n
+    margins *= signs
+    margins *= -2 / n
+    return _regularized(data_loss, X.T @ margins, W, reg, bias_row)
+
+
 def _regularized(data_loss, grad, W, reg, bias_row):
     """Add ``reg * sum(W * W)`` (bias row excluded if ``bias_row``) to loss and grad."""
     penalized = W[:-1] if bias_row else W
     grad[: len(penalized)] += (2 * reg) * penalized
-    return float(data_loss + reg * np.sum(penalized * penalized)), grad
+    return float(data_loss + reg * np.sum(np.square(penalized), dtype=np.float64)), grad
 
 
 def svm_loss_naive(W, X, y, reg, *, bias_row=False):
@@ -125,5 +171,20 @@ def softmax_loss_naive(W, X, y, reg, *, bias_row=False):
         for j in range(W.shape[1]):
             p = np.exp(scores[j]) / total
             grad[:, j] += (p - (j == y[i])) * X[i]
+    grad /= len(X)
+    return _regularized(loss / len(X), grad, W, reg, bias_row)
+
+
+def squared_hinge_loss_naive(W, X, y, reg, *, bias_row=False):
+    """:func:`squared_hinge_loss` with explicit loops over samples and classes (reference)."""
+    grad = np.zeros_like(W)
+    loss = 0.0
+    for i in range(len(X)):
+        scores = X[i] @ W
+        for j in range(W.shape[1]):
+            target = 1 if j == y[i] else -1
+            margin = max(0.0, 1 - target * scores[j])
+            loss += margin**2
+            grad[:, j] -= 2 * margin * target * X[i]
     grad /= len(X)
     return _regularized(loss / len(X), grad, W, reg, bias_row)
