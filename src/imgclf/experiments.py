@@ -201,6 +201,8 @@ def _validation(X, y, folds, val_size, repeats: int, seed: int):
     if repeats > 1:
         return X, y, repeated_train_val_split(y, val_size, repeats, seed=seed), None
     fit_part, val_part = train_val_split(y, val_size, seed=seed)
+    if getattr(X, "lazy", False):  # rows stay on disk: the split as one (train, val) fold
+        return X, y, [(fit_part, val_part)], None
     return X[fit_part], y[fit_part], folds, (X[val_part], y[val_part])
 
 

@@ -147,3 +147,40 @@ def test_the_cli_trains_and_evaluates_a_folder_larger_than_the_limit(small_folde
     on_disk = json.loads(imgclf("evaluate", "m.imgclf", str(small_folder), "--json", env=lazy_env))
     in_memory = json.loads(imgclf("evaluate", "m.imgclf", str(small_folder), "--json", env=env))
     assert on_disk == in_memory and on_disk["n_test"] == 80 and on_disk["accuracy"] > 0.8
+
+
+def test_the_cli_cross_validates_a_folder_larger_than_the_limit(
+    small_folder, tmp_path, monkeypatch
+):
+    """`imgclf cv` in a fresh process, the folder loaded lazily (a limit of 4,000 bytes): the
+    sweep streams every fold from disk and scores exactly as in memory; so does a held-out
+    split (in this process)."""
+    import os
+
+    from imgclf.datasets import load_folder
+    from imgclf.experiments import choose_hyperparameters
+
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    grid = {"k": [1, 3, 7], "metric": ["l1", "l2"]}
+    env = {**os.environ, "IMGCLF_PROGRESS": "0", "IMGCLF_IN_MEMORY_BYTES": "4000"}
+    done = subprocess.run(
+        [sys.executable, "-m", "imgclf", "cv", str(small_folder), "--k", "1,3,7",
+         "--metric", "l1,l2", "--folds", "5", "--json"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    on_disk = json.loads(done.stdout)
+    train = load_folder(small_folder)["train"]
+    in_memory = choose_hyperparameters(train, "knn", grid, folds=5).search.to_records()
+    assert on_disk["results"] == json.loads(json.dumps(in_memory, default=float))
+    assert on_disk["n_train"] == 160 and on_disk["best_validation_accuracy"] > 0.8
+
+    for repeats in (1, 2):
+        held_out = {"val_size": 0.25, "repeats": repeats, "seed": 4}
+        monkeypatch.delenv("IMGCLF_IN_MEMORY_BYTES", raising=False)
+        in_memory = choose_hyperparameters(train, "knn", grid, **held_out).search
+        monkeypatch.setenv("IMGCLF_IN_MEMORY_BYTES", "4000")
+        lazy = load_folder(small_folder)["train"]
+        assert lazy.lazy
+        on_disk = choose_hyperparameters(lazy, "knn", grid, **held_out).search
+        np.testing.assert_array_equal(on_disk.scores, in_memory.scores)

@@ -97,7 +97,7 @@ def sweep_knn(
     n_probes = _check_probes(n_probes, algorithms.check_algorithm(algorithm))
     check_choice("tie_break", tie_break, voting.TIE_BREAKS)
     X, y, splits = resolve_folds(X, y, folds, val, seed)
-    X = np.asarray(X)
+    X = _in_memory_unless_too_large(X, algorithm)
     classes, y_index = np.unique(np.asarray(y), return_inverse=True)
     _check_k_fits(max(ks), splits)
     configs = _configs(ks, metrics, weights, n_probes)
@@ -108,15 +108,9 @@ def sweep_knn(
     tasks = [(f, m) for f in range(len(splits)) for m in metrics]
     for f, metric in progress(tasks, len(tasks), "Sweeping k-NN"):
         train, held_out = splits[f]
-        start = time.perf_counter()
-        index = algorithms.build_index(X[train], algorithm, metric, **settings)
-        timings["search_s"] += time.perf_counter() - start
-        for n_probe in n_probes:
-            start = time.perf_counter()
-            if n_probe is not None:
-                index.n_probe = n_probe
-            dist, neighbors = index.search(X[held_out], max(ks))
-            timings["search_s"] += time.perf_counter() - start
+        searches = _fold_searches(X, splits[f], algorithm, metric, n_probes, max(ks), settings)
+        for n_probe, dist, neighbors, seconds in searches:
+            timings["search_s"] += seconds
             start = time.perf_counter()
             labels = y_index[train][neighbors]
             for w in weights:
@@ -128,6 +122,44 @@ def sweep_knn(
                     scores[row_of[key], f] = score
             timings["vote_s"] += time.perf_counter() - start
     return SearchResult(configs, scores, timings)
+
+
+def _in_memory_unless_too_large(X, algorithm: str):
+    """``X`` as a NumPy array, except a lazy one above the in-memory limit: that one stays
+    on disk and every fold is searched exactly, in windows (:mod:`.streamed`)."""
+    from imgclf.datasets.chunked import fits_in_memory, is_lazy
+    from imgclf.errors import DatasetError
+
+    if not is_lazy(X) or fits_in_memory(X):
+        return np.asarray(X)
+    if algorithm != "exact":
+        raise DatasetError(
+            f"algorithm={algorithm!r} cannot sweep a dataset larger than memory (it is read "
+            "from disk in windows, and only exact search streams); use algorithm='exact', "
+            "a subset (--train-size), or a Dask cluster (--scheduler)"
+        )
+    return X
+
+
+def _fold_searches(X, split, algorithm: str, metric: str, n_probes, k: int, settings: dict):
+    """``(n_probe, distances, neighbours, seconds)`` of one fold's held-out rows: one index
+    built on its training rows, searched once per ``n_probe``; a lazy ``X`` streamed."""
+    train, held_out = split
+    start = time.perf_counter()
+    if not isinstance(X, np.ndarray):  # lazy, above the in-memory limit: exact only
+        from imgclf.model_selection.streamed import fold_neighbors
+
+        limits = {name: settings[name] for name in ("working_memory", "n_jobs")}
+        dist, neighbors = fold_neighbors(X, train, held_out, metric, k, limits=limits)
+        yield None, dist, neighbors, time.perf_counter() - start
+        return
+    index = algorithms.build_index(X[train], algorithm, metric, **settings)
+    for n_probe in n_probes:
+        if n_probe is not None:
+            index.n_probe = n_probe
+        dist, neighbors = index.search(X[held_out], k)
+        yield n_probe, dist, neighbors, time.perf_counter() - start
+        start = time.perf_counter()
 
 
 def _cluster_client():
