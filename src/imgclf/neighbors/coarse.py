@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils.extmath import randomized_svd
 
+from imgclf.neighbors.kernels.probe import nearest_lists
+
 __all__ = ["CoarseQuantizer"]
 
 CHUNK = 4096  # rows projected at once: 4096 x d float32 (48 MiB at CIFAR's 3,072)
@@ -74,11 +76,11 @@ class CoarseQuantizer:
 
     @functools.cached_property
     def _projected_mean(self) -> np.ndarray:
-        return self.mean @ self.components.T
+        return np.ascontiguousarray(self.mean @ self.components.T, np.float32)
 
     @functools.cached_property
     def _centroid_norms(self) -> np.ndarray:
-        return np.einsum("ij,ij->i", self.centroids, self.centroids)
+        return np.einsum("ij,ij->i", self.centroids, self.centroids).astype(np.float32)
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:
         """``|z - c|^2 - |z|^2`` for every centroid: the same order as the distances."""
@@ -106,6 +108,19 @@ class CoarseQuantizer:
             for lo in range(0, len(queries), CHUNK)
         ]
         return np.concatenate([q for q, _ in pairs]), np.concatenate([lists for _, lists in pairs])
+
+    def probed_ranges(self, query: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):
+        """The row ranges ``(r, 2)`` of the lists one ``query`` ``(d,)`` probes, nearest
+        first: :meth:`probes` for a single query in one compiled call (see
+        :mod:`imgclf.neighbors.kernels.probe`), the NumPy way when they are too short."""
+        ranges = nearest_lists(
+            query, self.components, self._projected_mean, self.centroids,
+            self._centroid_norms, n_probe, offsets, k,
+        )  # fmt: skip
+        if not len(ranges):  # fewer than k rows: probe on
+            lists = self.probes(query[None], n_probe, k, offsets)[1]
+            ranges = np.stack([offsets[lists], offsets[lists + 1]], axis=1)
+        return ranges
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean, "components": self.components, "centroids": self.centroids}

@@ -249,10 +249,10 @@ class IVFIndex:
         :meth:`ExactIndex.search` (float64 true distances, int64 indices, ``(m, k)``)."""
         k = check_int("k", k, low=1, high=len(self))
         queries = match_queries(as_features(queries, "queries"), self.database)
-        probes = self.coarse.probes(queries, self.n_probe, k, self.offsets)
         if prunes(self.database, len(queries), k):
-            dist, index = self._pruned(padded(queries), probes, k)
+            dist, index = self._pruned(queries, k)
         else:
+            probes = self.coarse.probes(queries, self.n_probe, k, self.offsets)
             dist, index = _ListSearch(self, padded(queries), probes, k).run()
         dist = dist.astype(np.float64)
         return (np.sqrt(dist) if self.metric == "l2" else dist), index
@@ -285,7 +285,7 @@ class IVFIndex:
         dist = np.sqrt(dist) if self.metric == "l2" else dist
         return np.where(index >= 0, dist, np.inf), index
 
-    def _pruned(self, queries: np.ndarray, probes, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """A few uint8 queries: the exact cascade of lower bounds over the probed lists only.
 
         The pruner keeps its summaries in list order (so each probed list is one
@@ -301,13 +301,12 @@ class IVFIndex:
                 second_dims=SINGLE_QUERY_SECOND_DIMS[self.metric],
                 order=self.ids,
             )
-        pair_query, pair_list = probes
-        results = []
-        for i, query in enumerate(queries):
-            lists = pair_list[pair_query == i]
-            ranges = np.stack([self.offsets[lists], self.offsets[lists + 1]], axis=1)
-            results.append(self._pruner.search(query, k, ranges=ranges))
-        return np.stack([d for d, _ in results]), np.stack([i for _, i in results])
+        dist = np.empty((len(queries), k), np.int64)
+        index = np.empty((len(queries), k), np.int64)
+        for i, (row, query) in enumerate(zip(queries, padded(queries), strict=True)):
+            ranges = self.coarse.probed_ranges(row, self.n_probe, k, self.offsets)
+            dist[i], index[i] = self._pruner.search_ranges(query, k, ranges)
+        return dist, index
 
 
 def labels_from_layout(arrays: dict, n: int, n_lists: int) -> np.ndarray:

@@ -1246,6 +1246,21 @@ class LowerBoundPruner:
         dist, found, _ = self._search(query, k, ranges, ids)
         return dist, found
 
+    def search_ranges(self, query: np.ndarray, k: int, ranges: np.ndarray):
+        """:meth:`search` over ``ranges`` an inverted file made: ``(r, 2)`` int64, disjoint,
+        in bounds and holding at least ``k`` rows (not checked), on this thread.
+
+        For its single queries, where the checks and the hand-off to threads
+        would cost a fifth of the search (~30 us of ~150).
+        """
+        query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
+        n_rows = int((ranges[:, 1] - ranges[:, 0]).sum())
+        cascade = self.cascade and (not self.second_stage or n_rows >= _MIN_RUN * len(ranges))
+        shared = np.full(1, _BIG, np.int64)
+        flags = (self.squared, cascade, self.coded, self.second_stage, shared)
+        dist, found, _ = _search_part(*self._arrays, query, ranges, self.rowmap, k, *flags, 0)
+        return dist, found
+
     def stage_counts(self, query: np.ndarray, k: int, ranges=None) -> dict:
         """How many rows one search considered, and how many passed each stage."""
         counts = self._search(query, k, ranges, None)[2]

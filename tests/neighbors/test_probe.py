@@ -1,0 +1,68 @@
+"""The one-query coarse step against NumPy and against the batch path it stands in for."""
+
+import numpy as np
+import pytest
+
+from imgclf._kmeans import kmeans
+from imgclf.neighbors.coarse import CoarseQuantizer
+from imgclf.neighbors.kernels.probe import nearest_lists, reference_nearest_lists
+
+
+def quantizer(rng, n_lists=40, d=96, components=16):
+    sample = rng.integers(0, 256, (2000, d), dtype=np.uint8)
+    return sample, CoarseQuantizer.fit(sample, n_lists, components, seed=0, cluster=kmeans)
+
+
+def offsets_for(rng, n_lists):
+    return np.concatenate([[0], np.cumsum(rng.integers(1, 30, n_lists))]).astype(np.int64)
+
+
+def ranges_of(coarse, query, n_probe, k, offsets):
+    return nearest_lists(
+        query, coarse.components, coarse._projected_mean, coarse.centroids,
+        coarse._centroid_norms, n_probe, offsets, k,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("components", [16, None])
+@pytest.mark.parametrize("n_probe", [1, 5, 40])
+def test_nearest_lists_are_the_nearest_centroids(components, n_probe):
+    rng = np.random.default_rng(n_probe)
+    sample, coarse = quantizer(rng, components=components)
+    offsets = offsets_for(rng, coarse.n_lists)
+    for query in rng.integers(0, 256, (30, sample.shape[1]), dtype=np.uint8):
+        ranges = ranges_of(coarse, query, n_probe, 1, offsets)
+        lists = np.searchsorted(offsets, ranges[:, 0])
+        expected = reference_nearest_lists(
+            query, coarse.components, coarse.mean, coarse.centroids, n_probe
+        )
+        np.testing.assert_array_equal(lists, expected)
+        np.testing.assert_array_equal(ranges[:, 1], offsets[expected + 1])
+
+
+def test_equal_scores_go_to_the_lower_list():
+    centroids = np.array([[1.0, 0], [0, 1], [1, 0], [0, 1]], np.float32)  # two pairs of twins
+    coarse = CoarseQuantizer(np.zeros(2, np.float32), np.zeros((0, 2), np.float32), centroids)
+    offsets = np.arange(5, dtype=np.int64) * 10
+    ranges = ranges_of(coarse, np.array([3, 1], np.uint8), 3, 1, offsets)
+    np.testing.assert_array_equal(ranges[:, 0] // 10, [0, 2, 1])
+
+
+def test_the_batch_path_probes_the_same_lists():
+    rng = np.random.default_rng(1)
+    sample, coarse = quantizer(rng)
+    offsets = offsets_for(rng, coarse.n_lists)
+    queries = sample[:50]
+    pair_query, pair_list = coarse.probes(queries, 6, 1, offsets)
+    for i, query in enumerate(queries):
+        ranges = coarse.probed_ranges(query, 6, 1, offsets)
+        np.testing.assert_array_equal(ranges[:, 0], offsets[pair_list[pair_query == i]])
+
+
+def test_lists_too_short_for_k_probe_further():
+    rng = np.random.default_rng(2)
+    sample, coarse = quantizer(rng)
+    offsets = np.arange(coarse.n_lists + 1, dtype=np.int64) * 3  # three rows a list
+    assert len(ranges_of(coarse, sample[0], 2, 7, offsets)) == 0  # 6 rows < k: not enough
+    ranges = coarse.probed_ranges(sample[0], 2, 7, offsets)
+    assert (ranges[:, 1] - ranges[:, 0]).sum() >= 7 and len(ranges) == 3
