@@ -69,7 +69,7 @@ from imgclf._validation import (
     flat_images,
 )
 from imgclf.optimizers import OPTIMIZERS
-from imgclf.preprocessing import _column_sum
+from imgclf.preprocessing import column_moments
 
 __all__ = [
     "MinibatchClassifier",
@@ -434,22 +434,9 @@ class Standardization:
 
 
 def _moments(X, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 mean and standard deviation of the rows ``rows`` of ``X``, per feature.
-
-    A lazy ``X`` is summed a window of chunks at a time
-    (:func:`~imgclf.datasets.chunked.column_sums`).
-    """
-    if getattr(X, "lazy", False):
-        from imgclf.datasets.chunked import column_sums
-
-        mean = column_sums(X, rows) / len(rows)
-        if not np.isfinite(mean).all():  # in memory, validate_data refuses them up front
-            raise ValueError("X contains NaN or infinity (a lazy float array, summed by chunks)")
-        return mean, np.sqrt(column_sums(X, rows, mean) / len(rows))
-    n = len(rows)
-    rows = None if n == len(X) else rows  # all rows: plain slices, no gather
-    mean = _column_sum(X, rows=rows) / n
-    return mean, np.sqrt(_column_sum(X, mean, rows=rows) / n)
+    """Float64 mean and standard deviation of the rows ``rows`` of ``X``, per feature
+    (:func:`~imgclf.preprocessing.column_moments`: a lazy ``X`` by windows of chunks)."""
+    return column_moments(X, rows)
 
 
 def _score_rows(n_features: int) -> int:

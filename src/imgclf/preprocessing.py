@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from imgclf._validation import flat_images
 
-__all__ = ["MeanImage"]
+__all__ = ["MeanImage", "column_moments"]
 
 # kept as they come (uint8 pixels stay uint8 until the subtraction); others become float32
 _KEPT_DTYPES = [np.float32, np.float64, np.uint8]
@@ -51,21 +51,28 @@ class MeanImage(TransformerMixin, BaseEstimator):
         self.scale = scale
 
     def fit(self, X, y=None):
-        """Learn the mean image of ``X`` ``(n, d)`` or ``(n, H, W, C)``; returns self."""
-        _check_scale(self.scale)
-        X = validate_data(self, flat_images(X), dtype=_KEPT_DTYPES)
-        mean = _column_sum(X) / len(X)
-        self.mean_ = mean.astype(np.float32)
-        self.scale_ = self._learn_scale(X, mean)
-        return self
+        """Learn the mean image of ``X`` ``(n, d)`` or ``(n, H, W, C)``; returns self.
 
-    def _learn_scale(self, X: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        ``X`` may be a lazy (on-disk) array: it is then summed a window of chunks at a
+        time (:func:`column_moments`), never read whole.
+        """
+        _check_scale(self.scale)
+        lazy = getattr(X, "lazy", False)
+        if lazy:
+            X = X.reshape_rows() if X.ndim > 2 else X
+        else:
+            X = validate_data(self, flat_images(X), dtype=_KEPT_DTYPES)
+        mean, std = column_moments(X, std=self.scale == "std")
+        self.mean_ = mean.astype(np.float32)
         if self.scale is None:
-            return np.ones(X.shape[1], np.float32)
-        if self.scale != "std":
-            return np.full(X.shape[1], self.scale, np.float32)
-        std = np.sqrt(_column_sum(X, mean) / len(X))
-        return np.where(std > 0, std, 1).astype(np.float32)
+            self.scale_ = np.ones(X.shape[1], np.float32)
+        elif std is None:
+            self.scale_ = np.full(X.shape[1], self.scale, np.float32)
+        else:
+            self.scale_ = np.where(std > 0, std, 1).astype(np.float32)
+        if lazy:  # what validate_data records in memory
+            self.n_features_in_ = X.shape[1]
+        return self
 
     def transform(self, X):
         """Centred (and scaled) float32 rows, shape ``(n, n_features)``."""
@@ -83,6 +90,46 @@ class MeanImage(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
+
+
+def column_moments(X, rows: np.ndarray | None = None, *, std: bool = True):
+    """Float64 ``(mean, standard deviation)`` of each column of ``X[rows]`` (all rows if None).
+
+    The one place the statistics of standardization are computed (MeanImage, and the
+    minibatch trainers' standardized copies). A lazy ``X`` is summed a window of
+    chunks at a time (:func:`~imgclf.datasets.chunked.column_sums`), an array a block
+    at a time (:func:`_column_sum`); either way in float64.
+
+    Parameters
+    ----------
+    X : ndarray or lazy array, shape (n, d)
+    rows : ndarray of int, optional
+    std : bool, default=True
+        False: the standard deviation is not computed (None), saving a pass.
+
+    Raises
+    ------
+    ValueError
+        When the rows hold NaN or infinity.
+    """
+    n = len(X) if rows is None else len(rows)
+    if getattr(X, "lazy", False):
+        from imgclf.datasets.chunked import column_sums
+
+        every = np.arange(len(X)) if rows is None else rows
+
+        def total(centre):
+            return column_sums(X, every, centre)
+    else:
+        rows = None if n == len(X) else rows  # all rows: plain slices, no gather
+
+        def total(centre):
+            return _column_sum(X, centre, rows=rows)
+
+    mean = total(None) / n
+    if not np.isfinite(mean).all():  # in memory, validate_data refuses them up front
+        raise ValueError("X contains NaN or infinity (found while summing its columns)")
+    return mean, (np.sqrt(total(mean) / n) if std else None)
 
 
 def _column_sum(

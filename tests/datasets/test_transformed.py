@@ -65,3 +65,21 @@ def test_a_transformer_that_does_not_map_rows_to_rows_is_named(pixels):
     _, lazy = pixels
     with pytest.raises(ValueError, match="FunctionTransformer.transform gave shape"):
         TransformedArray(lazy, FunctionTransformer(lambda x: x[:, 0]))
+
+
+@pytest.mark.parametrize("scale", [None, "std", 255.0])
+def test_mean_image_fits_a_lazy_array_by_chunks_as_in_memory(pixels, monkeypatch, scale):
+    from imgclf.preprocessing import column_moments
+
+    images, lazy = pixels
+    monkeypatch.setenv(IN_MEMORY_ENV, "100")  # every window one chunk
+    on_disk, in_memory = MeanImage(scale=scale).fit(lazy), MeanImage(scale=scale).fit(images)
+    np.testing.assert_array_equal(on_disk.mean_, in_memory.mean_)
+    np.testing.assert_array_equal(on_disk.scale_, in_memory.scale_)
+    assert on_disk.n_features_in_ == in_memory.n_features_in_ == 48
+    flat = images.reshape(len(images), -1).astype(np.float64)  # NumPy's own mean and std
+    rows = np.array([3, 200, 17, 64])
+    for X in (lazy.reshape_rows(), flat):
+        mean, std = column_moments(X, rows)
+        np.testing.assert_allclose(mean, flat[rows].mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(std, flat[rows].std(axis=0), rtol=1e-12)

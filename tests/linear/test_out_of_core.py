@@ -189,16 +189,33 @@ def test_experiments_train_and_evaluate_a_set_larger_than_the_limit(data, monkey
     np.testing.assert_array_equal(lazy_eval.predictions, memory_eval.predictions)
 
 
-def test_features_on_a_set_larger_than_the_limit_are_a_clear_error(data, monkeypatch):
+def test_features_on_a_set_larger_than_the_limit_are_computed_chunk_by_chunk(data, monkeypatch):
+    """Image features (pixels and colour histograms) of a set above the limit: extracted once,
+    chunk by chunk, into a temporary store the classifier trains from; the statistics after
+    them and the evaluation from disk are the in-memory ones. A step that needs every row in
+    memory to fit says so."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     from imgclf import experiments
+    from imgclf.datasets.cache import cache_dir
     from imgclf.errors import DatasetError
 
     images, y, lazy = data
-    on_disk, _ = lazy_dataset(images, y, lazy, "synthetic")
+    on_disk, in_memory = lazy_dataset(images, y, lazy, "synthetic")
+    params = {"features": ["pixels", "color"], "image_shape": SHAPE, "epochs": 2}
+    reference = experiments.fit_model(experiments.make_model("linear", **params), in_memory)
     limit_to_blocks(monkeypatch, 2)
-    model = experiments.make_model("linear", features=["color"], image_shape=SHAPE, epochs=1)
-    with pytest.raises(DatasetError, match="cannot be fitted on a dataset larger than memory"):
-        experiments.fit_model(model, on_disk)
+    fitted = experiments.fit_model(experiments.make_model("linear", **params), on_disk)
+    mean, want = fitted.named_steps["mean"], reference.named_steps["mean"]
+    np.testing.assert_allclose(mean.mean_, want.mean_, rtol=1e-6)
+    np.testing.assert_allclose(mean.scale_, want.scale_, rtol=1e-6)
+    assert not list(cache_dir().glob("features-*"))  # the temporary store is gone
+    lazy_eval = experiments.evaluate(fitted, on_disk)
+    assert lazy_eval.accuracy == experiments.evaluate(fitted, in_memory).accuracy > 0.5
+    needs_all = Pipeline([("scaler", StandardScaler()), ("clf", LinearClassifier(epochs=1))])
+    with pytest.raises(DatasetError, match="StandardScaler step cannot be fitted on a dataset"):
+        experiments.fit_model(needs_all, on_disk)
 
 
 def test_a_lazy_float_array_with_nan_is_refused(tmp_path, monkeypatch):
