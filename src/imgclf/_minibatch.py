@@ -270,6 +270,7 @@ class MinibatchTraining:
         self.standardization = standardization
         self.weights: dict[str, np.ndarray] = {}
         self.epochs_run = 0
+        self._held: dict[int, tuple] = {}  # id(rows) -> (rows, X[rows]): see _held_rows
         self.batch = np.empty((min(estimator.batch_size, len(X)), X.shape[1]), np.float32)
 
     def run(self, train: np.ndarray, end_of_epoch) -> list[float]:
@@ -340,20 +341,52 @@ class MinibatchTraining:
         raise NotImplementedError
 
     def accuracy(self, rows: np.ndarray) -> float:
-        """Accuracy of the current weights on the training rows ``rows``."""
+        """Accuracy of the current weights on the training rows ``rows``.
+
+        Lazy ``X``: rows scored every epoch (validation, a training probe) are read once
+        and kept while they fit a quarter of the in-memory limit, so that an epoch costs
+        one pass over the disk, not one more per scored set; larger sets are read again
+        a window of chunks at a time.
+        """
         if not getattr(self.X, "lazy", False):
             predicted = np.argmax(self.scores(self.inputs(rows)), axis=1)
             return float(np.mean(predicted == self.y[rows]))
+        held = self._held_rows(rows)
+        if held is not None:
+            return self._correct(held, self.y[rows]) / len(rows)
         from imgclf.datasets.chunked import windows
 
-        correct = 0  # lazy X: a window of chunks at a time, a float32 block at a time
-        step = _score_rows(self.X.shape[1])
+        correct = 0  # a window of chunks at a time, a float32 block at a time
         for positions, block in windows(self.X, rows):
-            for start in range(0, len(block), step):
-                part = np.arange(start, min(start + step, len(block)))
-                predicted = np.argmax(self.scores(self.inputs(part, X=block)), axis=1)
-                correct += int(np.sum(predicted == self.y[rows[positions[part]]]))
+            correct += self._correct(block, self.y[rows[positions]])
         return correct / len(rows)
+
+    def _correct(self, X: np.ndarray, y: np.ndarray) -> int:
+        """How many rows of ``X`` (raw, in memory) the current weights classify as ``y``."""
+        correct, step = 0, _score_rows(X.shape[1])
+        for start in range(0, len(X), step):
+            part = np.arange(start, min(start + step, len(X)))
+            predicted = np.argmax(self.scores(self.inputs(part, X=X)), axis=1)
+            correct += int(np.sum(predicted == y[part]))
+        return correct
+
+    def _held_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """``X[rows]`` of lazy ``X``, read on the first call for ``rows`` and kept; None
+        when keeping it would pass a quarter of the in-memory limit."""
+        from imgclf.datasets.chunked import windows
+        from imgclf.datasets.store import in_memory_bytes
+
+        held = self._held
+        if id(rows) in held:
+            return held[id(rows)][1]
+        taken = sum(block.nbytes for _, block in held.values())
+        if taken + len(rows) * self.X.row_bytes > in_memory_bytes() // 4:
+            return None
+        values = np.empty((len(rows), self.X.shape[1]), self.X.dtype)
+        for positions, block in windows(self.X, rows):
+            values[positions] = block
+        held[id(rows)] = (rows, values)  # rows kept too: their id stays theirs
+        return values
 
 
 class Standardization:

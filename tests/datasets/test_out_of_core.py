@@ -184,3 +184,38 @@ def test_the_cli_cross_validates_a_folder_larger_than_the_limit(
         assert lazy.lazy
         on_disk = choose_hyperparameters(lazy, "knn", grid, **held_out).search
         np.testing.assert_array_equal(on_disk.scores, in_memory.scores)
+
+
+@pytest.mark.parametrize("model", ["linear", "net"])
+def test_an_out_of_core_epoch_with_validation_is_one_pass_over_the_disk(
+    tmp_path, monkeypatch, model
+):
+    """The validation rows (and the network's training probe) are read once and kept, not
+    once more every epoch."""
+    from imgclf.datasets.store import StoredArray, StoreWriter, open_store
+    from imgclf.linear import LinearClassifier
+    from imgclf.nn import TwoLayerNet
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 24_000)
+    images = np.clip(rng.normal(90 + 60 * y[:, None], 40, (24_000, 8)), 0, 255).astype(np.uint8)
+    with StoreWriter(tmp_path / "s.zarr") as store:
+        store.array("x", (8,), np.uint8, chunk_rows=1000).append(images)
+        lazy = open_store(store.publish({}))[1]["x"]
+    # 192,000 bytes: out of core; the 4,800 validation rows and the network's probe of 1,000
+    # training rows (46,400 bytes) fit a quarter of the limit
+    monkeypatch.setenv("IMGCLF_IN_MEMORY_BYTES", "190000")
+    read = []
+    plain = StoredArray.read
+    monkeypatch.setattr(
+        StoredArray, "read", lambda self, lo, hi: read.append(hi - lo) or plain(self, lo, hi)
+    )
+    make = {"linear": lambda: LinearClassifier(epochs=4, val_fraction=0.2),
+            "net": lambda: TwoLayerNet(hidden=8, epochs=4, val_fraction=0.2)}[model]  # fmt: skip
+    fitted = make().fit(lazy, y)
+    passes = sum(read) / len(images)
+    history = getattr(fitted, "val_score_history_", getattr(fitted, "val_acc_history_", None))
+    assert len(history) == 4 and history[-1] > 0.7
+    # standardization's two passes, one per epoch, and one for each set scored every epoch
+    # (validation; the network's training probe too): 10 and 14 before they were kept
+    assert passes == 2 + 4 + {"linear": 1, "net": 2}[model]
