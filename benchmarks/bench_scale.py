@@ -23,8 +23,16 @@ engine on the same 2 cores in the same run (goal: <= 1.3x its time), results
 identical. Writes benchmarks/results/scale.json; ``docs/scaling.md`` builds
 its scaling model on these figures.
 
+Cross-validation out of core (``--cv-size N``, alone with ``--cv-only``). A stratified
+sample of N CIFAR-10 training images written to a store, and the 5-fold k-NN sweep
+(L1, k in 1..20) run on it with ``IMGCLF_IN_MEMORY_BYTES`` half its size, so every
+fold is streamed from disk (:mod:`imgclf.model_selection.streamed`), against the same
+sweep with the sample in RAM, in one process: times, ratio, identical scores. Writes
+benchmarks/results/scale_cv.json.
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_scale.py
     ... bench_scale.py --images 200000 --queries 200 --cifar-queries 2000 --sweep-size 10000
+    ... bench_scale.py --cv-only --cv-size 10000
 """
 
 from __future__ import annotations
@@ -263,6 +271,34 @@ def on_dask(train, test, train_labels, args) -> dict:
     return result
 
 
+def out_of_core_cv(train: np.ndarray, labels: np.ndarray, args) -> dict:
+    """The 5-fold k-NN sweep of a sample on disk (above the limit) and in RAM, same process."""
+    from imgclf.datasets.store import IN_MEMORY_ENV, StoreWriter, open_store
+    from imgclf.model_selection import sweep_knn, train_val_split
+
+    rows = np.sort(train_val_split(labels, args.cv_size, seed=0)[1])
+    X, y = train[rows].reshape(len(rows), -1), labels[rows]
+    grid = {"ks": SWEEP_KS, "metrics": (METRIC,), "folds": 5}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        with StoreWriter(Path(tmp) / "cv.zarr") as store:
+            store.array("x", (X.shape[1],), np.uint8).append(X)
+            stored = open_store(store.publish({}))[1]["x"]
+        sweep_knn(X[::40], y[::40], **grid)  # compiles the kernels: not timed
+        ram_s, in_ram = timed(lambda: sweep_knn(X, y, **grid))
+        os.environ[IN_MEMORY_ENV] = str(X.nbytes // 2)
+        try:
+            disk_s, on_disk = timed(lambda: sweep_knn(stored, y, **grid))
+        finally:
+            del os.environ[IN_MEMORY_ENV]
+    result = {"images": len(rows), "bytes": X.nbytes, "limit": X.nbytes // 2, "ram_s": ram_s,
+              "disk_s": disk_s, "ratio": disk_s / ram_s, "load_average": os.getloadavg(),
+              "identical": bool(np.array_equal(in_ram.scores, on_disk.scores))}  # fmt: skip
+    print(f"  5-fold sweep of {len(rows):,} images: in RAM {ram_s:.1f} s, from disk "
+          f"{disk_s:.1f} s ({result['ratio']:.2f}x); identical: {result['identical']}; "
+          f"load average {result['load_average'][0]:.1f}", flush=True)  # fmt: skip
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -276,9 +312,17 @@ def main() -> None:
     parser.add_argument("--skip-dask", action="store_true")
     parser.add_argument("--skip-epoch", action="store_true", help="no linear epoch")
     parser.add_argument("--skip-search", action="store_true", help="no out-of-core search")
+    parser.add_argument("--cv-size", type=int, default=0, help="images in the out-of-core cv")
+    parser.add_argument("--cv-only", action="store_true", help="only the out-of-core cv")
     args = parser.parse_args()
     train_set, test_set = load_cifar()
     train, test = train_set.images, test_set.images
+    if args.cv_size:
+        print("the k-NN sweep out of core (every fold streamed) against the same in RAM:")
+        cv = {"environment": environment(), **out_of_core_cv(train, train_set.labels, args)}
+        print(f"wrote {write_json('scale_cv.json', cv)}")
+        if args.cv_only:
+            return
     result = {"environment": environment()}
     if not args.skip_out_of_core:
         print("out-of-core exact search (StreamedIndex) against the same search in RAM:")
