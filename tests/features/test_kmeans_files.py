@@ -108,37 +108,45 @@ def test_forged_kmeans_arrays_are_refused_by_name(saved, tmp_path, edit, message
 
 
 def test_command_line_trains_evaluates_and_reports_with_kmeans_features(tmp_path, rgb_folder):  # noqa: F811
+    """Four centroids, one configuration, two folds: each command in a few seconds.
+
+    With k-means features the linear model is trained by L-BFGS unless told otherwise.
+    """
     data_args = [str(rgb_folder), "--test-size", "0.25"]
-    feats = ["--features", "kmeans:8,color"]
-    imgclf(
-        "train",
-        *data_args,
-        "--model",
-        "linear",
-        "--epochs",
-        "3",
-        *feats,
-        "-o",
-        "m.imgclf",
-        cwd=tmp_path,
+    feats = ["--features", "kmeans:4,color"]
+    trained = imgclf(
+        "train", *data_args, "--model", "linear", *feats, "-o", "m.imgclf", cwd=tmp_path
     )
+    assert "solver='lbfgs'" in trained.stdout
     assert "accuracy" in imgclf("evaluate", "m.imgclf", *data_args, cwd=tmp_path).stdout
+    one_config = ["--lr", "0.02", "--reg", "0.01", "--folds", "2"]
     report = imgclf(
-        "report",
-        *data_args,
-        "--model",
-        "linear",
-        "--epochs",
-        "2",
-        *feats,
-        "-o",
-        "r.html",
-        cwd=tmp_path,
+        "report", *data_args, "--model", "linear", *one_config, *feats, "-o", "r.html", cwd=tmp_path
     )
     assert report.returncode == 0
-    assert "The k-means features&#x27; dictionary: 8 centroids" in (tmp_path / "r.html").read_text()
+    assert "The k-means features&#x27; dictionary: 4 centroids" in (tmp_path / "r.html").read_text()
+    sgd = ["--solver", "sgd", "--epochs", "2"]
+    trained = imgclf(
+        "train", *data_args, "--model", "linear", *sgd, *feats, "-o", "s", cwd=tmp_path
+    )
+    assert "solver='sgd'" in trained.stdout
     bad = imgclf("train", *data_args, "--features", "kmeans:0", "-o", "x", cwd=tmp_path, ok=False)
     assert (
         bad.returncode == 1
         and "Error: the centroids of 'kmeans:0' must be >= 1; got 0" in bad.stderr
+    )
+    bad = imgclf(
+        "train",
+        *data_args,
+        "--model",
+        "linear",
+        "--solver",
+        "newton",
+        "-o",
+        "x",
+        cwd=tmp_path,
+        ok=False,
+    )
+    assert (
+        bad.returncode == 1 and "solver must be one of 'sgd', 'lbfgs'; got 'newton'" in bad.stderr
     )

@@ -139,6 +139,7 @@ def cv(
     n_lists: opt.NListsOpt = None,
     n_probe: opt.NProbesOpt = None,
     loss: opt.LossOpt = defaults.LINEAR["loss"],
+    solver: opt.SolverOpt = None,
     lr: opt.LrsOpt = None,
     reg: opt.RegsOpt = None,
     epochs: opt.EpochsOpt = None,
@@ -185,7 +186,7 @@ def cv(
             seed=seed,
             final_test=final_test,
             fixed=opt.model_settings(
-                model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
+                model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
             ),
         )
     if as_json:
@@ -220,6 +221,7 @@ def train(
     n_lists: opt.NListsOpt = None,
     n_probe: opt.NProbeOpt = None,
     loss: opt.LossOpt = defaults.LINEAR["loss"],
+    solver: opt.SolverOpt = None,
     lr: opt.LrOpt = None,
     reg: opt.RegOpt = None,
     epochs: opt.EpochsOpt = None,
@@ -241,7 +243,7 @@ def train(
     from imgclf import experiments, io
 
     fixed = opt.model_settings(
-        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
+        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
     )
     chosen = {"k": k, "metric": metric, "weights": weights} if model == "knn" else {}
     chosen |= {"n_probe": n_probe} if model == "knn" and n_probe is not None else {}
@@ -483,6 +485,7 @@ def report(
     n_lists: opt.NListsOpt = None,
     n_probe: opt.NProbesOpt = None,
     loss: opt.LossOpt = defaults.LINEAR["loss"],
+    solver: opt.SolverOpt = None,
     lr: opt.LrsOpt = None,
     reg: opt.RegsOpt = None,
     epochs: opt.EpochsOpt = None,
@@ -530,7 +533,7 @@ def report(
             train_size=train_size,
             seed=seed,
             fixed=opt.model_settings(
-                model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists
+                model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
             ),
         )
         print_run(run)
