@@ -147,6 +147,15 @@ def test_the_cli_trains_and_evaluates_a_folder_larger_than_the_limit(small_folde
     on_disk = json.loads(imgclf("evaluate", "m.imgclf", str(small_folder), "--json", env=lazy_env))
     in_memory = json.loads(imgclf("evaluate", "m.imgclf", str(small_folder), "--json", env=env))
     assert on_disk == in_memory and on_disk["n_test"] == 80 and on_disk["accuracy"] > 0.8
+    # image features too: computed chunk by chunk into a temporary store, then removed
+    out = imgclf("train", str(small_folder), "--model", "linear", "--features", "pixels,color",
+                 "--epochs", "3", "-o", "f.imgclf", env=lazy_env)  # fmt: skip
+    assert "trained" in out and not list((tmp_path / "cache").glob("features-*"))
+    from imgclf import io
+    from imgclf.datasets import load_folder
+
+    test = load_folder(small_folder, use_cache=False)["test"]
+    assert io.load(tmp_path / "f.imgclf").model.score(test.X, test.labels) > 0.8
 
 
 def test_the_cli_cross_validates_a_folder_larger_than_the_limit(
