@@ -184,6 +184,27 @@ def test_top_1_searches_only_the_voters(monkeypatch):
     assert calls == [3]
 
 
+@pytest.mark.parametrize("algorithm", ["exact", "ivf"])
+def test_single_pruned_queries_search_shallower_and_rank_as_a_batch(monkeypatch, algorithm):
+    """One query at a time takes the pruned path, whose cost grows with depth: it starts
+    at 8 neighbours a class, not 20, and deepens where that is too few; same ranking."""
+    rng = np.random.default_rng(8)
+    centres = rng.integers(80, 176, (N_CLASSES, 64))  # overlapping: some rows search deeper
+    y = rng.integers(0, N_CLASSES, 5000)
+    train_X = np.clip(centres[y] + rng.integers(-90, 91, (5000, 64)), 0, 255).astype(np.uint8)
+    test_X = np.clip(centres[rng.integers(0, N_CLASSES, 12)] + rng.integers(-90, 91, (12, 64)),
+                     0, 255).astype(np.uint8)  # fmt: skip
+    clf = KNNClassifier(k=5, algorithm=algorithm, n_lists=20, n_probe=20).fit(train_X, y)
+    batch = clf.rank_classes(test_X, top=5)
+    calls = []
+    search = clf._index.search
+    monkeypatch.setattr(clf._index, "search", lambda q, k: calls.append(k) or search(q, k))
+    single = np.concatenate([clf.rank_classes(row[None], top=5) for row in test_X])
+    np.testing.assert_array_equal(single, batch)
+    first = classifier.PRUNED_RANK_DEPTH_PER_CLASS * 5
+    assert calls[0] == first and max(calls) > first and clf._index._pruner is not None
+
+
 def test_string_labels_and_images():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(30, 4, 4, 3), dtype=np.uint8)

@@ -45,6 +45,10 @@ def neighbor_weights(distances: np.ndarray, weights: str) -> np.ndarray | None:
 
 def votes(labels: np.ndarray, n_classes: int, weights: np.ndarray | None) -> np.ndarray:
     """``(n, n_classes)`` summed votes of neighbour ``labels`` ``(n, k)`` (class indices)."""
+    if weights is None:  # counts: whole numbers, exact in any order, so one bincount
+        n = len(labels)
+        cells = (np.arange(n)[:, None] * n_classes + labels).ravel()
+        return np.bincount(cells, minlength=n * n_classes).reshape(n, n_classes).astype(float)
     *_, (_, tally) = cumulative_votes(labels, n_classes, weights)
     return tally
 
@@ -108,9 +112,10 @@ def first_ranks(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """
     n, depth = labels.shape
     ranks = np.full((n, n_classes), depth, dtype=np.int64)
-    rows = np.broadcast_to(np.arange(n)[:, None], labels.shape)
-    columns = np.broadcast_to(np.arange(depth, dtype=np.int64), labels.shape)
-    np.minimum.at(ranks, (rows, labels), columns)
+    cells = (np.arange(n)[:, None] * n_classes + labels).ravel()
+    # np.unique gives each (row, class) cell's first place in row-major order: the nearest
+    cell, first = np.unique(cells, return_index=True)
+    ranks.ravel()[cell] = first % depth
     return ranks
 
 
