@@ -269,12 +269,15 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         depth = self._rank_depth(n_top, len(X))
         dist, index = self._index.search(X, depth)
         tally = self._votes(dist, index)
+        voters = (dist[:, : self.k], index[:, : self.k])
+        if n_top == 1:  # the winner: class_ranking's first column, without ordering the rest
+            ranking = voting.winners(tally, self._y[voters[1]], self.tie_break)[:, None]
+            return ranking, voting.vote_shares(tally), voters
         ranks = voting.first_ranks(self._y[index], len(self.classes_))
         short = (ranks < depth).sum(axis=1) < n_top
         if short.any():
             ranks[short] = self._deeper_ranks(X[short], ranks[short], depth, n_top)
         ranking = voting.class_ranking(tally, ranks, n_top, self.tie_break)
-        voters = (dist[:, : self.k], index[:, : self.k])
         return ranking, voting.vote_shares(tally), voters
 
     def _rank_depth(self, n_top: int, n_rows: int) -> int:
