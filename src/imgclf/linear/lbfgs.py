@@ -44,6 +44,9 @@ __all__ = ["LBFGS_LOSSES", "SOLVERS", "design_matrix", "preconditioner", "train_
 LBFGS_LOSSES = {"softmax": softmax_loss, "svm": squared_hinge_loss}
 SOLVERS = ("sgd", "lbfgs")
 _ROWS_PER_COPY = 4096  # rows standardized at a time: no full-size temporary
+# stop when an iteration lowers the objective by less than this share of it: on CIFAR-10's
+# k-means features held-out accuracy stopped moving 30 iterations before scipy's 2.2e-9
+FTOL = 1e-6
 # added to the preconditioner's diagonal, relative to its largest value: keeps it positive
 # definite when reg is 0 and columns repeat (a constant feature standardizes to zeros)
 _JITTER = 1e-6
@@ -111,7 +114,7 @@ def train_lbfgs(
         np.zeros(np.prod(shape)),
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": max_iter, "maxfun": 2 * max_iter},
+        options={"maxiter": max_iter, "maxfun": 2 * max_iter, "ftol": FTOL},
         callback=record,
     )
     W = _weights(L, result.x.reshape(shape))
