@@ -550,3 +550,15 @@ def test_key_files(tmp_path):
         io.read_key_file(fifo)
     with pytest.raises(SigningKeyError, match="at least 16 bytes"):
         io.save(None, tmp_path / "x.imgclf", model_type="knn", key=b"short")
+
+
+def test_linear_files_written_before_the_solver_parameter_still_load(digits, tmp_path):
+    model = FITTERS["linear"](digits["train"])
+    path = io.save(model, tmp_path / "model.imgclf", model_type="linear")
+    forge(
+        path, header_edit=lambda h: [h["steps"][1]["params"].pop(n) for n in ("solver", "max_iter")]
+    )
+    loaded = io.load(path).model
+    assert loaded.steps[1][1].solver == "sgd"
+    test = digits["test"]
+    np.testing.assert_array_equal(loaded.predict(test.images), model.predict(test.images))

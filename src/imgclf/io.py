@@ -597,6 +597,7 @@ _ADDED_PARAMS = {
         "ef_search": None,
         "seed": 0,
     },
+    "LinearClassifier": {"solver": "sgd", "max_iter": 1000},  # files before the L-BFGS solver
 }
 _INT_PARAMS = {
     "n_jobs": (1, 4096),
