@@ -228,3 +228,55 @@ def test_transform_checks_the_fitted_shape():
         ValueError, match=r"X has 192 features, but KMeansFeatures is expecting 432"
     ):
         model.transform(images(2, (8, 8, 3)))
+
+
+# --- lazy (on-disk) images ----------------------------------------------------------------
+
+
+class RecordingArray:
+    """A lazy array that records the rows it is asked for and refuses to be read whole."""
+
+    lazy = True
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.ndim = array, array.shape, array.dtype, array.ndim
+        self.requests = []
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, rows):
+        self.requests.append(np.arange(len(self.array))[rows])
+        return self.array[rows]
+
+    def __array__(self, dtype=None, copy=None):
+        raise AssertionError("the whole array was read")
+
+
+def test_fit_on_a_lazy_array_reads_only_the_drawn_images_in_order():
+    pictures = images(400)
+    lazy = RecordingArray(pictures)
+    features = KMeansFeatures(n_centroids=5, n_patches=30, seed=1).fit(lazy)
+    reference = KMeansFeatures(n_centroids=5, n_patches=30, seed=1).fit(pictures)
+    np.testing.assert_array_equal(features.centroids_, reference.centroids_)
+    np.testing.assert_array_equal(features.whitening_, reference.whitening_)
+    read = np.concatenate(lazy.requests)
+    assert len(read) <= 30 and np.all(np.diff(read) > 0)  # drawn images only, in order
+    np.testing.assert_array_equal(features.transform(lazy), reference.transform(pictures))
+
+
+def test_fit_on_a_store_learns_what_it_learns_in_memory(tmp_path):
+    from imgclf.datasets.store import StoreWriter, open_store
+
+    pictures = images(64)
+    with StoreWriter(tmp_path / "s.zarr") as store:
+        store.array("images", pictures.shape[1:], np.uint8, chunk_rows=8).append(pictures)
+        path = store.publish({})
+    stored = open_store(path)[1]["images"]
+    on_disk = KMeansFeatures(n_centroids=6, n_patches=500).fit(stored)
+    in_memory = KMeansFeatures(n_centroids=6, n_patches=500).fit(pictures)
+    np.testing.assert_array_equal(on_disk.centroids_, in_memory.centroids_)
+    flat = KMeansFeatures(n_centroids=6, n_patches=500, image_shape=pictures.shape[1:])
+    np.testing.assert_array_equal(flat.fit(stored.reshape_rows()).centroids_, in_memory.centroids_)
+    with pytest.raises(ValueError, match="X has 108 features, but KMeansFeatures is expecting 432"):
+        on_disk.transform(RecordingArray(images(3, (6, 6, 3))))

@@ -63,20 +63,25 @@ def patches_of(images: np.ndarray, patch_size: int, stride: int) -> np.ndarray:
 
 
 def random_patches(images, n_patches: int, patch_size: int, rng) -> np.ndarray:
-    """``n_patches`` patches at uniformly drawn images and positions, float32 ``(n, d)``."""
+    """``n_patches`` patches at uniformly drawn images and positions, float32 ``(n, d)``.
+
+    ``images`` ``(n, H, W, C)`` may be lazy (on disk): only the drawn images are
+    read, 8,192 patches' worth at a time, in increasing order (a store reads its
+    chunks in order, each drawn image once per block).
+    """
     n, height, width, channels = images.shape
-    which = np.sort(rng.integers(0, n, n_patches))  # sorted: a lazy store reads in order
+    which = np.sort(rng.integers(0, n, n_patches))
     rows = rng.integers(0, height - patch_size + 1, n_patches)
     cols = rng.integers(0, width - patch_size + 1, n_patches)
     out = np.empty((n_patches, patch_size * patch_size * channels), np.float32)
     for start in range(0, n_patches, 8192):  # a block of source images at a time
         stop = min(start + 8192, n_patches)
-        lo, hi = which[start], which[stop - 1] + 1
-        block = np.asarray(images[lo:hi])
+        drawn, position = np.unique(which[start:stop], return_inverse=True)
+        block = np.asarray(images[drawn])
         r, c = rows[start:stop], cols[start:stop]
         offsets = np.arange(patch_size)
         picked = block[
-            (which[start:stop] - lo)[:, None, None],
+            position[:, None, None],
             (r[:, None] + offsets)[:, :, None],
             (c[:, None] + offsets)[:, None, :],
         ]

@@ -209,8 +209,11 @@ class KMeansFeatures(ImageFeatures):
         """``X`` checked by scikit-learn's ``validate_data`` as rows, returned as images.
 
         Rows without ``image_shape`` are read as one-pixel-high grey strips
-        ``(1, d, 1)``, so any table is a valid (if odd) input.
+        ``(1, d, 1)``, so any table is a valid (if odd) input. A lazy (on-disk)
+        ``X`` is checked by its shape and dtype, without reading it.
         """
+        if getattr(X, "lazy", False):
+            return self._lazy_images(X, reset)
         X = X if hasattr(X, "ndim") else np.asarray(X)
         if X.ndim in (3, 4):
             as_images(X, self.image_shape)  # its shape errors, in its words
@@ -222,6 +225,25 @@ class KMeansFeatures(ImageFeatures):
         images = as_images(rows, shape or self.image_shape)
         self._check_fits(images.shape[1:])
         return images
+
+    def _lazy_images(self, X, reset: bool) -> _LazyImages:
+        """A lazy ``X`` as images read on demand, after the checks rows in memory get."""
+        if X.dtype != np.uint8 and X.dtype.kind != "f":
+            raise ValueError(f"images must be uint8 (0-255) or float (0-1); got dtype {X.dtype}")
+        shape = tuple(X.shape[1:])
+        if len(shape) == 1:  # flat rows: image_shape says how to read them (checked there)
+            shape = as_images(np.empty((0, shape[0]), X.dtype), self.image_shape).shape[1:]
+        elif len(shape) == 2:
+            shape = (*shape, 1)
+        if reset:
+            self.n_features_in_ = int(np.prod(shape))
+        elif int(np.prod(shape)) != self.n_features_in_:
+            raise ValueError(
+                f"X has {int(np.prod(shape))} features, but KMeansFeatures is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        self._check_fits(shape)
+        return _LazyImages(X, shape)
 
     def _dictionary(self) -> tuple:
         """``(mean, whitening, centroids)`` for the encoder; no whitening step when off."""
@@ -273,6 +295,21 @@ class KMeansFeatures(ImageFeatures):
         tags.requires_fit = True
         tags.transformer_tags.preserves_dtype = ["float32"]  # float32 whatever comes in
         return tags
+
+
+class _LazyImages:
+    """Rows of a lazy array as images ``(n, H, W, C)``, read only where indexed."""
+
+    lazy = True
+
+    def __init__(self, X, shape: tuple):
+        self.X, self.shape, self.dtype = X, (len(X), *shape), X.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return np.asarray(self.X[rows]).reshape(-1, *self.shape[1:])
 
 
 def _in_blocks(encode, starts: range, n_jobs) -> None:
