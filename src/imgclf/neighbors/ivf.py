@@ -44,6 +44,7 @@ from imgclf.neighbors.search import (
     database_block_rows,
     match_queries,
     one_blas_thread_each,
+    one_by_one,
     padded,
     prunes,
     worst_distance,
@@ -301,12 +302,12 @@ class IVFIndex:
                 second_dims=SINGLE_QUERY_SECOND_DIMS[self.metric],
                 order=self.ids,
             )
-        dist = np.empty((len(queries), k), np.int64)
-        index = np.empty((len(queries), k), np.int64)
-        for i, (row, query) in enumerate(zip(queries, padded(queries), strict=True)):
-            ranges = self.coarse.probed_ranges(row, self.n_probe, k, self.offsets)
-            dist[i], index[i] = self._pruner.search_ranges(query, k, ranges)
-        return dist, index
+
+        def search_one(i: int, query: np.ndarray):
+            ranges = self.coarse.probed_ranges(queries[i], self.n_probe, k, self.offsets)
+            return self._pruner.search_ranges(query, k, ranges)
+
+        return one_by_one(search_one, padded(queries), k)
 
 
 def labels_from_layout(arrays: dict, n: int, n_lists: int) -> np.ndarray:

@@ -34,6 +34,7 @@ __all__ = [
     "as_features",
     "available_cores",
     "match_queries",
+    "one_by_one",
     "padded",
     "pairwise_distances",
     "prunes",
@@ -190,8 +191,17 @@ class ExactIndex:
     def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._pruner is None:  # built on first use: batch-only users never pay for it
             self._pruner = LowerBoundPruner(padded(self.database), self.metric, self.n_jobs)
-        results = [self._pruner.search(query, k) for query in queries]
-        return np.stack([d for d, _ in results]), np.stack([i for _, i in results])
+        return one_by_one(lambda _, query: self._pruner.search(query, k), queries, k)
+
+
+def one_by_one(search_one, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(distances, indices)``, each ``(m, k)`` int64, from ``search_one(i, queries[i])``
+    for every query in turn (written in place: no list of small arrays to stack)."""
+    dist = np.empty((len(queries), k), np.int64)
+    index = np.empty((len(queries), k), np.int64)
+    for i, query in enumerate(queries):
+        dist[i], index[i] = search_one(i, query)
+    return dist, index
 
 
 def prunes(database: np.ndarray, n_queries: int, k: int) -> bool:
