@@ -65,3 +65,16 @@ def test_report_with_the_lecture_section(tmp_path):
     assert "at one L2 distance" in section and "Test accuracy against the strength" in section
     assert "points a quarter apart" in section
     assert section.index("What the lecture says") < section.index("Run time")
+
+
+def test_an_approximate_knn_model_is_named_with_its_algorithm(tmp_path):
+    from imgclf.cli._commands import _model_labels
+    from imgclf.neighbors import KNNClassifier
+
+    train = load_digits()["train"]
+    saved = []
+    for name, algorithm in (("exact", "exact"), ("ivf", "ivf")):
+        model = KNNClassifier(k=3, algorithm=algorithm, n_lists=4).fit(train.images, train.labels)
+        saved.append(io.load(io.save(model, tmp_path / f"{name}.imgclf", model_type="knn")))
+    names = _model_labels(saved, ["a/exact.imgclf", "a/ivf.imgclf"])
+    assert names == ["knn on pixels", "knn (ivf) on pixels"]

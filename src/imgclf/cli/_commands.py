@@ -396,7 +396,13 @@ def _model_labels(saved: list, paths: list[str]) -> list[str]:
     """Each model in words (``linear on hog,color``); the file name added where two agree."""
     from pathlib import Path
 
-    labels = [f"{s.model_type} on {s.header.get('preprocessing') or 'pixels'}" for s in saved]
+    from imgclf._validation import final_estimator
+
+    def kind(s) -> str:  # with the search algorithm of an approximate k-NN: "knn (ivf)"
+        algorithm = getattr(final_estimator(s.model), "algorithm", "exact")
+        return s.model_type if algorithm == "exact" else f"{s.model_type} ({algorithm})"
+
+    labels = [f"{kind(s)} on {s.header.get('preprocessing') or 'pixels'}" for s in saved]
     return [
         f"{label} ({Path(path).stem})" if labels.count(label) > 1 else label
         for label, path in zip(labels, paths, strict=True)
