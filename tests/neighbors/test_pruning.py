@@ -368,3 +368,18 @@ def test_l2_first_stage_dots_by_vpmaddwd_and_by_plain_loops_agree(m, lo, n8):
     np.testing.assert_array_equal(fast, plain)
     expected = ((first.astype(np.float64) * scales.astype(np.float64)[:, None]) ** 2).sum(0)
     np.testing.assert_allclose(norms1, expected, rtol=1e-6)
+
+
+def test_l2_first_stage_row_norms_summed_in_blocks_equal_the_whole(monkeypatch):
+    from imgclf.neighbors import pruning
+
+    rng = np.random.default_rng(9)
+    first = rng.integers(-126, 127, size=(31, 50), dtype=np.int8)
+    scales = rng.random(31).astype(np.float32)
+    pairs, whole = _paired_codes(first, scales)
+    monkeypatch.setattr(pruning, "_C_X_BLOCK", 7)  # blocks that do not divide the rows
+    blocked_pairs, blocked = _paired_codes(first, scales)
+    np.testing.assert_array_equal(blocked, whole)
+    np.testing.assert_array_equal(blocked_pairs, pairs)
+    expected = ((first.astype(np.float64) * scales.astype(np.float64)[:, None]) ** 2).sum(0)
+    np.testing.assert_allclose(blocked, expected, rtol=1e-6)

@@ -103,6 +103,7 @@ _AHEAD = 8  # candidates whose group sums are fetched ahead of use
 _AHEAD_EXACT = 2  # and whose pixels are
 _MIN_RUN = 8  # the first stage needs ranges this long on average (it reads rows in runs)
 _PAIRS_PAD = 16  # rows of zeros after L2's paired first-stage codes (read sixteen at a time)
+_C_X_BLOCK = 1 << 16  # rows whose c_x is summed at once (16 MiB of float64 at 32 axes)
 _BIG = np.iinfo(np.int64).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -392,8 +393,12 @@ def _paired_codes(first: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np
     padded = np.zeros((2 * n_pairs, n + _PAIRS_PAD), np.int8)
     padded[:m, :n] = first
     pairs = np.ascontiguousarray(padded.reshape(n_pairs, 2, -1).transpose(0, 2, 1))
-    scaled = first.astype(np.float64) * scales.astype(np.float32).astype(np.float64)[:, None]
-    return pairs.reshape(n_pairs, -1), np.einsum("ij,ij->j", scaled, scaled).astype(np.float32)
+    steps = scales.astype(np.float32).astype(np.float64)[:, None]
+    c_x = np.empty(n, np.float32)
+    for lo in range(0, n, _C_X_BLOCK):  # (a float64 copy of every row's codes is 8x them)
+        scaled = first[:, lo : lo + _C_X_BLOCK].astype(np.float64) * steps
+        c_x[lo : lo + _C_X_BLOCK] = np.einsum("ij,ij->j", scaled, scaled)
+    return pairs.reshape(n_pairs, -1), c_x
 
 
 # --------------------------------------------------------------------------- #
