@@ -381,15 +381,15 @@ def rss():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
 import imgclf.serve.app, imgclf.serve.server, uvicorn, numpy, sklearn, imgclf.neighbors
-from imgclf.serve.models import load_models
-# The process's fixed costs are not the model's: load and run a small model of the same
-# kind first (numba's compiled kernels, Pillow, the loader), then measure the big one.
-small = next(iter(load_models([sys.argv[2]]).values()))
-small.warm_up()
+from imgclf.serve.server import build_app
+# The process's fixed costs are not the model's: set up a small model of the same kind
+# first (numba's compiled kernels, Pillow, the loader), then the big one as the server
+# does (loaded, warmed up, its batching measured).
+build_app([sys.argv[2]])
 before = rss()
-model = next(iter(load_models([sys.argv[1]]).values()))
+app = build_app([sys.argv[1]])
 after = rss()
-fit = model.estimator._fit_X
+fit = next(iter(app.models.values())).estimator._fit_X
 print(json.dumps({"rss_before_mb": before / 2**20, "rss_after_mb": after / 2**20,
                   "model_mb": (after - before) / 2**20, "training_mb": fit.nbytes / 2**20}))
 """

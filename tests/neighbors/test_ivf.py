@@ -172,7 +172,13 @@ def test_index_memory_is_about_the_data():
     rng = np.random.default_rng(11)
     database = clustered(rng, 4000, 512)
     for metric in METRICS:
-        assert IVFIndex(database, metric, n_lists=60).nbytes <= 1.1 * database.nbytes
+        index = IVFIndex(database, metric, n_lists=60)
+        before = index.search(database[:50], 3)  # a batch: the lists' copy is made
+        assert 0.9 * database.nbytes <= index.nbytes <= 1.1 * database.nbytes
+        index.release_batch_copy()
+        assert index.nbytes < 0.1 * database.nbytes
+        for got, expected in zip(index.search(database[:50], 3), before, strict=True):
+            np.testing.assert_array_equal(got, expected)  # made again by the next batch
 
 
 def test_defaults_follow_the_database_size():

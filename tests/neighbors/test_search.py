@@ -242,3 +242,7 @@ def test_single_queries_never_prepare_the_blocked_copy():
     batch = index.search(database[:40], 3)
     assert index._blocks is not None
     np.testing.assert_array_equal(single[1], batch[1][:1])
+    index.release_batch_copy()  # (a server that found batches no faster)
+    assert index._blocks is None
+    for got, want in zip(index.search(database[:40], 3), batch, strict=True):
+        np.testing.assert_array_equal(got, want)

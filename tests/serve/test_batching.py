@@ -165,3 +165,14 @@ def test_which_models_are_batched(all_models):
     assert isinstance(app.batched(models["digits-knn"]), bool)  # measured: either is right
     every = App(models, Settings(batch_float_models=True))
     assert all(every.batched(m) for m in models.values())
+
+
+def test_a_model_that_does_not_batch_keeps_no_copy_for_batches():
+    """The trial runs the batch path (which makes the index's copy of the rows); a model
+    found faster one image at a time frees it, one found faster in batches keeps it."""
+    model, train = _knn("l2")
+    index = model.estimator._index
+    faster = model.batches_faster()
+    assert (index._blocks is not None) == faster
+    rows = train[:6].reshape(6, -1)
+    assert model.predict_rows(rows, top=3) == [model.predict_rows(r[None], 3)[0] for r in rows]

@@ -172,19 +172,32 @@ class IVFIndex:
         self.ids = np.argsort(labels, kind="stable").astype(np.int64)
         counts = np.bincount(labels, minlength=self.n_lists)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._prepared = self._kernel.prepare(padded(self.database[self.ids]))
+        self._blocks = None
+
+    @property
+    def _prepared(self):
+        """The kernel's copy of the rows in list order, made on the first batch: single
+        queries (the pruner's) read the database itself."""
+        if self._blocks is None:
+            self._blocks = self._kernel.prepare(padded(self.database[self.ids]))
+        return self._blocks
+
+    def release_batch_copy(self) -> None:
+        """Free the list-ordered copy batches scan (made again by the next batch): a server
+        that answers one image at a time then holds the database once."""
+        self._blocks = None
 
     def __getstate__(self) -> dict:
         # The prepared lists are derived (and may hold a zero-stride stand-in): pickle the layout.
         return {
-            k: v for k, v in self.__dict__.items() if k not in ("_kernel", "_prepared", "_pruner")
+            k: v for k, v in self.__dict__.items() if k not in ("_kernel", "_blocks", "_pruner")
         }
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._kernel = Kernel.lookup(self.metric, self.database.dtype, lean=True)
         self._pruner = None
-        self._prepared = self._kernel.prepare(padded(self.database[self.ids]))
+        self._blocks = None
 
     # --- the model-file form ----------------------------------------------------------------
 
@@ -236,9 +249,9 @@ class IVFIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the index holds beyond the database it was given (with the summaries for
-        single queries, once one has built them)."""
-        own = [*self._prepared, self.ids, self.offsets, *self.coarse.to_arrays().values()]
+        """Bytes the index holds beyond the database it was given: the lists' copy for
+        batches and the summaries for single queries, once each has been made."""
+        own = [*(self._blocks or ()), self.ids, self.offsets, *self.coarse.to_arrays().values()]
         # a zero-stride stand-in (a lean kernel's dropped rows) holds no memory
         arrays = sum(a.nbytes for a in own if isinstance(a, np.ndarray) and 0 not in a.strides)
         return arrays + (0 if self._pruner is None else self._pruner.nbytes)

@@ -152,6 +152,11 @@ class ExactIndex:
             self._blocks = self._kernel.prepare(padded(self.database))
         return self._blocks
 
+    def release_batch_copy(self) -> None:
+        """Free the kernel's copy made for batches (made again by the next batch): a server
+        that answers one image at a time then holds the database once."""
+        self._blocks = None
+
     def __getstate__(self) -> dict:
         # The prepared database is derived (and holds compiled kernels): pickle the source only.
         derived = ("_kernel", "_blocks", "_pruner")

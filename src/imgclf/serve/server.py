@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 
+from imgclf._memory import release_free_memory
 from imgclf.errors import ImgclfError
 from imgclf.serve.app import App, Settings
 from imgclf.serve.models import ServedModel, load_data_images, load_models
@@ -40,7 +41,9 @@ def build_app(
         _attach(models, data)
     for model in models.values():
         model.warm_up()
-    return App(models, settings, version=__version__)
+    app = App(models, settings, version=__version__)  # (measures which models batch)
+    release_free_memory()  # what loading and those trials freed, back to the system
+    return app
 
 
 def _attach(models: dict[str, ServedModel], data: str) -> None:
