@@ -11,9 +11,9 @@ ascending position, so a tie inside a window also goes to the lower position: th
 neighbours are the in-memory search's, element for element, whatever order
 ``train`` is in.
 
-Memory: a window of queries and one of training rows, each at most a quarter of
-:func:`~imgclf.datasets.store.in_memory_bytes` (whole chunks, at least one), plus
-the search's own working memory.
+Memory: a window of held-out rows and one of training rows, each at most an eighth of
+:func:`~imgclf.datasets.store.in_memory_bytes` (whole chunks, at least one), the
+fold's ``(m, k)`` results, and the search's own working memory.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def fold_neighbors(
         go to the lower one.
     """
     train, held_out = np.asarray(train, np.int64), np.asarray(held_out, np.int64)
-    budget = max(1, in_memory_bytes() // 4)  # two windows of each kind may be held at once
+    budget = max(1, in_memory_bytes() // 4)  # what `windows` lets two windows hold: 1/8 each
     distances = np.empty((len(held_out), k))
     positions = np.empty((len(held_out), k), np.int64)
     for where, queries in windows(X, held_out, budget=budget):
