@@ -164,7 +164,7 @@ def _image_names(names: list[str], endings: tuple[str, ...]) -> list[str]:
     good = {t for t in tails if t.lower().endswith(endings)}
     if len(good) < len(tails):
         names = list(itertools.compress(names, map(good.__contains__, map(tail, names))))
-    if any(map(operator.methodcaller("startswith", "."), names)):
+    if "\0." in "\0" + "\0".join(names):  # a name starts with ".": names hold no NUL
         names = [n for n in names if not n.startswith(".")]
     return names
 
