@@ -173,6 +173,9 @@ def test_index_memory_is_about_the_data():
     database = clustered(rng, 4000, 512)
     for metric in METRICS:
         index = IVFIndex(database, metric, n_lists=60)
+        assert index.nbytes < 0.1 * database.nbytes  # the lists' copy: not before a batch
+        assert index.make_batch_copy().nbytes >= 0.9 * database.nbytes
+        index.release_batch_copy()
         before = index.search(database[:50], 3)  # a batch: the lists' copy is made
         assert 0.9 * database.nbytes <= index.nbytes <= 1.1 * database.nbytes
         index.release_batch_copy()

@@ -244,5 +244,7 @@ def test_single_queries_never_prepare_the_blocked_copy():
     np.testing.assert_array_equal(single[1], batch[1][:1])
     index.release_batch_copy()  # (a server that found batches no faster)
     assert index._blocks is None
+    assert index.make_batch_copy()._blocks is not None
+    index.release_batch_copy()
     for got, want in zip(index.search(database[:40], 3), batch, strict=True):
         np.testing.assert_array_equal(got, want)

@@ -182,6 +182,11 @@ class IVFIndex:
             self._blocks = self._kernel.prepare(padded(self.database[self.ids]))
         return self._blocks
 
+    def make_batch_copy(self):
+        """Make the copy batches search now, not on the first batch; returns the index."""
+        _ = self._prepared
+        return self
+
     def release_batch_copy(self) -> None:
         """Free the list-ordered copy batches scan (made again by the next batch): a server
         that answers one image at a time then holds the database once."""
