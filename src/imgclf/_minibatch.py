@@ -76,6 +76,7 @@ __all__ = [
     "MinibatchTraining",
     "Standardization",
     "check_diverged",
+    "softmax",
     "split_off_validation",
 ]
 
@@ -227,10 +228,7 @@ class MinibatchClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Softmax of the scores, ``(n, n_classes)`` in ``classes_`` order; rows sum to 1."""
-        scores = self._scores(X)
-        scores -= scores.max(axis=1, keepdims=True)
-        probs = np.exp(scores)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return softmax(self._scores(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -508,6 +506,14 @@ def _lazy_training_data(estimator, X, y) -> tuple:
     _, y = encoded_training_data(estimator, placeholder, y, dtype=_TRAINED_DTYPES, min_classes=2)
     estimator.n_features_in_ = X.shape[1]
     return X, y
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of class scores ``(n, n_classes)``, in place of ``scores`` (shifted by
+    each row's largest first, so ``exp`` cannot overflow)."""
+    scores -= scores.max(axis=1, keepdims=True)
+    probs = np.exp(scores)
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def split_off_validation(n: int, fraction: float | None, rng: np.random.Generator):

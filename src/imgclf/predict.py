@@ -124,9 +124,9 @@ def _decoded_scores(model, X: np.ndarray) -> np.ndarray | None:
         X = step._centred(X)
     scores = clf._block_scores(X.astype(np.float64), *clf._float64_weights())
     if hasattr(model, "predict_proba"):  # as MinibatchClassifier.predict_proba
-        scores -= scores.max(axis=1, keepdims=True)
-        probs = np.exp(scores)
-        return probs / probs.sum(axis=1, keepdims=True)
+        from imgclf._minibatch import softmax
+
+        return softmax(scores)
     return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
 
