@@ -38,6 +38,7 @@ from imgclf.neighbors.search import (
     DEFAULT_WORKING_MEMORY,
     METRICS,
     PRUNE_MAX_QUERIES,
+    BatchCopy,
     Kernel,
     as_features,
     available_cores,
@@ -93,7 +94,7 @@ def default_n_probe(n_lists: int) -> int:
     return max(1, round(n_lists / 28))
 
 
-class IVFIndex:
+class IVFIndex(BatchCopy):
     """Approximate k-nearest-neighbour search over inverted lists.
 
     Parameters
@@ -174,23 +175,8 @@ class IVFIndex:
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._blocks = None
 
-    @property
-    def _prepared(self):
-        """The kernel's copy of the rows in list order, made on the first batch: single
-        queries (the pruner's) read the database itself."""
-        if self._blocks is None:
-            self._blocks = self._kernel.prepare(padded(self.database[self.ids]))
-        return self._blocks
-
-    def make_batch_copy(self):
-        """Make the copy batches search now, not on the first batch; returns the index."""
-        _ = self._prepared
-        return self
-
-    def release_batch_copy(self) -> None:
-        """Free the list-ordered copy batches scan (made again by the next batch): a server
-        that answers one image at a time then holds the database once."""
-        self._blocks = None
+    def _batch_rows(self) -> np.ndarray:
+        return self.database[self.ids]  # list by list: each list one range of the copy
 
     def __getstate__(self) -> dict:
         # The prepared lists are derived (and may hold a zero-stride stand-in): pickle the layout.

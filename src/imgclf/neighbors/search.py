@@ -79,6 +79,29 @@ def padded(X: np.ndarray) -> np.ndarray:
     return X if extra == 0 else np.pad(X, ((0, 0), (0, extra)))
 
 
+class BatchCopy:
+    """The kernel's copy of an index's rows that batches search (L2: packed), made on the
+    first batch: single queries (the pruner's) read the database itself, so an index that
+    only ever answers them holds the rows once. Subclasses set ``_kernel`` and ``_blocks =
+    None`` and say which rows, in which order, by ``_batch_rows()``."""
+
+    @property
+    def _prepared(self):
+        if self._blocks is None:
+            self._blocks = self._kernel.prepare(padded(self._batch_rows()))
+        return self._blocks
+
+    def make_batch_copy(self):
+        """Make the copy batches search now, not on the first batch; returns the index."""
+        _ = self._prepared
+        return self
+
+    def release_batch_copy(self) -> None:
+        """Free the copy (made again by the next batch): a server that answers one image
+        at a time then holds the database once."""
+        self._blocks = None
+
+
 @dataclass(frozen=True)
 class Kernel:
     """One kernel family bound to one dtype."""
@@ -107,7 +130,7 @@ class Kernel:
         )
 
 
-class ExactIndex:
+class ExactIndex(BatchCopy):
     """A database prepared once for many exact searches.
 
     Parameters
@@ -144,23 +167,8 @@ class ExactIndex:
         self._kernel = Kernel.lookup(self.metric, self.database.dtype)
         self._blocks = None
 
-    @property
-    def _prepared(self):
-        """The kernel's copy of the database, made on the first batch: single queries (the
-        pruner's) never need it, and it is another copy of the database (L2: packed)."""
-        if self._blocks is None:
-            self._blocks = self._kernel.prepare(padded(self.database))
-        return self._blocks
-
-    def make_batch_copy(self):
-        """Make the copy batches search now, not on the first batch; returns the index."""
-        _ = self._prepared
-        return self
-
-    def release_batch_copy(self) -> None:
-        """Free the kernel's copy made for batches (made again by the next batch): a server
-        that answers one image at a time then holds the database once."""
-        self._blocks = None
+    def _batch_rows(self) -> np.ndarray:
+        return self.database
 
     def __getstate__(self) -> dict:
         # The prepared database is derived (and holds compiled kernels): pickle the source only.
