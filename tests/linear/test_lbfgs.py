@@ -148,3 +148,12 @@ def test_model_file_keeps_the_solver(tmp_path):
     loaded = io.load(tmp_path / "m.npz").model
     assert loaded.get_params()["solver"] == "lbfgs" and loaded.max_iter == 40
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_no_regularization_with_repeated_and_constant_columns():
+    """The preconditioner stays positive definite: reg 0, a column twice, a constant column."""
+    X, y = problem(n=100, d=4)
+    X = np.hstack([X, X[:, :1], np.full((100, 1), 3, np.float32)])
+    clf = LinearClassifier(loss="svm", solver="lbfgs", reg=0.0).fit(X, y)
+    assert np.isfinite(clf.coef_).all() and clf.coef_[:, -1].tolist() == [0.0] * 4
+    assert clf.score(X, y) >= LinearClassifier(solver="lbfgs").fit(X, y).score(X, y) - 0.02
