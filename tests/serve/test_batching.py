@@ -176,3 +176,13 @@ def test_a_model_that_does_not_batch_keeps_no_copy_for_batches():
     assert (index._blocks is not None) == faster
     rows = train[:6].reshape(6, -1)
     assert model.predict_rows(rows, top=3) == [model.predict_rows(r[None], 3)[0] for r in rows]
+
+
+def test_the_batching_trial_uses_rows_like_real_queries():
+    """Without --data a k-NN model's trial rows are its own training images with a little
+    noise (random pixels are far from every image and would misjudge the pruned path)."""
+    model, train = _knn("l1")
+    rows = model._trial_rows(8).astype(np.int64)
+    flat = train.reshape(len(train), -1).astype(np.int64)
+    nearest = np.abs(rows[:, None, :] - flat[None]).max(axis=2).min(axis=1)
+    assert rows.shape == (8, 64) and (nearest <= 24).all()
