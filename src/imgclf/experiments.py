@@ -560,6 +560,9 @@ def hyperparameters(model) -> dict:
         params["learning_rate"] = defaults.learning_rate("linear", params["loss"])
     if "algorithm" in params:
         params |= _index_settings(estimator, params["algorithm"])
+    if "solver" in params:  # each solver's own settings only
+        unused = _SGD_SETTINGS if params["solver"] == "lbfgs" else ("max_iter",)
+        params |= dict.fromkeys(unused, _UNUSED)
     return {
         name: value
         for name, value in params.items()
@@ -569,6 +572,7 @@ def hyperparameters(model) -> dict:
 
 _UNUSED = object()
 _INDEX_SETTINGS = ("n_lists", "n_probe", "ef_search", "seed")
+_SGD_SETTINGS = ("learning_rate", "epochs", "batch_size", "optimizer", "lr_decay")
 
 
 def _index_settings(estimator, algorithm: str) -> dict:

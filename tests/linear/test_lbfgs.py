@@ -157,3 +157,28 @@ def test_no_regularization_with_repeated_and_constant_columns():
     clf = LinearClassifier(loss="svm", solver="lbfgs", reg=0.0).fit(X, y)
     assert np.isfinite(clf.coef_).all() and clf.coef_[:, -1].tolist() == [0.0] * 4
     assert clf.score(X, y) >= LinearClassifier(solver="lbfgs").fit(X, y).score(X, y) - 0.02
+
+
+def test_each_solver_reports_only_its_own_settings():
+    from imgclf.experiments import hyperparameters
+
+    X, y = problem()
+    lbfgs = hyperparameters(LinearClassifier(solver="lbfgs").fit(X, y))
+    sgd = hyperparameters(LinearClassifier(epochs=2).fit(X, y))
+    sgd_only = {"learning_rate", "epochs", "batch_size", "optimizer", "lr_decay"}
+    assert not sgd_only & lbfgs.keys() and lbfgs["max_iter"] == 1000
+    assert sgd_only <= sgd.keys() and "max_iter" not in sgd
+
+
+def test_a_search_with_lbfgs_varies_the_regularization_only():
+    import typer
+
+    from imgclf.cli import _options as opt
+
+    fixed = opt.model_settings("linear", "svm", None, 0, "kmeans")
+    assert fixed["solver"] == "lbfgs"
+    assert list(opt.search_grid("linear", "svm", fixed=fixed)) == ["reg"]
+    assert opt.search_grid("linear", "svm", reg="0.1,1", fixed=fixed) == {"reg": [0.1, 1.0]}
+    assert "learning_rate" in opt.search_grid("linear", "svm", fixed={"solver": "sgd"})
+    with pytest.raises(typer.BadParameter, match="--lr: L-BFGS has no learning rate"):
+        opt.search_grid("linear", "svm", lr="0.1", fixed=fixed)

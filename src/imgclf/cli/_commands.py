@@ -170,12 +170,15 @@ def cv(
     from imgclf import experiments, plots
 
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
+    fixed = opt.model_settings(
+        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
+    )
     with _cluster(scheduler):
         run = experiments.run_model(
             splits,
             model,
             opt.metrics_for(
-                opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe),
+                opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe, fixed=fixed),
                 metric,
                 algorithm,
             ),
@@ -185,9 +188,7 @@ def cv(
             train_size=train_size,
             seed=seed,
             final_test=final_test,
-            fixed=opt.model_settings(
-                model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
-            ),
+            fixed=fixed,
         )
     if as_json:
         print_json(run.to_dict())
@@ -524,12 +525,15 @@ def report(
     start = time.perf_counter()
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
     timings = {"load data": time.perf_counter() - start}
+    fixed = opt.model_settings(
+        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
+    )
     with _cluster(scheduler):  # the report's neighbour pictures search the fitted model too
         run = experiments.run_model(
             splits,
             model,
             opt.metrics_for(
-                opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe),
+                opt.search_grid(model, loss, k, metric, weights, lr, reg, n_probe, fixed=fixed),
                 metric,
                 algorithm,
             ),
@@ -538,9 +542,7 @@ def report(
             repeats=repeats,
             train_size=train_size,
             seed=seed,
-            fixed=opt.model_settings(
-                model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
-            ),
+            fixed=fixed,
         )
         print_run(run)
         title = f"imgclf report: {data}"

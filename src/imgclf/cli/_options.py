@@ -381,10 +381,25 @@ def size_or_fraction(value: float | None, option: str) -> int | float | None:
 
 
 def search_grid(
-    model: str, loss: str, k=None, metric=None, weights=None, lr=None, reg=None, n_probe=None
+    model: str,
+    loss: str,
+    k=None,
+    metric=None,
+    weights=None,
+    lr=None,
+    reg=None,
+    n_probe=None,
+    *,
+    fixed: dict | None = None,
 ) -> dict:
-    """The grid to search: the values given, the default grid for the rest."""
+    """The grid to search: the values given, the default grid for the rest; ``fixed``
+    (:func:`model_settings`): no learning rates for a linear model trained by L-BFGS."""
     from imgclf.experiments import default_grid
+
+    if (fixed or {}).get("solver") == "lbfgs":
+        if lr is not None:
+            raise typer.BadParameter("--lr: L-BFGS has no learning rate (it is for --solver sgd)")
+        return {"reg": numbers(reg, "--reg") or default_grid(model, loss)["reg"]}
 
     given = {
         "k": numbers(k, "--k", int),
