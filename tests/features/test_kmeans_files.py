@@ -119,7 +119,7 @@ def test_command_line_trains_evaluates_and_reports_with_kmeans_features(tmp_path
     )
     assert "solver='lbfgs'" in trained.stdout
     assert "accuracy" in imgclf("evaluate", "m.imgclf", *data_args, cwd=tmp_path).stdout
-    one_config = ["--lr", "0.02", "--reg", "0.01", "--folds", "2"]
+    one_config = ["--reg", "0.01", "--folds", "2"]  # (L-BFGS: no learning rate to vary)
     report = imgclf(
         "report", *data_args, "--model", "linear", *one_config, *feats, "-o", "r.html", cwd=tmp_path
     )

@@ -181,4 +181,8 @@ def test_a_search_with_lbfgs_varies_the_regularization_only():
     assert opt.search_grid("linear", "svm", reg="0.1,1", fixed=fixed) == {"reg": [0.1, 1.0]}
     assert "learning_rate" in opt.search_grid("linear", "svm", fixed={"solver": "sgd"})
     with pytest.raises(typer.BadParameter, match="--lr: L-BFGS has no learning rate"):
-        opt.search_grid("linear", "svm", lr="0.1", fixed=fixed)
+        opt.search_grid("linear", "svm", lr="0.1", fixed=fixed | {"solver": "lbfgs"})
+    # learning rates given without a solver mean SGD, k-means features or not
+    assert "solver" not in opt.model_settings("linear", "svm", None, 0, "kmeans", lr="0.1")
+    explicit = opt.model_settings("linear", "svm", None, 0, "kmeans", solver="lbfgs", lr="0.1")
+    assert explicit["solver"] == "lbfgs"

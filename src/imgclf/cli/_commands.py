@@ -171,7 +171,7 @@ def cv(
 
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
     fixed = opt.model_settings(
-        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
+        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver, lr
     )
     with _cluster(scheduler):
         run = experiments.run_model(
@@ -244,7 +244,7 @@ def train(
     from imgclf import experiments, io
 
     fixed = opt.model_settings(
-        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
+        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver, lr
     )
     chosen = {"k": k, "metric": metric, "weights": weights} if model == "knn" else {}
     chosen |= {"n_probe": n_probe} if model == "knn" and n_probe is not None else {}
@@ -526,7 +526,7 @@ def report(
     splits = _load(data, opt.DataOptions(size, mode, on_error, test_size), seed=seed)
     timings = {"load data": time.perf_counter() - start}
     fixed = opt.model_settings(
-        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver
+        model, loss, epochs, seed, features, hidden, dropout, algorithm, n_lists, solver, lr
     )
     with _cluster(scheduler):  # the report's neighbour pictures search the fitted model too
         run = experiments.run_model(

@@ -119,7 +119,7 @@ SolverOpt = Annotated[
     typer.Option(
         help="Linear solver: sgd (minibatch epochs) or lbfgs (the whole objective to "
         "convergence; the svm is then one-vs-all squared hinge). \\[default: lbfgs with "
-        "kmeans features, else sgd]"
+        "kmeans features and no --lr, else sgd]"
     ),
 ]
 EpochsOpt = Annotated[
@@ -416,11 +416,12 @@ def search_grid(
     return grid
 
 
-def linear_solver(solver: str | None, features: list | None) -> str | None:
-    """The solver given; else L-BFGS with k-means features (SGD underfits their 4 x
-    centroids columns: on CIFAR-10's 6,400, 0.68-0.69 held out against 0.74 converged),
-    else None (the model's default)."""
-    if solver is not None:
+def linear_solver(solver: str | None, features: list | None, lr=None) -> str | None:
+    """The solver given; else SGD's default when learning rates are (only SGD has one);
+    else L-BFGS with k-means features (SGD underfits their 4 x centroids columns: on
+    CIFAR-10's 6,400, 0.68-0.69 held out against 0.74 converged), else None (the model's
+    default)."""
+    if solver is not None or lr is not None:
         return solver
     return "lbfgs" if any(f.split(":")[0] == "kmeans" for f in features or []) else None
 
@@ -446,14 +447,16 @@ def model_settings(
     algorithm: str = "exact",
     n_lists=None,
     solver=None,
+    lr=None,
 ) -> dict:
-    """Parameters held fixed while a search varies the grid (absent: the model's default)."""
+    """Parameters held fixed while a search varies the grid (absent: the model's default);
+    ``lr``, the learning rates given, only tells which solver is meant."""
     given = {"features": words(features, "--features")}
     if model == "knn" and algorithm != "exact":
         given |= {"algorithm": algorithm, "n_lists": n_lists, "seed": seed}
     if model == "linear":
         given |= {"loss": loss, "seed": seed, "epochs": epochs}
-        given |= {"solver": linear_solver(solver, given["features"])}
+        given |= {"solver": linear_solver(solver, given["features"], lr)}
     elif model == "net":
         given |= {"seed": seed, "epochs": epochs, "hidden": hidden, "dropout": dropout}
     return {name: value for name, value in given.items() if value is not None}
