@@ -48,6 +48,7 @@ import math
 import os
 import re
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ from sklearn.pipeline import Pipeline
 
 import imgclf
 from imgclf._atomic import atomic_path
-from imgclf.errors import ModelFileError, SigningKeyError
+from imgclf.errors import FormatError, ModelFileError, SigningKeyError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -207,9 +208,25 @@ def _update(digest, header: dict, arrays: dict[str, np.ndarray]) -> None:
     body = {k: v for k, v in header.items() if k not in ("checksum", "signature")}
     digest.update(json.dumps(body, sort_keys=True).encode())
     for key in sorted(arrays):
-        array = np.ascontiguousarray(arrays[key])
-        digest.update(f"{key}\0{array.dtype.str}\0{array.shape}\0".encode())
-        digest.update(array.reshape(-1).view(np.uint8))  # the array's own bytes: no copy
+        for data in _array_bytes(key, arrays[key]):
+            digest.update(data)
+
+
+def _array_bytes(key: str, array):
+    """What the digest reads of one array: its name, dtype and shape, then its bytes.
+
+    A lazy array (the training rows of a k-NN model fitted out of core) is read a
+    chunk at a time, so hashing, writing and verifying it never hold it whole; its
+    bytes are the same as an in-memory copy's, and so is the digest.
+    """
+    if getattr(array, "lazy", False):
+        yield f"{key}\0{array.dtype.str}\0{tuple(array.shape)}\0".encode()
+        for _, block in array.chunks():
+            yield np.ascontiguousarray(block).reshape(-1).view(np.uint8)
+        return
+    array = np.ascontiguousarray(array)
+    yield f"{key}\0{array.dtype.str}\0{array.shape}\0".encode()
+    yield array.reshape(-1).view(np.uint8)  # the array's own bytes: no copy
 
 
 def _checksum(header: dict, arrays: dict[str, np.ndarray]) -> str:
@@ -242,7 +259,9 @@ def _split_state(name: str, estimator) -> tuple[dict, dict[str, np.ndarray]]:
     for attr, value in vars(estimator).items():
         if attr in params:
             continue
-        if isinstance(value, np.ndarray):
+        if getattr(value, "lazy", False):  # rows on disk: written to the file chunk by chunk
+            arrays[f"{name}/{attr}"] = value
+        elif isinstance(value, np.ndarray):
             if value.dtype.hasobject:
                 value = value.astype(str)
             arrays[f"{name}/{attr}"] = value
@@ -324,8 +343,31 @@ def save(
         header["signature"] = _signature(key, header, arrays)
     blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as out:
-        np.savez(out, **{_HEADER: blob}, **arrays)
+        if any(getattr(a, "lazy", False) for a in arrays.values()):
+            _write_streamed(out, {_HEADER: blob, **arrays})
+        else:
+            np.savez(out, **{_HEADER: blob}, **arrays)
     return Path(path)
+
+
+def _write_streamed(out, arrays: dict) -> None:
+    """The ``.npz`` ``np.savez`` writes (stored members, ZIP64), lazy arrays chunk by chunk.
+
+    A lazy array is never read whole: its ``.npy`` header is written from its dtype
+    and shape, then its rows a chunk at a time, so the memory this takes is one chunk
+    however large the training set.
+    """
+    with zipfile.ZipFile(out, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, array in arrays.items():
+            with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                if not getattr(array, "lazy", False):
+                    npy_format.write_array(member, np.asanyarray(array), allow_pickle=False)
+                    continue
+                header = {"descr": npy_format.dtype_to_descr(array.dtype),
+                          "fortran_order": False, "shape": tuple(array.shape)}  # fmt: skip
+                npy_format.write_array_header_2_0(member, header)
+                for _, block in array.chunks():
+                    member.write(np.ascontiguousarray(block).tobytes())
 
 
 # --- loading: the archive ----------------------------------------------------------------
@@ -898,6 +940,54 @@ def _check_header(path: Path, header: dict, members: dict) -> list[tuple[dict, t
 # --- loading: arrays, checks, estimators -------------------------------------------------
 
 
+def _lazy_members(header: dict, members: dict) -> set[str]:
+    """The members left on disk: an exact k-NN step's training rows, stored uncompressed,
+    larger than the in-memory limit (:func:`~imgclf.datasets.store.in_memory_bytes`).
+
+    The search streams them from the file (:class:`~imgclf.datasets.file_rows.FileRows`),
+    as it streams a store; everything else is read into memory, within ``max_bytes``.
+    """
+    from imgclf.datasets.store import in_memory_bytes
+
+    limit, lazy = in_memory_bytes(), set()
+    for step in header["steps"]:
+        member = members.get(f"{step['name']}/_fit_X")
+        if (
+            step["class"] == "KNNClassifier"
+            and step["params"].get("algorithm", "exact") == "exact"
+            and member is not None
+            and member.nbytes > limit
+            and member.info.compress_type == zipfile.ZIP_STORED
+            and not member.info.flag_bits & 1  # not encrypted: the bytes are the rows
+            and not member.fortran
+        ):
+            lazy.add(f"{step['name']}/_fit_X")
+    return lazy
+
+
+# a zip member's local header (PKWARE APPNOTE 4.3.7): 30 bytes ending with the lengths of
+# the name and of the extra field that come before the member's data
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+
+
+def _lazy_rows(path: Path, f, member: _Member):
+    """A member's array as :class:`~imgclf.datasets.file_rows.FileRows`: rows read when
+    searched. Its place in the archive: the local file header's own lengths, then the
+    ``.npy`` header."""
+    from imgclf.datasets.file_rows import FileRows
+
+    f.seek(member.info.header_offset)
+    local = f.read(_LOCAL_HEADER.size)
+    if len(local) != _LOCAL_HEADER.size or local[:4] != b"PK\x03\x04":
+        raise ModelFileError(f"{path}: array {member.info.filename!r:.80} has no local header")
+    name_length, extra_length = _LOCAL_HEADER.unpack(local)[-2:]
+    start = member.info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    try:
+        return FileRows(path, start + member.offset, member.shape, member.dtype)
+    except FormatError as exc:
+        raise ModelFileError(str(exc)) from None
+
+
 def _verify(path: Path, header: dict, arrays: dict, key: bytes | None) -> bool:
     """Checksum always; the signature when a key is given. True if a signature matched."""
     if header["checksum"] != _checksum(header, arrays):
@@ -983,7 +1073,11 @@ def _load(path: Path, key, max_bytes: int | None) -> SavedModel:
             members = _directory(path, archive, max_bytes)
             header = _parse_header(path, archive, members)
             plan = _check_header(path, header, members)
-            read = {n: _read_array(path, archive, m) for n, m in members.items()}
+            lazy = _lazy_members(header, members)
+            read = {
+                n: _lazy_rows(path, f, m) if n in lazy else _read_array(path, archive, m)
+                for n, m in members.items()
+            }
     verified = _verify(path, header, read, key)
     steps = []
     for step, cls, arrays in plan:

@@ -121,15 +121,43 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Memorise ``X`` ``(n, d)`` or images ``(n, H, W, C)`` with labels ``y`` ``(n,)``."""
         self._check_params()
-        X, self._y = encoded_training_data(self, X, y, dtype=None)
+        if _stays_on_disk(X):  # larger than the in-memory limit: searched block by block
+            X, self._y = self._lazy_training_data(X, y)
+        else:
+            X, self._y = encoded_training_data(self, X, y, dtype=None)
         if self.k > len(X):
             noun = "sample" if len(X) == 1 else "samples"
             raise ValueError(
                 f"k must be <= the number of training samples ({len(X)} {noun}); got {self.k}"
             )
-        self._fit_X = as_features(X, "X")  # uint8 stays uint8; other types float32
+        self._fit_X = X if _stays_on_disk(X) else as_features(X, "X")  # uint8 stays uint8
         self._rebuild()
         return self
+
+    def _lazy_training_data(self, X, y) -> tuple:
+        """Flat lazy rows ``(n, d)`` and label indices, checked without reading the rows.
+
+        Only exact search streams the database from disk
+        (:class:`~imgclf.distributed.StreamedIndex`); an approximate index is built
+        in memory, so it is refused here rather than failing on the limit later.
+        """
+        if self.algorithm != "exact" or self.backend == "faiss":
+            raise ValueError(
+                f"algorithm={self.algorithm!r}, backend={self.backend!r}: a training set "
+                f"larger than the in-memory limit ({X.nbytes:,} bytes) is searched from disk "
+                "by exact search only; use algorithm='exact' and backend='auto', a subset "
+                "(--train-size), or a higher $IMGCLF_IN_MEMORY_BYTES"
+            )
+        from sklearn.utils.multiclass import check_classification_targets
+
+        X = X.reshape_rows()
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"y must hold one label per row of X ({len(X)}); got shape {y.shape}")
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        self.n_features_in_ = X.shape[1]
+        return X, y_index
 
     def _rebuild(self, trusted: bool = True) -> None:
         """Prepare the search index from the memorised ``_fit_X`` (after fit or loading).
@@ -149,6 +177,12 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
             self._index = sharded_index(client, self._fit_X, self.algorithm, self.metric,
                                         saved, settings)  # fmt: skip
+        elif _stays_on_disk(self._fit_X):  # read from disk at every search, block by block
+            from imgclf.distributed.streamed import StreamedIndex
+
+            self._index = StreamedIndex(
+                self._fit_X, self.metric, working_memory=self.working_memory, n_jobs=self.n_jobs
+            )
         elif saved and algorithms.is_approximate(self.algorithm):
             self._index = algorithms.load_index(
                 self._fit_X, saved, self.algorithm, self.metric, trusted=trusted, **settings
@@ -334,6 +368,15 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _stays_on_disk(X) -> bool:
+    """Whether ``X`` is a lazy (store-backed) array larger than the in-memory limit."""
+    if not getattr(X, "lazy", False):
+        return False
+    from imgclf.datasets.chunked import fits_in_memory
+
+    return not fits_in_memory(X)
 
 
 def _cluster_client():
