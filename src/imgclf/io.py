@@ -640,6 +640,7 @@ _ADDED_PARAMS = {
         "seed": 0,
     },
     "LinearClassifier": {"solver": "sgd", "max_iter": 1000},  # files before the L-BFGS solver
+    "KMeansFeatures": {"alpha": 0.25},  # files before the soft encoder
 }
 _INT_PARAMS = {
     "n_jobs": (1, 4096),

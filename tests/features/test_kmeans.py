@@ -28,7 +28,7 @@ def fitted(shape=(12, 12, 3), **params):
 # --- the encoding kernel against references ----------------------------------------------
 
 
-@pytest.mark.parametrize("encoder", ["triangle", "hard"])
+@pytest.mark.parametrize("encoder", ["triangle", "hard", "soft"])
 @pytest.mark.parametrize("pooling", ["quadrants", "sum"])
 @pytest.mark.parametrize("whiten, stride, size", [(True, 1, 6), (False, 2, 3), (True, 3, 5)])
 def test_transform_equals_the_plain_numpy_reference(encoder, pooling, whiten, stride, size):
@@ -62,6 +62,25 @@ def test_reference_is_the_papers_formula_on_explicit_patches():
             z = cdist(x, model.centroids_.astype(np.float64))[0]
             codes[2 * (r >= 3) + (c >= 3)] += np.maximum(z.mean() - z, 0)
     np.testing.assert_allclose(model.transform(image[None])[0], codes.ravel(), rtol=1e-4, atol=1e-4)
+
+
+def test_soft_codes_are_thresholded_dot_products_of_both_signs_with_unit_centroids():
+    """Coates & Ng (2011): max(0, d.x - alpha) and max(0, -d.x - alpha), |d| = 1, per patch."""
+    model = fitted((10, 10, 3), encoder="soft", alpha=0.4)
+    image = images(3, (10, 10, 3), seed=2)[2]
+    unit = model.centroids_ / np.linalg.norm(model.centroids_.astype(np.float64), axis=1)[:, None]
+    codes = np.zeros((4, 2, 7))
+    for r in range(5):
+        for c in range(5):
+            x = image[r : r + 6, c : c + 6].reshape(-1).astype(np.float64)
+            x = (x - x.mean()) / np.sqrt(x.var(ddof=1) + 10)
+            s = unit @ ((x - model.patch_mean_) @ model.whitening_)
+            codes[2 * (r >= 3) + (c >= 3)] += [np.maximum(s - 0.4, 0), np.maximum(-s - 0.4, 0)]
+    ours = model.transform(image[None])[0]
+    assert ours.shape == (4 * 2 * 7,) and (ours >= 0).all() and (ours == 0).any()
+    np.testing.assert_allclose(ours, codes.ravel(), rtol=1e-4, atol=1e-4)
+    # a larger threshold can only lower every code; 0 keeps |d.x| whole
+    assert (model.set_params(alpha=1.0).transform(image[None])[0] <= ours + 1e-6).all()
 
 
 def test_blocks_and_threads_give_the_same_codes(monkeypatch):
@@ -191,7 +210,8 @@ def test_learns_a_texture_task():
     [
         ({"n_centroids": 0}, r"n_centroids must be >= 1; got 0"),
         ({"patch_size": 2.5}, r"patch_size must be an integer; got 2.5"),
-        ({"encoder": "soft"}, r"encoder must be one of 'triangle', 'hard'; got 'soft'"),
+        ({"encoder": "sparse"}, r"encoder must be one of 'triangle', 'hard', 'soft'; got 'sparse'"),
+        ({"alpha": -0.5}, r"alpha must be a non-negative number; got -0.5"),
         ({"pooling": "max"}, r"pooling must be one of 'quadrants', 'sum'; got 'max'"),
         ({"whiten": "yes"}, r"whiten must be one of False, True; got 'yes'"),
         (

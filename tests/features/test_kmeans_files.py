@@ -48,18 +48,44 @@ def test_a_feature_set_with_kmeans_round_trips_as_arrays(saved):
     np.testing.assert_array_equal(loaded[0].centroids_, model[0].centroids_)
 
 
-def test_a_kmeans_step_round_trips(tmp_path):
+def kmeans_step(path, **params):
     X, y = data()
     model = Pipeline(
         [
-            ("kmeans", KMeansFeatures(n_centroids=4, n_patches=500)),
+            ("kmeans", KMeansFeatures(n_centroids=4, n_patches=500, **params)),
             ("clf", LinearClassifier(epochs=2)),
         ]
     ).fit(X, y)
-    io.save(model, tmp_path / "k.imgclf", model_type="linear", image_shape=(12, 12, 3))
+    io.save(model, path, model_type="linear", image_shape=(12, 12, 3))
+    return model, X
+
+
+@pytest.mark.parametrize("params", [{}, {"encoder": "soft", "alpha": 0.5}], ids=repr)
+def test_a_kmeans_step_round_trips(tmp_path, params):
+    model, X = kmeans_step(tmp_path / "k.imgclf", **params)
     loaded = io.load(tmp_path / "k.imgclf").model
     np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
     assert loaded[0].n_iter_ == model[0].n_iter_
+    assert loaded[0].get_params() == model[0].get_params()
+
+
+def test_a_file_from_before_the_soft_encoder_loads_and_a_bad_alpha_is_refused(tmp_path):
+    model, X = kmeans_step(tmp_path / "k.imgclf")
+    older = rewrite(
+        tmp_path / "k.imgclf",
+        tmp_path / "old.imgclf",
+        lambda h, a: h["steps"][0]["params"].pop("alpha"),
+    )
+    loaded = io.load(older).model
+    assert loaded[0].alpha == 0.25
+    np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
+    forged = rewrite(
+        tmp_path / "k.imgclf",
+        tmp_path / "bad.imgclf",
+        lambda h, a: h["steps"][0]["params"].update(alpha=-1),
+    )
+    with pytest.raises((ModelFileError, ValueError), match="alpha must be a non-negative number"):
+        io.load(forged)
 
 
 def rewrite(path, out, edit):

@@ -37,7 +37,7 @@ __all__ = [
 # patch covariance +0.1 before whitening (the smallest directions are mostly noise).
 CONTRAST_EPS = 10.0
 WHITEN_EPS = 0.1
-ENCODERS = ("triangle", "hard")
+ENCODERS = ("triangle", "hard", "soft")
 POOLINGS = ("quadrants", "sum")
 BLOCK_BYTES = 16 << 20  # distances of one block: 16 MiB keeps it in a core's share of cache
 
@@ -124,14 +124,27 @@ def pool_regions(pooling: str) -> int:
     return 4 if pooling == "quadrants" else 1
 
 
-def encode_block(images, patch_size, stride, mean, whitening, centroids, encoder, pooling):
-    """Pooled codes of a block of images, float32 ``(n, regions * k)``.
+def codes_per_centroid(encoder: str) -> int:
+    """Codes per centroid and region: 2 for ``"soft"`` (one per polarity), else 1."""
+    return 2 if encoder == "soft" else 1
+
+
+def encode_block(
+    images, patch_size, stride, mean, whitening, centroids, encoder, pooling, alpha=0.25
+):
+    """Pooled codes of a block of images, float32 ``(n, regions * codes * k)``.
 
     Parameters
     ----------
     images : ndarray (n, H, W, C), pixel values 0-255
     mean, whitening : ndarray (d,), (d, d) float32, or None for no whitening
     centroids : ndarray (k, d) float32
+        For ``"soft"``, of unit length (the codes are thresholded dot products).
+    encoder : {"triangle", "hard", "soft"}
+    pooling : {"quadrants", "sum"}
+    alpha : float
+        The threshold of ``"soft"``: codes ``max(0, s - alpha)`` and ``max(0, -s - alpha)``
+        of each dot product ``s`` (``codes = 2``, the polarity split); else ignored.
     """
     n, height, width, _ = images.shape
     rows, cols = positions(height, patch_size, stride), positions(width, patch_size, stride)
@@ -140,9 +153,13 @@ def encode_block(images, patch_size, stride, mean, whitening, centroids, encoder
         patches -= mean
         patches = patches @ whitening
     scores = patches @ centroids.T  # the one large product: (n * rows * cols, k)
+    width = codes_per_centroid(encoder) * len(centroids)
+    out = np.zeros((n, pool_regions(pooling), width), np.float32)
+    if encoder == "soft":
+        _soft_pool(scores, np.float32(alpha), rows, cols, pooling == "sum", out)
+        return out.reshape(n, -1)
     patch_norms = np.einsum("ij,ij->i", patches, patches)
     centroid_norms = np.einsum("ij,ij->i", centroids, centroids)
-    out = np.zeros((n, pool_regions(pooling), len(centroids)), np.float32)
     _encode_pool(
         scores, patch_norms, centroid_norms, rows, cols, encoder == "hard", pooling == "sum", out
     )
@@ -160,14 +177,9 @@ def _encode_pool(scores, patch_norms, centroid_norms, rows, cols, hard, one_regi
     sum of the distances may be reassociated).
     """
     k = scores.shape[1]
-    per_image = rows * cols
-    half_rows, half_cols = (rows + 1) // 2, (cols + 1) // 2
     two, zero = np.float32(2.0), np.float32(0.0)
     for i in range(scores.shape[0]):
-        image, position = i // per_image, i % per_image
-        region = 0
-        if not one_region:
-            region = 2 * (position // cols >= half_rows) + (position % cols >= half_cols)
+        image, region = _region(i, rows, cols, one_region)
         row, norm = scores[i], patch_norms[i]
         total = zero
         for j in range(k):
@@ -183,7 +195,37 @@ def _encode_pool(scores, patch_norms, centroid_norms, rows, cols, hard, one_regi
             pooled[j] += max(mean - row[j], zero)
 
 
-def encode_reference(images, patch_size, stride, mean, whitening, centroids, encoder, pooling):
+@numba.njit(nogil=True, cache=True)
+def _region(i, rows, cols, one_region):
+    """``(image, region)`` of patch row ``i``: quadrant split after ``ceil(rows / 2)``."""
+    image, position = i // (rows * cols), i % (rows * cols)
+    if one_region:
+        return image, 0
+    return image, 2 * (position // cols >= (rows + 1) // 2) + (position % cols >= (cols + 1) // 2)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _soft_pool(scores, alpha, rows, cols, one_region, out):
+    """Dot products -> both polarities' soft-threshold codes, summed into ``out`` in place.
+
+    Coates & Ng (2011): ``max(0, s_j - alpha)`` in ``out[..., j]`` and
+    ``max(0, -s_j - alpha)`` in ``out[..., k + j]``, so that a patch that
+    matches a centroid with the opposite sign is told apart from one that does
+    not match it at all.
+    """
+    k = scores.shape[1]
+    zero = np.float32(0.0)
+    for i in range(scores.shape[0]):
+        image, region = _region(i, rows, cols, one_region)
+        row, pooled = scores[i], out[image, region]
+        for j in range(k):
+            pooled[j] += max(row[j] - alpha, zero)
+            pooled[k + j] += max(-row[j] - alpha, zero)
+
+
+def encode_reference(
+    images, patch_size, stride, mean, whitening, centroids, encoder, pooling, alpha=0.25
+):
     """The same codes in plain float64 NumPy, one image and one patch matrix at a time.
 
     Slow and simple, for tests and the benchmark's ratio: no fused kernel, no
@@ -203,7 +245,10 @@ def encode_reference(images, patch_size, stride, mean, whitening, centroids, enc
             x = (x - mean) @ whitening.astype(np.float64)
         sq = (x**2).sum(1)[:, None] + (centroids**2).sum(1)[None] - 2 * x @ centroids.T
         z = np.sqrt(np.maximum(sq, 0))
-        if encoder == "hard":
+        if encoder == "soft":
+            s = x @ centroids.T
+            f = np.concatenate([np.maximum(s - alpha, 0), np.maximum(-s - alpha, 0)], axis=1)
+        elif encoder == "hard":
             f = np.zeros_like(z)
             f[np.arange(len(z)), z.argmin(1)] = 1
         else:

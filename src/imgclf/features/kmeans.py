@@ -13,8 +13,12 @@ features and without backpropagation:
    normalizes and whitens it the same way, and encodes it against the
    centroids. Triangle: ``f_k = max(0, mean(z) - z_k)`` with ``z_k`` the
    distance to centroid k (about half the codes are 0); hard: 1 for the
-   nearest centroid. The codes are summed over the four quadrants of the
-   image: ``4 * n_centroids`` features.
+   nearest centroid; soft (Coates & Ng, ICML 2011, *The Importance of
+   Encoding Versus Training*): the dot products ``s_k`` with the centroids
+   scaled to unit length, thresholded and split by sign,
+   ``max(0, s_k - alpha)`` and ``max(0, -s_k - alpha)``. The codes are summed
+   over the four quadrants of the image: ``4 * n_centroids`` features
+   (``8 * n_centroids`` for soft).
 
 Why scikit-learn's :class:`~sklearn.cluster.KMeans` (Lloyd, ``init="random"``):
 on 100,000 whitened CIFAR-10 patches, 1,600 centroids, 5 iterations, it took
@@ -35,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from imgclf._progress import progress
-from imgclf._validation import check_choice, check_int, flat_images
+from imgclf._validation import check_choice, check_int, check_non_negative, flat_images
 from imgclf.features import _patches
 from imgclf.features._images import ImageFeatures, as_images, check_n_jobs, workers
 
@@ -65,7 +69,11 @@ class KMeansFeatures(ImageFeatures):
         Pixels between patches in ``transform``.
     whiten : bool, default=True
         ZCA-whiten the patches (the paper's largest single gain).
-    encoder : {"triangle", "hard"}, default="triangle"
+    encoder : {"triangle", "hard", "soft"}, default="triangle"
+        See above; "soft" gives two codes per centroid and region.
+    alpha : float, default=0.25
+        Threshold of the soft encoder (ignored by the others), in units of a
+        whitened patch's dot product with a unit-length centroid.
     pooling : {"quadrants", "sum"}, default="quadrants"
         Sum the codes over each quadrant of the image, or over the whole image.
     n_patches : int, default=400000
@@ -110,6 +118,7 @@ class KMeansFeatures(ImageFeatures):
         stride=1,
         whiten=True,
         encoder="triangle",
+        alpha=0.25,
         pooling="quadrants",
         n_patches=400_000,
         seed=0,
@@ -122,6 +131,7 @@ class KMeansFeatures(ImageFeatures):
         self.stride = stride
         self.whiten = whiten
         self.encoder = encoder
+        self.alpha = alpha
         self.pooling = pooling
         self.n_patches = n_patches
         self.seed = seed
@@ -161,7 +171,9 @@ class KMeansFeatures(ImageFeatures):
         return self
 
     def transform(self, X):
-        """Pooled codes, float32 ``(n, regions * n_centroids)`` (4 regions for quadrants).
+        """Pooled codes, float32 ``(n, regions * codes * n_centroids)``.
+
+        4 regions for quadrants, else 1; 2 codes per centroid for soft, else 1.
 
         Parameters
         ----------
@@ -175,9 +187,8 @@ class KMeansFeatures(ImageFeatures):
         block = _patches.images_per_block(
             rows * _patches.positions(width, self.patch_size, self.stride), self.n_centroids
         )
-        out = np.empty(
-            (len(images), _patches.pool_regions(self.pooling) * self.n_centroids), np.float32
-        )
+        width = _patches.pool_regions(self.pooling) * _patches.codes_per_centroid(self.encoder)
+        out = np.empty((len(images), width * self.n_centroids), np.float32)
 
         def encode(start: int) -> None:
             out[start : start + block] = self._encode(images[start : start + block])
@@ -197,6 +208,7 @@ class KMeansFeatures(ImageFeatures):
             centroids,
             self.encoder,
             self.pooling,
+            self.alpha,
         )
 
     def _n_drawn(self, shape: tuple) -> int:
@@ -246,10 +258,18 @@ class KMeansFeatures(ImageFeatures):
         return _LazyImages(X, shape)
 
     def _dictionary(self) -> tuple:
-        """``(mean, whitening, centroids)`` for the encoder; no whitening step when off."""
+        """``(mean, whitening, centroids)`` for the encoder; no whitening step when off.
+
+        Soft codes are dot products with the centroids at unit length (a
+        centroid's length would otherwise weigh its codes).
+        """
+        centroids = self.centroids_
+        if self.encoder == "soft":
+            norms = np.sqrt(np.einsum("ij,ij->i", centroids, centroids, dtype=np.float64))
+            centroids = (centroids / np.maximum(norms, 1e-8)[:, None]).astype(np.float32)
         if not self.whiten:
-            return None, None, self.centroids_
-        return self.patch_mean_, self.whitening_, self.centroids_
+            return None, None, centroids
+        return self.patch_mean_, self.whitening_, centroids
 
     def _check_params(self) -> None:
         check_int("n_centroids", self.n_centroids, low=1)
@@ -257,6 +277,7 @@ class KMeansFeatures(ImageFeatures):
         check_int("stride", self.stride, low=1)
         check_choice("whiten", self.whiten, (False, True))
         check_choice("encoder", self.encoder, _patches.ENCODERS)
+        check_non_negative("alpha", self.alpha)
         check_choice("pooling", self.pooling, _patches.POOLINGS)
         check_int("n_patches", self.n_patches, low=1)
         check_int("seed", self.seed, low=0)
