@@ -11,11 +11,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -331,62 +328,17 @@ def fit_model(model, train: Dataset):
 
     A :attr:`~imgclf.datasets.Dataset.lazy` set that fits the in-memory limit is
     read whole (the same model as in memory). A larger one is never read whole: a
-    classifier trains on it in shuffled windows of blocks (see :mod:`imgclf._minibatch`);
-    in a pipeline, each step before it is fitted on the lazy rows
-    (:func:`_fit_out_of_core`), and the next step sees its output: a
-    :class:`~imgclf.preprocessing.MeanImage` step's as it is read
-    (:class:`~imgclf.datasets.transformed.TransformedArray`), an image-feature step's
-    computed once, chunk by chunk, into a temporary store
-    (:func:`~imgclf.datasets.transformed.transform_to_store`) that every epoch reads.
+    classifier trains on it in shuffled windows of blocks (see :mod:`imgclf._minibatch`),
+    a k-NN classifier searches it from disk; in a pipeline, each step before it is fitted
+    on the lazy rows and the next step sees its output
+    (:func:`~imgclf.model_selection.out_of_core.fit_rows`).
     """
     X = train.X
     if not getattr(X, "lazy", False):
         return model.fit(X, train.labels)
-    from imgclf.datasets.chunked import fits_in_memory
+    from imgclf.model_selection.out_of_core import fit_rows
 
-    if fits_in_memory(X) or not isinstance(model, Pipeline):
-        return model.fit(np.asarray(X) if fits_in_memory(X) else X, train.labels)
-    with contextlib.ExitStack() as scratch:
-        for _, step in model.steps[:-1]:
-            X = _output_of(_fit_out_of_core(step, X), X, scratch)
-        model.steps[-1][1].fit(X, train.labels)
-    return model
-
-
-def _fit_out_of_core(step, X):
-    """A pipeline step fitted on lazy rows ``X``, which it never reads whole.
-
-    A step that learns nothing from the rows (HOG, colour histograms: scikit-learn's
-    ``requires_fit`` tag is False) is fitted on the first rows only, for their shape;
-    others are given the lazy array (MeanImage sums it by windows of chunks), and a
-    step that cannot take one says so.
-    """
-    from imgclf.errors import DatasetError
-
-    if not step.__sklearn_tags__().requires_fit:
-        return step.fit(X.read(0, min(len(X), X.chunk_rows)))
-    try:
-        return step.fit(X)
-    except DatasetError as exc:  # it asked for every row in memory
-        raise DatasetError(
-            f"a {type(step).__name__} step cannot be fitted on a dataset larger than memory "
-            "yet (it reads every row at once); train on a subset (--train-size), or with "
-            "other features"
-        ) from exc
-
-
-def _output_of(step, X, scratch: contextlib.ExitStack):
-    """What the next step of the pipeline reads: ``step``'s output of the lazy rows ``X``."""
-    from imgclf.datasets.transformed import TransformedArray, transform_to_store
-    from imgclf.preprocessing import MeanImage
-
-    if isinstance(step, MeanImage):  # cheap per row: applied as the rows are read
-        return TransformedArray(X, step)
-    from imgclf.datasets.cache import cache_dir
-
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    folder = scratch.enter_context(tempfile.TemporaryDirectory(dir=cache_dir(), prefix="features-"))
-    return transform_to_store(X, step, Path(folder) / "features.zarr")
+    return fit_rows(model, X, train.labels)
 
 
 def fit_and_evaluate(selection: Selection, train: Dataset, test: Dataset | None):

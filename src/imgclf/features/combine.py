@@ -71,8 +71,13 @@ class FeatureSet(ImageFeatures):
         self.cache = cache
 
     def fit(self, X, y=None):
-        """Check the images; fit the k-means part, if any, on them (``y`` ignored); returns self."""
-        super().fit(X)
+        """Check the images; fit the k-means part, if any, on them (``y`` ignored); returns self.
+
+        A lazy (on-disk) ``X`` is never read whole: its shape is checked on its first
+        row, and the k-means part reads only the images its random patches come from
+        (:class:`KMeansFeatures` takes a lazy array), so the fit is the in-memory one.
+        """
+        super().fit(X.read(0, 1) if getattr(X, "lazy", False) else X)
         for part in self._parts():
             if isinstance(part, KMeansFeatures):
                 part.set_params(image_shape=self.image_shape).fit(X)

@@ -96,13 +96,42 @@ def cross_validate(
                           scoring=scoring)  # fmt: skip
     configs = expand_grid(param_grid)
     X, y, splits = resolve_folds(X, y, folds, val, seed)
-    X, y = np.asarray(X), np.asarray(y)
+    X, y = (X if _on_disk(X) else np.asarray(X)), np.asarray(y)
     scores = np.empty((len(configs), len(splits)))
     tasks = [(c, f) for f in range(len(splits)) for c in range(len(configs))]
     start = time.perf_counter()
     for c, f in progress(tasks, len(tasks), "Cross-validating"):
-        train, held_out = splits[f]
-        model = clone(estimator).set_params(**configs[c]).fit(X[train], y[train])
-        score = scoring or (lambda m, a, b: m.score(a, b))
-        scores[c, f] = score(model, X[held_out], y[held_out])
+        model = clone(estimator).set_params(**configs[c])
+        scores[c, f] = _fold_score(model, X, y, *splits[f], scoring)
     return SearchResult(configs, scores, {"cross_validate_s": time.perf_counter() - start})
+
+
+def _on_disk(X) -> bool:
+    """Whether ``X`` is a lazy array larger than the in-memory limit (never read whole)."""
+    from imgclf.datasets.chunked import fits_in_memory, is_lazy
+
+    return is_lazy(X) and not fits_in_memory(X)
+
+
+def _fold_score(model, X, y, train, held_out, scoring) -> float:
+    """``model`` fitted on ``X[train]`` and scored on ``X[held_out]``.
+
+    For ``X`` on disk the fold's rows are read from it: the training rows whole
+    when they fit the in-memory limit (the same model as in memory), else trained on
+    out of core (:func:`~imgclf.model_selection.out_of_core.fit_rows`); the held-out
+    rows a block at a time for accuracy (the same score), whole for ``scoring``.
+    """
+    if not _on_disk(X):
+        model.fit(X[train], y[train])
+        return (scoring or _accuracy)(model, X[held_out], y[held_out])
+    from imgclf.datasets.row_subset import RowSubset
+    from imgclf.model_selection.out_of_core import fit_rows, score_rows
+
+    model = fit_rows(model, RowSubset(X, train), y[train])
+    if scoring is None:
+        return score_rows(model, X, y, held_out)
+    return scoring(model, X.take(held_out), y[held_out])
+
+
+def _accuracy(model, X, y) -> float:
+    return model.score(X, y)

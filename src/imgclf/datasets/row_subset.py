@@ -1,0 +1,106 @@
+"""RowSubset: some rows of a lazy array, as a lazy array (a cross-validation fold on disk).
+
+``X[train]`` of an in-memory array is a copy; of a lazy array larger than memory
+it cannot be. A :class:`RowSubset` is that copy unmade: the same rows, in the same
+order, read from the source when they are asked for, so a fold's training rows
+can be given to anything that trains on a lazy array (out-of-core epochs read it
+a window at a time).
+
+Examples
+--------
+>>> from imgclf.datasets.transformed import _InMemory
+>>> source = _InMemory(np.arange(12, dtype=np.uint8).reshape(6, 2))
+>>> fold = RowSubset(source, [4, 1, 5])
+>>> fold.shape, fold[1:].tolist()
+((3, 2), [[2, 3], [10, 11]])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from imgclf.datasets.store import IN_MEMORY_ENV, in_memory_bytes
+from imgclf.errors import DatasetError
+
+__all__ = ["RowSubset"]
+
+
+class RowSubset:
+    """Rows ``rows`` of the lazy array ``source``, in that order, read on demand.
+
+    Parameters
+    ----------
+    source : lazy array, shape (n, ...)
+        E.g. a :class:`~imgclf.datasets.store.StoredArray`; images are presented
+        as flat rows ``(m, d)``, as ``Dataset.X`` presents them.
+    rows : array of int, shape (m,)
+        Indices into ``source`` (any order).
+
+    Attributes
+    ----------
+    shape : tuple (m, d)
+    chunk_rows : int
+        The source's: a window of this many rows of the subset reads about as
+        many chunks as a window of the source.
+    """
+
+    lazy = True
+    ndim = 2
+
+    def __init__(self, source, rows):
+        self.source = source.reshape_rows() if source.ndim > 2 else source
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        self.dtype = np.dtype(self.source.dtype)
+        self.shape = (len(self.rows), *self.source.shape[1:])
+        self.chunk_rows = self.source.chunk_rows
+
+    @property
+    def row_bytes(self) -> int:
+        return math.prod(self.shape[1:]) * self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.row_bytes
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"RowSubset({self.source!r}, {len(self)} rows)"
+
+    def reshape_rows(self) -> RowSubset:
+        return self  # already rows
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo..hi`` of the subset."""
+        return self.source.take(self.rows[lo:hi])
+
+    def take(self, rows) -> np.ndarray:
+        """Rows ``rows`` of the subset, in that order (each source chunk read once)."""
+        return self.source.take(self.rows[np.asarray(rows, dtype=np.int64)])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            return self.read(start, stop)
+        if isinstance(key, int | np.integer) and not isinstance(key, bool):
+            return self.take([key])[0]
+        return self.take(np.arange(len(self))[key])
+
+    def chunks(self, rows: int | None = None):
+        """``(start, block)`` over every row, ``rows`` at a time (default: a source chunk)."""
+        step = rows or self.chunk_rows
+        for lo in range(0, len(self), step):
+            yield lo, self.read(lo, lo + step)
+
+    def __array__(self, dtype=None, copy=None):
+        limit = in_memory_bytes()
+        if self.nbytes > limit:
+            raise DatasetError(
+                f"{self!r}: {self.nbytes:,} bytes, more than the in-memory limit of "
+                f"{limit:,} (${IN_MEMORY_ENV}); read it in chunks"
+            )
+        array = self.read(0, len(self))
+        return array if dtype is None else array.astype(dtype, copy=False)
