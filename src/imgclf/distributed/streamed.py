@@ -21,9 +21,17 @@ from imgclf._validation import check_choice, check_int
 from imgclf.neighbors.kernels import topk
 from imgclf.neighbors.search import METRICS, ExactIndex, as_features, match_queries
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "StreamedIndex"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "StreamedIndex", "budget_block_bytes"]
 
 DEFAULT_BLOCK_BYTES = 128 * 2**20
+
+
+def budget_block_bytes() -> int:
+    """Block bytes that keep a search within the in-memory limit: an eighth of it (two
+    blocks are held, each with its kernel's copy), at most :data:`DEFAULT_BLOCK_BYTES`."""
+    from imgclf.datasets.store import in_memory_bytes
+
+    return max(1, min(DEFAULT_BLOCK_BYTES, in_memory_bytes() // 8))
 
 
 class StreamedIndex:

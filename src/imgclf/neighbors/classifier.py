@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from imgclf._validation import check_choice, check_int, encoded_training_data, flat_images
 from imgclf.defaults import KNN
 from imgclf.neighbors import algorithms, voting
-from imgclf.neighbors.search import DEFAULT_WORKING_MEMORY, METRICS, as_features, prunes
+from imgclf.neighbors.search import DEFAULT_WORKING_MEMORY, METRICS, as_features
 
 __all__ = ["BACKENDS", "KNNClassifier"]
 
@@ -178,10 +178,11 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             self._index = sharded_index(client, self._fit_X, self.algorithm, self.metric,
                                         saved, settings)  # fmt: skip
         elif _stays_on_disk(self._fit_X):  # read from disk at every search, block by block
-            from imgclf.distributed.streamed import StreamedIndex
+            from imgclf.distributed.streamed import StreamedIndex, budget_block_bytes
 
+            limits = {"working_memory": self.working_memory, "n_jobs": self.n_jobs}
             self._index = StreamedIndex(
-                self._fit_X, self.metric, working_memory=self.working_memory, n_jobs=self.n_jobs
+                self._fit_X, self.metric, block_bytes=budget_block_bytes(), **limits
             )
         elif saved and algorithms.is_approximate(self.algorithm):
             self._index = algorithms.load_index(
@@ -314,15 +315,30 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         ranking = voting.class_ranking(tally, ranks, n_top, self.tie_break)
         return ranking, voting.vote_shares(tally), voters
 
+    def single_query_threads(self, n_jobs: int | None) -> KNNClassifier:
+        """Threads that share one single query's search from now on (None: the index's
+        rule; a server running one query per worker wants 1). Indexes without a
+        single-query path (faiss, HNSW, a cluster's) ignore it. Returns self."""
+        check_is_fitted(self)
+        if hasattr(self._index, "single_query_threads"):
+            self._index.single_query_threads(n_jobs)
+        return self
+
+    def release_batch_copy(self) -> None:
+        """Free the index's copy of the training rows that batch searches read (made again
+        by the next batch): a model that answers one image at a time holds them once."""
+        check_is_fitted(self)
+        if hasattr(self._index, "release_batch_copy"):
+            self._index.release_batch_copy()
+
     def _rank_depth(self, n_top: int, n_rows: int) -> int:
         """The first search's depth for ``n_rows`` queries: the voters, and usually
         ``n_top`` classes."""
         if n_top == 1:
             return min(self.k, len(self._fit_X))
         per_class = PRUNED_RANK_DEPTH_PER_CLASS
-        if not hasattr(self._index, "_pruned") or not prunes(
-            self._index.database, n_rows, per_class * n_top
-        ):
+        index_prunes = getattr(self._index, "prunes", None)  # (exact and IVF indexes)
+        if index_prunes is None or not index_prunes(n_rows, per_class * n_top):
             per_class = RANK_DEPTH_PER_CLASS
         return min(max(self.k, per_class * n_top), len(self._fit_X))
 
