@@ -12,7 +12,8 @@ Cases (issue 14's goals, on 2 cores):
 - one keep-alive connection: linear p50 <= 0.5 ms and p99 <= 2 ms; k-NN on the
   50,000 CIFAR-10 training images p50 <= 1 ms (exact single-query cascade, and
   the IVF index); Open Inference Protocol JSON p50 <= 2 ms;
-- 64 connections: requests per second >= 3x the FastAPI endpoint's, p99 reported;
+- 64 connections: requests per second >= 3x the FastAPI endpoint's, p99 reported
+  (imgclf with one worker, and with two: linear batched, k-NN one query per worker);
 - memory: a loaded k-NN model's resident size <= 1.3x its training images (measured over
   a process that already loaded and ran a small model of the same kind: numba's compiled
   kernels and the libraries are the process's, not the model's);
@@ -499,6 +500,13 @@ def run(args, duration, wrk, models, data, work) -> dict:
         report(f"imgclf linear, {many} connections, 2 workers, --batch-float-models",
                thr["imgclf_linear_2_workers_batched"])  # fmt: skip
 
+    with imgclf_server({"knn": models["knn"]}, "--workers", "2") as server:
+        thr["imgclf_knn_label_only_2_workers"] = drive(
+            server.port, f"/v1/models/knn/{LABEL_ONLY}", connections=many
+        )
+        report(f"imgclf knn {LABEL_ONLY}, {many} connections, 2 workers",
+               thr["imgclf_knn_label_only_2_workers"])  # fmt: skip
+
     env = {"BENCH_MODELS": f"linear={models['linear']},knn={models['knn']}"}
     with uvicorn_server("plain_fastapi:app", work, env) as server:
         for name in ("linear", "knn"):
@@ -535,6 +543,8 @@ def ratios(result: dict) -> dict:
         / rate("plain_fastapi_linear"),
         "knn_label_only_1_worker_vs_fastapi": rate("imgclf_knn_label_only_1_worker")
         / rate("plain_fastapi_knn"),
+        "knn_label_only_2_workers_vs_fastapi": rate("imgclf_knn_label_only_2_workers")
+        / rate("plain_fastapi_knn"),
         "latency_p50_fastapi_over_imgclf_linear": lat["plain_fastapi_linear"]["p50_ms"]
         / lat["linear"]["p50_ms"],
     }
@@ -543,17 +553,22 @@ def ratios(result: dict) -> dict:
 def checks(result: dict) -> dict:
     lat, ratio = result["latency_1_connection"], result["ratios"]
     best_knn = min(lat["knn"]["p50_ms"], lat["ivf"]["p50_ms"])
+    best_label = min(lat["knn_label_only"]["p50_ms"], lat["ivf_label_only"]["p50_ms"])
     return {
         "linear p50 <= 0.5 ms": lat["linear"]["p50_ms"] <= GOALS["linear_p50_ms"],
         "linear p99 <= 2 ms": lat["linear"]["p99_ms"] <= GOALS["linear_p99_ms"],
         "k-NN (best of exact, ivf) p50 <= 1 ms": best_knn <= GOALS["knn_p50_ms"],
+        "k-NN label only (best of exact, ivf) p50 <= 1 ms": best_label <= GOALS["knn_p50_ms"],
         "OIP JSON p50 <= 2 ms": lat["oip_json_linear"]["p50_ms"] <= GOALS["oip_json_p50_ms"],
         "linear throughput >= 3x plain FastAPI": max(
             ratio["linear_1_worker_vs_fastapi"],
             ratio["linear_2_workers_batched_vs_fastapi"],
         )
         >= GOALS["throughput_ratio"],
-        "k-NN throughput >= 3x plain FastAPI": ratio["knn_label_only_1_worker_vs_fastapi"]
+        "k-NN throughput >= 3x plain FastAPI": max(
+            ratio["knn_label_only_1_worker_vs_fastapi"],
+            ratio["knn_label_only_2_workers_vs_fastapi"],
+        )
         >= GOALS["throughput_ratio"],
         "k-NN model RSS <= 1.3x training data": result["memory_knn"]["ratio"]
         <= GOALS["knn_memory_ratio"],

@@ -100,3 +100,45 @@ def test_a_feature_step_takes_the_checked_way(digits):
     model.fit(train_X, train_y)
     assert not predict._decoded_rows(model, rows)
     np.testing.assert_array_equal(predict.class_scores(model, rows), model.predict_proba(rows))
+
+
+class _Saved:
+    """What :class:`imgclf.predict.Ranker` reads of a saved model."""
+
+    def __init__(self, model, names=None):
+        self.model, self.class_names = model, names
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("n_rows", [1, 40])
+def test_ranker_answers_as_rank_top(digits, name, n_rows):
+    """The prepared ranker (a server's) gives the generic path's answers, neighbours too."""
+    train_X, train_y, rows = digits
+    model = MODELS[name]().fit(train_X, train_y)
+    saved = _Saved(model, [f"digit {i}" for i in range(10)])
+    ranker = predict.Ranker(saved)
+    assert ranker.takes_decoded and (ranker.scorer is None) == (name == "knn")
+    X = rows[:n_rows]
+    answers = ranker(X, top=3, all_scores=True, neighbors=True)
+    ranking, scores, voters = predict.rank_top(model, X, top=3, neighbors=True)
+    assert [[t["class"] for t in a["top"]] for a in answers] == [
+        [f"digit {model.classes_[i]}" for i in row] for row in ranking
+    ]
+    np.testing.assert_array_equal([a["scores"] for a in answers], scores)
+    assert ("neighbors" in answers[0]) == (name == "knn")
+    # rows the short way does not take (float) still get the checked way's same answer
+    assert ranker(X.astype(np.float64), top=3, all_scores=True) == [
+        {k: v for k, v in a.items() if k != "neighbors"} for a in answers
+    ]
+
+
+def test_ranker_weights_made_once(digits, monkeypatch):
+    """The float64 weights are converted when the ranker is made, not per call."""
+    train_X, train_y, rows = digits
+    model = linear_pipeline("softmax", epochs=2, seed=0).fit(train_X, train_y)
+    ranker = predict.Ranker(_Saved(model))
+    clf = model[-1]
+    calls = []
+    monkeypatch.setattr(clf, "_float64_weights", lambda: calls.append(1) or (None, None))
+    ranker(rows[:2], top=2)
+    assert calls == []

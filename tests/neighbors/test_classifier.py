@@ -139,3 +139,26 @@ def test_faiss_backend_gives_the_same_neighbours(digits, metric):
     np.testing.assert_allclose(their_dist, our_dist, rtol=1e-5, atol=1e-3)
     agree = (ours.predict(test_X) == theirs.predict(test_X)).mean()
     assert agree > 0.99  # only distance ties may be ordered differently by faiss
+
+
+@pytest.mark.parametrize("algorithm", ["exact", "ivf"])
+def test_single_query_threads_and_releasing_the_batch_copy(algorithm):
+    """What a server asks of a loaded model: one thread per single query, and the batch
+    copy freed; neither changes an answer."""
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE
+
+    rng = np.random.default_rng(5)
+    X = np.repeat(rng.integers(0, 256, (PRUNE_MIN_DATABASE + 200, 48)), 4, axis=1).astype(np.uint8)
+    y = rng.integers(0, 4, len(X))
+    clf = KNNClassifier(k=3, algorithm=algorithm, n_jobs=2).fit(X, y)
+    batch = clf.kneighbors(X[:20])
+    assert clf.single_query_threads(1) is clf
+    for i in (0, 7):
+        single = clf.kneighbors(X[i : i + 1])
+        np.testing.assert_array_equal(single[1], batch[1][i : i + 1])
+    assert clf._index.prunes(1, 3) and not clf._index.prunes(100, 3)
+    clf.release_batch_copy()
+    assert clf._index._blocks is None
+    np.testing.assert_array_equal(clf.kneighbors(X[:20])[1], batch[1])
+    with pytest.raises(ValueError, match="n_jobs"):
+        clf.single_query_threads(0)

@@ -188,13 +188,36 @@ def test_pruned_single_queries_are_exact(metric, k, n_jobs):
         [database[5], smooth_images(rng, 2), rng.integers(0, 256, size=(1, 3072), dtype=np.uint8)]
     )
     index = ExactIndex(database, metric, n_jobs=n_jobs)
+    index.single_query_threads(n_jobs)  # (L2's default is one thread: test both)
     for query in queries:
-        assert prunes(index.database, 1, k)
+        assert prunes(index.database, 1, k) and index.prunes(1, k)
         dist, idx = index.search(query[None], k)
         ref_dist, ref_idx = reference_search(query[None], database, k, metric)
         np.testing.assert_array_equal(idx, ref_idx)
         np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
-    assert index._pruner is not None  # the pruned path really ran
+    assert index._pruner is not None and index._pruner.n_jobs == n_jobs  # the pruned path ran
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_single_query_threads(metric):
+    """L2's single queries run on one thread by default, L1's on n_jobs; a server asks for
+    one. Changing it rebuilds the cascade with that many threads; the answers stay."""
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE, query_threads
+
+    assert query_threads(metric, 2) == (1 if metric == "l2" else 2)
+    rng = np.random.default_rng(45)
+    database = smooth_images(rng, PRUNE_MIN_DATABASE + 100)
+    index = ExactIndex(database, metric, n_jobs=2)
+    first = index.search(database[:1], 5)
+    assert index._pruner.n_jobs == query_threads(metric, 2)
+    index.single_query_threads(1)
+    assert index.search(database[:1], 5)[1].tolist() == first[1].tolist()
+    assert index._pruner.n_jobs == 1
+    index.single_query_threads(None)  # back to the rule
+    assert index.search(database[:1], 5)[1].tolist() == first[1].tolist()
+    assert index._pruner.n_jobs == query_threads(metric, 2)
+    with pytest.raises(ValueError, match="n_jobs"):
+        index.single_query_threads(0)
 
 
 def test_pruning_bounds_never_exceed_true_distances():

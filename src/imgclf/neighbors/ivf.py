@@ -249,6 +249,18 @@ class IVFIndex(BatchCopy):
 
     # --- search ---------------------------------------------------------------------------
 
+    def prunes(self, n_queries: int, k: int) -> bool:
+        """Whether :meth:`search` answers ``n_queries`` queries at depth ``k`` one by one
+        with the cascade of lower bounds over the probed lists (as :class:`ExactIndex`)."""
+        return prunes(self.database, n_queries, k)
+
+    def single_query_threads(self, n_jobs: int | None) -> None:
+        """As :meth:`ExactIndex.single_query_threads`; the probed lists of one query are
+        searched on one thread whatever is asked (a few thousand rows: done before a
+        second thread would start)."""
+        if n_jobs is not None:
+            check_int("n_jobs", n_jobs, low=1)
+
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest rows among the probed lists; same contract as
         :meth:`ExactIndex.search` (float64 true distances, int64 indices, ``(m, k)``)."""

@@ -8,6 +8,7 @@
 ``batching``            micro-batching: requests arriving together, one model call
 ``metrics``             Prometheus counters and histograms (``GET /metrics``)
 ``models``              a served model: decode and rank through :mod:`imgclf.predict`
+``png``                 the fast path for plain PNG uploads at the model's size
 ``multipart``           ``multipart/form-data`` uploads, bounded
 ``_http``               requests, bounded bodies, JSON answers and errors
 ``static/``             the web page (HTML, JS, CSS; nothing from a CDN)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.errors import ImgclfError
+from imgclf.serve.png import decode_png
 
 __all__ = [
     "ServedModel",
@@ -81,7 +82,7 @@ class ServedModel:
 
     def __init__(self, name: str, path: str | os.PathLike, saved):
         from imgclf._validation import final_estimator
-        from imgclf.predict import score_kind
+        from imgclf.predict import Ranker, score_kind
 
         if saved.image_shape is None:
             raise ImgclfError(f"{path}: this model was not trained on images; it cannot serve")
@@ -93,7 +94,10 @@ class ServedModel:
         names = saved.class_names
         self.classes = [names[int(i)] for i in labels] if names else [str(i) for i in labels]
         self.is_knn = hasattr(self.estimator, "kneighbors")
+        if self.is_knn:  # one request's search on one core: the others serve other requests
+            self.estimator.single_query_threads(1)
         self.images: TrainingImages | None = self._own_training_images()
+        self._ranker = Ranker(saved)
 
     # --- what the model is --------------------------------------------------------------
 
@@ -156,21 +160,23 @@ class ServedModel:
         """
         from imgclf.predict import decode_for_model
 
+        pixels = decode_png(data, *self.image_shape)  # a plain PNG of the model's size, fast
+        if pixels is not None and (max_bytes is None or pixels.nbytes <= max_bytes):
+            return pixels.reshape(-1), None
         image, resized = decode_for_model(self.saved, filename, data=data, max_bytes=max_bytes)
         # a writeable copy (3 KB for CIFAR): Pillow's pixels are read-only, and numba compiles
         # its kernels again, for seconds, the first time it sees a read-only array
         return np.array(image.reshape(-1)), resized
 
     def predict_rows(self, rows: np.ndarray, top: int, neighbors: bool = True) -> list[dict]:
-        """``rows`` ``(n, d)`` uint8 ranked in one call (:func:`~imgclf.predict.rank_images`).
+        """``rows`` ``(n, d)`` uint8 ranked in one call (:class:`~imgclf.predict.Ranker`, as
+        :func:`~imgclf.predict.rank_images`).
 
         Each answer holds ``score``, ``top`` and ``scores`` (every class, in class
         order); a k-NN model's answers add its ``k`` voters as ``neighbors`` (from the
         same search) unless ``neighbors=False``.
         """
-        from imgclf.predict import rank_images
-
-        return rank_images(self.saved, rows, top=top, all_scores=True, neighbors=neighbors)
+        return self._ranker(rows, top=top, all_scores=True, neighbors=neighbors)
 
     def warm_up(self) -> None:
         """Classify two images alone and together, so that the first request does not pay
@@ -197,9 +203,8 @@ class ServedModel:
         together = _fastest(lambda: self.predict_rows(rows, top=top))
         alone = _fastest(lambda: [self.predict_rows(row[None], top=top) for row in rows])
         faster = together < BATCH_MARGIN * alone
-        index = getattr(self.estimator, "_index", None)
-        if not faster and hasattr(index, "release_batch_copy"):
-            index.release_batch_copy()
+        if not faster and self.is_knn:
+            self.estimator.release_batch_copy()
         return faster
 
     def _trial_rows(self, n: int) -> np.ndarray:
