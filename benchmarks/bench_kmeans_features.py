@@ -37,8 +37,8 @@ loss costs these features.
 Goals: 1,600 centroids: test accuracy >= 0.77, pipeline <= 10 min on 2 cores,
 peak memory <= 8 GB; 4,000 centroids: >= 0.79, <= 30 min. The machine is
 shared: the load average is recorded with every timing. Writes
-benchmarks/results/kmeans_features_<centroids>.json and the centroids'
-picture kmeans_centroids_<centroids>.png. Run with
+benchmarks/results/kmeans_features_<centroids>[_soft][_flip].json and the
+centroids' picture kmeans_centroids_<centroids>.png. Run with
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python \\
         benchmarks/bench_kmeans_features.py --centroids 1600 --compare-kmeans
@@ -396,6 +396,9 @@ def main() -> None:
         print("wrote", write_json("kmeans_features_proxy.json", proxy(train, args.proxy)))
         return
     record = {"centroids": args.centroids, "environment": environment(), "load_start": load()}
+    # kmeans_features_1600.json for the defaults; a suffix for each setting changed
+    name = f"kmeans_features_{args.centroids}" + ("_soft" if args.encoder == "soft" else "")
+    name += "_flip.json" if args.flip else ".json"
     record["settings"] = {
         k: getattr(args, k) for k in ("encoder", "alpha", "kmeans_iterations", "flip")
     }
@@ -419,21 +422,21 @@ def main() -> None:
         record["svm"]["test"],
         flush=True,
     )
-    write_json(f"kmeans_features_{args.centroids}.json", record)
+    write_json(name, record)
     plots.centroids(features, RESULTS / f"kmeans_centroids_{args.centroids}.png")
     transform_speed(features, test.images, len(train_X) + len(test_X), record)
     train_X = train_X[: len(train.labels)]  # the peers train on the images as given
-    write_json(f"kmeans_features_{args.centroids}.json", record)
+    write_json(name, record)
     if not args.skip_peers:
         knn(train_X, train.labels, test_X, test.labels, record)
-        write_json(f"kmeans_features_{args.centroids}.json", record)
+        write_json(name, record)
         net(train_X, train.labels, test_X, test.labels, record)
-        write_json(f"kmeans_features_{args.centroids}.json", record)
+        write_json(name, record)
     if args.compare_kmeans:
         compare_kmeans(features, train.images, record)
     record["peak_gb_all"] = round(peak_gb(), 2)
     record["load_end"] = load()
-    print("wrote", write_json(f"kmeans_features_{args.centroids}.json", record))
+    print("wrote", write_json(name, record))
 
 
 if __name__ == "__main__":
