@@ -94,10 +94,10 @@ def test_report_is_self_contained(demo_report):
 def test_each_search_gets_its_own_picture(demo_report):
     parts = sections(demo_report.read_text())
     knn = captions(parts["k-NN: hyperparameter search"])
-    linear = captions(parts["Linear classifier (softmax): hyperparameter search"])
+    linear = captions(parts["Linear classifier (softmax, sgd): hyperparameter search"])
     assert len(knn) == 1 and knn[0].startswith("Validation accuracy against k")
     assert len(linear) == 1 and "learning rate and regularization strength" in linear[0]
-    assert "against k" not in parts["Linear classifier (softmax): hyperparameter search"]
+    assert "against k" not in parts["Linear classifier (softmax, sgd): hyperparameter search"]
 
 
 def test_search_figures_are_a_k_curve_and_a_heat_map(demo_runs):
@@ -119,7 +119,7 @@ def test_run_time_table_uses_words(demo_report):
     table = sections(demo_report.read_text())["Run time"]
     stages = re.findall(r"<tr><td>(.*?)</td>", table)
     assert "k-NN: hyperparameter search" in stages and "k-NN: fit and test" in stages
-    assert "Linear classifier (softmax): fit and test" in stages
+    assert "Linear classifier (softmax, sgd): fit and test" in stages
     assert not [s for s in stages if re.search(r"_s\b|_", s)], stages
 
 
@@ -158,7 +158,7 @@ def test_toy_reports_show_decision_regions(toy_runs):
     assert captions(parts["Dataset"]) == ["The training points, coloured by class"]
     knn_pictures = captions(parts["k-NN: how it decides"])
     assert len(knn_pictures) == 1 and knn_pictures[0].startswith("Which class k-NN predicts")
-    linear_pictures = captions(parts["Linear classifier (softmax): what it learned"])
+    linear_pictures = captions(parts["Linear classifier (softmax, sgd): what it learned"])
     assert any("each class's line where its score w·x + b is zero" in c for c in linear_pictures)
 
 

@@ -148,9 +148,11 @@ def _model_name(run) -> str:
     name = MODEL_NAMES.get(run.selection.model, run.selection.model)
     if run.selection.model != "linear":
         return name
-    fitted = None if run.model is None else getattr(final_estimator(run.model), "loss", None)
-    loss = run.selection.fixed.get("loss", fitted)
-    return f"{name} ({loss})" if loss else name
+    clf = None if run.model is None else final_estimator(run.model)
+    loss = run.selection.fixed.get("loss", getattr(clf, "loss", None))
+    solver = run.selection.fixed.get("solver", getattr(clf, "solver", None))
+    details = ", ".join(str(part) for part in (loss, solver) if part)
+    return f"{name} ({details})" if details else name
 
 
 def _dataset_section(report: Report, splits: dict) -> None:
