@@ -36,6 +36,7 @@ import numpy as np
 from imgclf.neighbors import ExactIndex
 from imgclf.neighbors.kernels import _cpu, l1, l2
 from imgclf.neighbors.pruning import FIRST_DIMS, LowerBoundPruner
+from imgclf.neighbors.search import query_threads
 
 from _common import environment, load_cifar, timed, write_json
 
@@ -131,8 +132,13 @@ def run_metric(metric: str, train, test, args) -> dict:
     row["single_stage"] = summary_ms(times)
     row["single_stage"]["identical_to_batch"] = identical(results, batch, metric == "l2")
     index.search(queries[:1], K)  # builds ExactIndex's own pruner
-    times, _ = latencies(lambda q: index.search(q[None], K), queries, args.repeat)
+    times, results = latencies(lambda q: index.search(q[None], K), queries, args.repeat)
     row["exact_index_search"] = summary_ms(times)
+    row["exact_index_search"]["threads"] = query_threads(metric, index.n_jobs)
+    row["exact_index_search"]["identical_to_batch"] = float(np.mean([
+        np.array_equal(d[0], batch[0][n]) and np.array_equal(i[0], batch[1][n])
+        for n, (d, i) in enumerate(results)
+    ]))  # fmt: skip
     row["stage_shares"] = stage_shares(cascade, mixed[: args.queries_stats])
 
     slow = mixed[: args.slow_queries]
@@ -187,11 +193,12 @@ def report(row: dict) -> None:
             f"identical to batch: {r['identical_to_batch']:.2%}"
         )
     ratio = row["single_stage"]["median_ms"] / row["cascade"]["median_ms"]
-    best = min(row["cascade"]["median_ms"], row["cascade_1_thread"]["median_ms"])
-    goal = "met" if best <= 0.5 else "NOT met"
+    public = row["exact_index_search"]
+    goal = "met" if public["median_ms"] <= 0.5 else "NOT met"
     print(
         f"  {m} cascade ({row['threads']} threads) {ratio:.1f}x faster than the single-stage "
-        f"pruner; goal median <= 0.5 ms {goal} (build {row['cascade_build_s']:.2f} s)"
+        f"pruner (build {row['cascade_build_s']:.2f} s); ExactIndex.search ({public['threads']} "
+        f"thread(s)) median {public['median_ms']:.3f} ms: goal <= 0.5 ms {goal}"
     )
 
 
