@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -209,27 +210,35 @@ def _validation(X, y, folds, val_size, repeats: int, seed: int):
 def _search(model, train: Dataset, grid: dict, splitting: dict, seed: int, fixed: dict):
     X, y, folds, val = _validation(train.X, train.labels, seed=seed, **splitting)
     if model == "knn":
-        if fixed.get("features"):  # features are fixed per image: extract once, sweep on them
-            extract = _feature_step(fixed["features"], fixed["image_shape"])
-            X, val = extract.fit_transform(X), val and (extract.transform(val[0]), val[1])
-        metric, weights = grid.get("metric", ("l2",)), grid.get("weights", ("uniform",))
-        index = {name: fixed[name] for name in ("n_lists", "seed") if fixed.get(name) is not None}
-        return sweep_knn(
-            X,
-            y,
-            grid["k"],
-            metric,
-            weights,
-            folds,
-            val=val,
-            seed=seed,
-            algorithm=fixed.get("algorithm", "exact"),
-            n_probes=grid.get("n_probe"),
-            index_params=index,
-        )
+        with contextlib.ExitStack() as scratch:
+            if fixed.get("features"):  # fixed per image: extract once, sweep on them
+                extract = _feature_step(fixed["features"], fixed["image_shape"])
+                X, val = _features(extract, X, val, scratch)
+            return _sweep(X, y, folds, val, grid, seed, fixed)
     estimator = make_model(model, **fixed)
     grid = _as_pipeline_grid(estimator, grid)
     return _without_step_prefix(cross_validate(estimator, X, y, grid, folds, val=val, seed=seed))
+
+
+def _features(extract, X, val, scratch: contextlib.ExitStack):
+    """``(features of X, val with features)``; for ``X`` on disk, written chunk by chunk
+    to a scratch store (removed when ``scratch`` closes) that the sweep reads."""
+    from imgclf.datasets.chunked import fits_in_memory, is_lazy
+
+    if is_lazy(X) and not fits_in_memory(X):  # a lazy set has no separate val (_validation)
+        from imgclf.model_selection.out_of_core import features_of
+
+        return features_of(extract, X, scratch), val
+    return extract.fit_transform(X), val and (extract.transform(val[0]), val[1])
+
+
+def _sweep(X, y, folds, val, grid: dict, seed: int, fixed: dict) -> SearchResult:
+    """:func:`~imgclf.model_selection.sweep_knn` of the grid's k, metrics and weights."""
+    metric, weights = grid.get("metric", ("l2",)), grid.get("weights", ("uniform",))
+    index = {name: fixed[name] for name in ("n_lists", "seed") if fixed.get(name) is not None}
+    return sweep_knn(X, y, grid["k"], metric, weights, folds, val=val, seed=seed,
+                     algorithm=fixed.get("algorithm", "exact"), n_probes=grid.get("n_probe"),
+                     index_params=index)  # fmt: skip
 
 
 def choose_hyperparameters(

@@ -34,8 +34,8 @@ from sklearn.pipeline import Pipeline
 
 from imgclf.datasets.chunked import fits_in_memory, is_lazy
 
-__all__ = ["SCRATCH_PREFIX", "STALE_HOURS", "fit_rows", "scratch_folder", "score_rows",
-           "sweep_scratch"]  # fmt: skip
+__all__ = ["SCRATCH_PREFIX", "STALE_HOURS", "features_of", "fit_rows", "scratch_folder",
+           "score_rows", "sweep_scratch"]  # fmt: skip
 
 SCRATCH_PREFIX = "features-"
 STALE_HOURS = 24  # a scratch folder older than this is left over, whoever made it
@@ -52,12 +52,18 @@ def fit_rows(model, X, y):
         return model.fit(np.asarray(X) if fits_in_memory(X) else X, y)
     with contextlib.ExitStack() as scratch:
         for _, step in model.steps[:-1]:
-            X = _output_of(_fit_step(step, X), X, scratch)
+            X = features_of(step, X, scratch)
         final = model.steps[-1][1]
         final.fit(X, y)
         if is_lazy(getattr(final, "_fit_X", None)):  # k-NN searches these rows from disk
             final._scratch = scratch.pop_all()  # removed with the model, not now
     return model
+
+
+def features_of(step, X, scratch: contextlib.ExitStack):
+    """``step`` (a feature extractor) fitted on lazy rows ``X`` and its output of every
+    row, written chunk by chunk to a scratch store that ``scratch`` removes: lazy."""
+    return _output_of(_fit_step(step, X), X, scratch)
 
 
 def _fit_step(step, X):
