@@ -259,3 +259,21 @@ def test_scratch_of_killed_processes_and_old_scratch_are_swept(tmp_path):
     swept = sweep_scratch(tmp_path)
     assert sorted(map(str, swept)) == sorted([killed, str(old)])
     assert live.is_dir() and not os.path.exists(killed) and not old.exists()
+
+
+def test_a_knn_sweep_on_features_of_a_lazy_set_scores_as_in_memory(folder, tmp_path, monkeypatch):
+    """cv --model knn --features on disk: the features go to a scratch store the streamed
+    sweep reads (removed after), with the in-memory sweep's scores."""
+    from imgclf.datasets import load_folder
+    from imgclf.experiments import choose_hyperparameters
+
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    grid, fixed = {"k": [1, 3, 7], "metric": ["l1", "l2"]}, {"features": ["color"]}
+    in_memory = load_folder(folder)["train"]
+    want = choose_hyperparameters(in_memory, "knn", grid, folds=3, fixed=fixed).search.scores
+    monkeypatch.setenv("IMGCLF_IN_MEMORY_BYTES", "4000")
+    lazy = load_folder(folder)["train"]
+    assert lazy.lazy
+    got = choose_hyperparameters(lazy, "knn", grid, folds=3, fixed=fixed).search.scores
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(want)) > 1 and not list((tmp_path / "cache").glob("features-*"))
