@@ -277,3 +277,22 @@ def test_a_knn_sweep_on_features_of_a_lazy_set_scores_as_in_memory(folder, tmp_p
     got = choose_hyperparameters(lazy, "knn", grid, folds=3, fixed=fixed).search.scores
     np.testing.assert_array_equal(got, want)
     assert len(np.unique(want)) > 1 and not list((tmp_path / "cache").glob("features-*"))
+
+
+def test_a_subset_of_a_lazy_set_above_the_limit_stays_on_disk(folder, tmp_path, monkeypatch):
+    """--train-size / --test-size on a set on disk: a subset above the limit is a lazy
+    view of its rows (same rows, same order), one within it is read."""
+    from imgclf.datasets import load_folder
+
+    monkeypatch.setenv("IMGCLF_CACHE", str(tmp_path / "cache"))
+    in_memory = load_folder(folder)["train"]
+    monkeypatch.setenv("IMGCLF_IN_MEMORY_BYTES", "4000")
+    lazy = load_folder(folder)["train"]
+    big, small = lazy.subset(100, seed=1), lazy.subset(20, seed=1)  # 19,200 and 3,840 bytes
+    assert big.lazy and not small.lazy and big.subset(50).lazy
+    want = in_memory.subset(100, seed=1)
+    np.testing.assert_array_equal(big.images[:], want.images)
+    np.testing.assert_array_equal(big.X[7:9], want.X[7:9])
+    np.testing.assert_array_equal(big.labels, want.labels)
+    np.testing.assert_array_equal(big.subset(50).images[:], want.subset(50).images)
+    np.testing.assert_array_equal(small.images, in_memory.subset(20, seed=1).images)

@@ -136,7 +136,8 @@ class Dataset:
             sample: every class keeps its share, so a subset of a dataset
             stored class by class still holds every class. An array selects
             those samples, in its order. A subset of a :attr:`lazy` set is read
-            into memory.
+            into memory when it fits the in-memory limit, else it stays on disk
+            (:class:`~imgclf.datasets.row_subset.RowSubset`).
         seed : int, default=0
             Seed of the sample (for an int or a fraction only).
 
@@ -150,7 +151,7 @@ class Dataset:
         indices = self._sample(selection, seed) if _is_size(selection) else np.asarray(selection)
         coarse = None if self.coarse_labels is None else self.coarse_labels[indices]
         return Dataset(
-            None if self.images is None else self.images[indices],
+            None if self.images is None else _rows_of(self.images, indices),
             self.labels[indices],
             self.classes,
             self.name,
@@ -244,3 +245,17 @@ class Dataset:
 def _is_size(selection) -> bool:
     """An int or a float asks for a sample of that size; anything else selects."""
     return isinstance(selection, numbers.Real) and not isinstance(selection, bool)
+
+
+def _rows_of(images, indices: np.ndarray):
+    """``images[indices]``; for a lazy array too large for the in-memory limit, a lazy
+    view of those rows (nothing read)."""
+    if getattr(images, "lazy", False):
+        from imgclf.datasets.row_subset import RowSubset
+        from imgclf.datasets.store import in_memory_bytes
+
+        rows = np.flatnonzero(indices) if indices.dtype == bool else indices
+        subset = RowSubset(images, rows)
+        if subset.nbytes > in_memory_bytes():
+            return subset
+    return images[indices]

@@ -1,4 +1,4 @@
-"""RowSubset: some rows of a lazy array, as a lazy array (a cross-validation fold on disk).
+"""RowSubset: some rows of a lazy array, as a lazy array (a fold, or a subset, on disk).
 
 ``X[train]`` of an in-memory array is a copy; of a lazy array larger than memory
 it cannot be. A :class:`RowSubset` is that copy unmade: the same rows, in the same
@@ -33,28 +33,34 @@ class RowSubset:
     Parameters
     ----------
     source : lazy array, shape (n, ...)
-        E.g. a :class:`~imgclf.datasets.store.StoredArray`; images are presented
-        as flat rows ``(m, d)``, as ``Dataset.X`` presents them.
+        E.g. a :class:`~imgclf.datasets.store.StoredArray` of images ``(n, H, W, C)``
+        (a subset of a lazy :class:`~imgclf.datasets.Dataset`) or of flat rows.
     rows : array of int, shape (m,)
         Indices into ``source`` (any order).
 
     Attributes
     ----------
-    shape : tuple (m, d)
+    shape : tuple (m, ...)
+        The source's rows: images stay images (:meth:`reshape_rows` flattens them).
     chunk_rows : int
         The source's: a window of this many rows of the subset reads about as
         many chunks as a window of the source.
     """
 
     lazy = True
-    ndim = 2
 
     def __init__(self, source, rows):
-        self.source = source.reshape_rows() if source.ndim > 2 else source
-        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if isinstance(source, RowSubset):  # a subset of a subset: rows of the first source
+            source, rows = source.source, source.rows[rows]
+        self.source, self.rows = source, rows
         self.dtype = np.dtype(self.source.dtype)
         self.shape = (len(self.rows), *self.source.shape[1:])
         self.chunk_rows = self.source.chunk_rows
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
 
     @property
     def row_bytes(self) -> int:
@@ -71,7 +77,8 @@ class RowSubset:
         return f"RowSubset({self.source!r}, {len(self)} rows)"
 
     def reshape_rows(self) -> RowSubset:
-        return self  # already rows
+        """The same rows as flat vectors ``(m, d)``, without reading anything."""
+        return self if self.ndim == 2 else RowSubset(self.source.reshape_rows(), self.rows)
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Rows ``lo..hi`` of the subset."""
