@@ -8,8 +8,11 @@ a window at a time).
 
 Examples
 --------
->>> from imgclf.datasets.transformed import _InMemory
->>> source = _InMemory(np.arange(12, dtype=np.uint8).reshape(6, 2))
+>>> import tempfile, pathlib
+>>> from imgclf.datasets.store import StoreWriter, open_store
+>>> with StoreWriter(pathlib.Path(tempfile.mkdtemp()) / "s.zarr") as store:
+...     store.array("x", (2,), "uint8").append(np.arange(12, dtype=np.uint8).reshape(6, 2))
+...     source = open_store(store.publish({}))[1]["x"]
 >>> fold = RowSubset(source, [4, 1, 5])
 >>> fold.shape, fold[1:].tolist()
 ((3, 2), [[2, 3], [10, 11]])
@@ -21,13 +24,12 @@ import math
 
 import numpy as np
 
-from imgclf.datasets.store import IN_MEMORY_ENV, in_memory_bytes
-from imgclf.errors import DatasetError
+from imgclf.datasets._lazy_rows import LazyRows
 
 __all__ = ["RowSubset"]
 
 
-class RowSubset:
+class RowSubset(LazyRows):
     """Rows ``rows`` of the lazy array ``source``, in that order, read on demand.
 
     Parameters
@@ -46,8 +48,6 @@ class RowSubset:
         The source's: a window of this many rows of the subset reads about as
         many chunks as a window of the source.
     """
-
-    lazy = True
 
     def __init__(self, source, rows):
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -87,27 +87,3 @@ class RowSubset:
     def take(self, rows) -> np.ndarray:
         """Rows ``rows`` of the subset, in that order (each source chunk read once)."""
         return self.source.take(self.rows[np.asarray(rows, dtype=np.int64)])
-
-    def __getitem__(self, key) -> np.ndarray:
-        if isinstance(key, slice) and key.step in (None, 1):
-            start, stop, _ = key.indices(len(self))
-            return self.read(start, stop)
-        if isinstance(key, int | np.integer) and not isinstance(key, bool):
-            return self.take([key])[0]
-        return self.take(np.arange(len(self))[key])
-
-    def chunks(self, rows: int | None = None):
-        """``(start, block)`` over every row, ``rows`` at a time (default: a source chunk)."""
-        step = rows or self.chunk_rows
-        for lo in range(0, len(self), step):
-            yield lo, self.read(lo, lo + step)
-
-    def __array__(self, dtype=None, copy=None):
-        limit = in_memory_bytes()
-        if self.nbytes > limit:
-            raise DatasetError(
-                f"{self!r}: {self.nbytes:,} bytes, more than the in-memory limit of "
-                f"{limit:,} (${IN_MEMORY_ENV}); read it in chunks"
-            )
-        array = self.read(0, len(self))
-        return array if dtype is None else array.astype(dtype, copy=False)

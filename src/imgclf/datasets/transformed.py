@@ -39,22 +39,20 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.datasets._lazy_rows import LazyRows
 from imgclf.datasets.chunked import blocks
 from imgclf.datasets.store import (
-    IN_MEMORY_ENV,
     StoredArray,
     StoreWriter,
-    in_memory_bytes,
     open_store,
 )
-from imgclf.errors import DatasetError
 
 __all__ = ["TransformedArray", "transform_to_store"]
 
 TRANSFORM_BLOCK_BYTES = 64 * 2**20  # the transformed rows of one block, at most
 
 
-class TransformedArray:
+class TransformedArray(LazyRows):
     """``transformer.transform`` of a lazy array's rows, computed as they are read.
 
     Parameters
@@ -74,8 +72,8 @@ class TransformedArray:
         The source's: a window of chunks reads whole chunks of the source.
     """
 
-    lazy = True
     ndim = 2
+    too_large_hint = "read it in chunks, or write it to a store (transform_to_store)"
 
     def __init__(self, source, transformer, *, dtype=np.float32):
         self.source = source.reshape_rows() if source.ndim > 2 else source
@@ -117,31 +115,6 @@ class TransformedArray:
     def take(self, rows) -> np.ndarray:
         """Transformed rows ``rows``, in that order (each source chunk read once)."""
         return self._apply(self.source.take(rows))
-
-    def __getitem__(self, key) -> np.ndarray:
-        if isinstance(key, slice) and key.step in (None, 1):
-            start, stop, _ = key.indices(len(self))
-            return self.read(start, stop)
-        if isinstance(key, int | np.integer) and not isinstance(key, bool):
-            return self.take([key])[0]
-        return self.take(np.arange(len(self))[key])
-
-    def chunks(self, rows: int | None = None):
-        """``(start, block)`` over every row, ``rows`` at a time (default: a source chunk)."""
-        step = rows or self.chunk_rows
-        for lo in range(0, len(self), step):
-            yield lo, self.read(lo, lo + step)
-
-    def __array__(self, dtype=None, copy=None):
-        limit = in_memory_bytes()
-        if self.nbytes > limit:
-            raise DatasetError(
-                f"{self!r}: {self.nbytes:,} bytes transformed, more than the in-memory limit "
-                f"of {limit:,} (${IN_MEMORY_ENV}); read it in chunks, or write it to a store "
-                "(transform_to_store)"
-            )
-        array = self.read(0, len(self))
-        return array if dtype is None else array.astype(dtype, copy=False)
 
 
 def transform_to_store(
