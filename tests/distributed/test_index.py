@@ -184,6 +184,19 @@ def test_a_store_backed_database_is_read_by_the_workers(client, stored_pixels):
             assert_same(index.search(images[::40], 6), local.search(images[::40], 6))
 
 
+def test_a_subset_of_a_store_is_read_by_the_workers(client, stored_pixels):
+    """A lazy subset (Dataset.subset of a set on disk: RowSubset) is read by the workers too."""
+    from imgclf.datasets.row_subset import RowSubset
+    from imgclf.distributed.shards import ReaderSource
+
+    images, lazy = stored_pixels
+    rows = np.random.default_rng(3).permutation(1300)[:700]
+    with ShardedIndex(client, RowSubset(lazy, rows), "l1", n_shards=3) as index:
+        assert isinstance(index.placement.source, ReaderSource)
+        local = ExactIndex(images[rows], "l1")
+        assert_same(index.search(images[::40], 6), local.search(images[::40], 6))
+
+
 def test_the_sweep_of_a_store_backed_set_equals_the_in_memory_sweep(client, stored_pixels):
     from imgclf.distributed import sweep_knn
     from imgclf.model_selection import sweep_knn as local_sweep_knn

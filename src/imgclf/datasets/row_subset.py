@@ -84,6 +84,14 @@ class RowSubset(LazyRows):
         """Rows ``lo..hi`` of the subset."""
         return self.source.take(self.rows[lo:hi])
 
+    def __call__(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo..hi``: what a Dask worker reading its shard calls."""
+        return self.read(lo, hi)
+
+    def shard_reader(self) -> RowSubset:
+        """A picklable reader of flat rows (a store's subset pickles as its path and rows)."""
+        return self.reshape_rows()
+
     def take(self, rows) -> np.ndarray:
         """Rows ``rows`` of the subset, in that order (each source chunk read once)."""
         return self.source.take(self.rows[np.asarray(rows, dtype=np.int64)])
