@@ -33,6 +33,14 @@ benchmarks/results/scale_cv.json.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_scale.py
     ... bench_scale.py --images 200000 --queries 200 --cifar-queries 2000 --sweep-size 10000
     ... bench_scale.py --cv-only --cv-size 10000
+    ... bench_scale.py --knn-model-queries 2000
+
+A k-NN model on disk (``--knn-model-queries N``, alone). ``KNNClassifier`` fitted on
+CIFAR-10's training images in a store with ``IMGCLF_IN_MEMORY_BYTES`` half their size
+(searched by ``StreamedIndex``), saved (rows written chunk by chunk), loaded (rows left
+in the model file: ``FileRows``) and evaluated on N test images (top-5 ranking, as
+``imgclf evaluate``), against the same model in RAM: times, ratio, identical
+predictions. Writes benchmarks/results/scale_knn_model.json.
 """
 
 from __future__ import annotations
@@ -299,6 +307,48 @@ def out_of_core_cv(train: np.ndarray, labels: np.ndarray, args) -> dict:
     return result
 
 
+def knn_model(train_set, test_set, args) -> dict:
+    """A k-NN model of CIFAR-10 on disk (above the limit): fitted, saved, loaded with its
+    rows left in the model file, and evaluated, against the same model in RAM."""
+    from imgclf import io
+    from imgclf.datasets import Dataset
+    from imgclf.datasets.store import IN_MEMORY_ENV, StoreWriter, open_store
+    from imgclf.experiments import evaluate
+    from imgclf.neighbors import KNNClassifier
+
+    X, y = train_set.X, train_set.labels
+    test = test_set.subset(args.knn_model_queries, seed=0)
+    test = Dataset(test.images, test.labels, test_set.classes)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        with StoreWriter(Path(tmp) / "knn.zarr") as store:
+            store.array("x", (X.shape[1],), np.uint8).append(X)
+            stored = open_store(store.publish({}))[1]["x"]
+        model = KNNClassifier(k=K, metric=METRIC)
+        evaluate(model.fit(X[:2000], y[:2000]), test.subset(20))  # compiles the kernels
+        ram_s, in_ram = timed(lambda: evaluate(model.fit(X, y), test))
+        os.environ[IN_MEMORY_ENV] = str(X.nbytes // 2)
+        try:
+            lazy = KNNClassifier(k=K, metric=METRIC).fit(stored, y)
+            save_s, _ = timed(lambda: io.save(lazy, Path(tmp) / "m.imgclf", model_type="knn"))
+            load_s, saved = timed(lambda: io.load(Path(tmp) / "m.imgclf"))
+            disk_s, on_disk = timed(lambda: evaluate(saved.model, test))
+            lazy_rows = type(saved.model._fit_X).__name__
+        finally:
+            del os.environ[IN_MEMORY_ENV]
+    result = {"train": len(X), "test": len(test), "limit": X.nbytes // 2, "save_s": save_s,
+              "load_s": load_s, "rows_when_loaded": lazy_rows, "ram_s": ram_s,
+              "disk_s": disk_s, "ratio": disk_s / ram_s, "accuracy": on_disk.accuracy,
+              "top5_accuracy": on_disk.top5_accuracy, "load_average": os.getloadavg(),
+              "identical": bool(np.array_equal(in_ram.predictions, on_disk.predictions)
+                                and in_ram.top5_accuracy == on_disk.top5_accuracy)}  # fmt: skip
+    print(f"  k-NN (k={K}, {METRIC}) evaluated on {len(test):,} test images: in RAM "
+          f"{ram_s:.1f} s, from its model file ({lazy_rows}) {disk_s:.1f} s "
+          f"({result['ratio']:.2f}x); saved in {save_s:.1f} s, loaded in {load_s:.1f} s; "
+          f"identical: {result['identical']}; load average {result['load_average'][0]:.1f}",
+          flush=True)  # fmt: skip
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -314,9 +364,16 @@ def main() -> None:
     parser.add_argument("--skip-search", action="store_true", help="no out-of-core search")
     parser.add_argument("--cv-size", type=int, default=0, help="images in the out-of-core cv")
     parser.add_argument("--cv-only", action="store_true", help="only the out-of-core cv")
+    parser.add_argument("--knn-model-queries", type=int, default=0,
+                        help="test images of the k-NN model on disk (0: skipped)")  # fmt: skip
     args = parser.parse_args()
     train_set, test_set = load_cifar()
     train, test = train_set.images, test_set.images
+    if args.knn_model_queries:
+        print("a k-NN model on disk (rows in its model file) against the same in RAM:")
+        knn = {"environment": environment(), **knn_model(train_set, test_set, args)}
+        print(f"wrote {write_json('scale_knn_model.json', knn)}")
+        return
     if args.cv_size:
         print("the k-NN sweep out of core (every fold streamed) against the same in RAM:")
         cv = {"environment": environment(), **out_of_core_cv(train, train_set.labels, args)}
