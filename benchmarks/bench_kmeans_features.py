@@ -287,6 +287,10 @@ PROXY_VARIANTS = {
     "flip": {"flip": True},
     "jpeg_q75_again": {"jpeg": 75},
     "jpeg_q50": {"jpeg": 50},
+    # one fresh quality-75 compression: images rolled by 4 pixels, so that the 8x8 blocks
+    # and 16x16 chroma blocks fall across the old ones, against the same rolled images
+    "rolled": {"roll": 4},
+    "rolled_jpeg_q75": {"roll": 4, "jpeg": 75},
 }
 
 
@@ -308,6 +312,8 @@ def proxy_variant(images, y, fit_idx, val_idx, options: dict) -> dict:
     """Held-out accuracy of one variant for each regularization in ``PROXY_REGS``."""
     options = dict(options)
     flip, quality = options.pop("flip", False), options.pop("jpeg", None)
+    if "roll" in options:
+        images = np.roll(images, options.pop("roll"), axis=(1, 2))
     if quality:
         images = recompressed(images, quality)
     params = {"n_centroids": PROXY_CENTROIDS, "max_iter": KMEANS_ITERATIONS, **options}
