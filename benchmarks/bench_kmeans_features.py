@@ -47,6 +47,7 @@ centroids' picture kmeans_centroids_<centroids>.png. Run with
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import time
@@ -341,7 +342,10 @@ def proxy(train, names: list) -> dict:
     used = np.concatenate([fit_idx, val_idx])
     images, y = train.images[used], train.labels[used]
     fit, val = np.arange(len(fit_idx)), len(fit_idx) + np.arange(len(val_idx))
-    record = {"load_start": load(), "centroids": PROXY_CENTROIDS, "variants": {}}
+    # a variant run again replaces its figures; the others' stay (runs may be split)
+    path = RESULTS / "kmeans_features_proxy.json"
+    record = json.loads(path.read_text()) if path.exists() else {"variants": {}}
+    record.update(load_start=load(), centroids=PROXY_CENTROIDS)
     for name in names or list(PROXY_VARIANTS):
         result = stage(
             record, name, lambda n=name: proxy_variant(images, y, fit, val, PROXY_VARIANTS[n])
