@@ -4,7 +4,7 @@ Out-of-core. CIFAR-10's 50,000 training images are tiled ``--images / 50,000``
 times, each copy with its own seeded perturbation (every pixel +-2), into a
 Zarr store (written chunk by chunk: never in memory whole; ~3 GB at the default
 1,000,000 images). ``--queries`` CIFAR-10 test images are searched exactly
-(10-NN, L1) over it by :class:`imgclf.distributed.StreamedIndex` in a child
+(10-NN, L1) over it by :class:`imgclf.neighbors.StreamedIndex` in a child
 process capped at ``--cap`` bytes of address space (default 2 GiB), first with
 the store's pages dropped from the page cache (``posix_fadvise``: read from
 disk) and then warm; and by :class:`imgclf.neighbors.ExactIndex` with the whole
@@ -100,8 +100,7 @@ def drop_from_page_cache(path: Path) -> None:
 def child(mode: str, store: Path, queries: Path, out: Path) -> None:
     """In a child process: one timed search over the store, streamed or in RAM."""
     from imgclf.datasets.store import open_store
-    from imgclf.distributed import StreamedIndex
-    from imgclf.neighbors import ExactIndex
+    from imgclf.neighbors import ExactIndex, StreamedIndex
 
     images = open_store(store)[1]["images"]
     q = np.load(queries)

@@ -40,7 +40,7 @@ import json, os, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 import numpy as np
 from imgclf.datasets import load_folder
-from imgclf.distributed import StreamedIndex
+from imgclf.neighbors import StreamedIndex
 from imgclf.linear import LinearClassifier
 from imgclf.neighbors import ExactIndex
 

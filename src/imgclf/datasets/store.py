@@ -458,7 +458,7 @@ class StoredArray:
             raise DatasetError(
                 f"{self.folder}: {self.nbytes:,} bytes on disk, more than the in-memory limit "
                 f"of {limit:,} (${IN_MEMORY_ENV}); read it in chunks (StoredArray.chunks), "
-                "search it with imgclf.distributed.StreamedIndex or ShardedIndex (--scheduler), or "
+                "search it with imgclf.neighbors.StreamedIndex or ShardedIndex (--scheduler), or "
                 "raise the limit"
             )
         array = self.read(0, len(self))

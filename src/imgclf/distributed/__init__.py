@@ -8,7 +8,8 @@
                       on the shards (``sweep_knn(..., client=client)`` calls it)
 ``cross_validate``    any classifier's folds x configurations as tasks on the workers
 ``StreamedIndex``     exact search over a database larger than memory, read from disk
-                      block by block in this process (no Dask needed)
+                      block by block in this process (no Dask needed; it lives in
+                      :mod:`imgclf.neighbors.streamed` and is named here too)
 ``connect``           a Client from a scheduler address or ``"local:N"``, with a timeout
 ``use_cluster``       a context in which ``KNNClassifier``, ``sweep_knn`` and
                       ``cross_validate`` given no ``client`` use this one
@@ -16,7 +17,7 @@
 
 Modules: ``cluster`` (connecting), ``_context`` (the active client), ``shards``
 (row ranges, sources, placement), ``_tasks`` (what runs on workers), ``index``
-(ShardedIndex), ``streamed`` (StreamedIndex), ``sweep``, ``cv``, ``classifier``
+(ShardedIndex), ``sweep``, ``cv``, ``classifier``
 (KNNClassifier's index in a cluster context), ``errors``. Nothing here imports
 Dask until it is used, so ``import imgclf.distributed`` works without the extra.
 """
@@ -39,7 +40,7 @@ __all__ = [
 _LAZY = {
     "ClusterError": "imgclf.distributed.errors",
     "ShardedIndex": "imgclf.distributed.index",
-    "StreamedIndex": "imgclf.distributed.streamed",
+    "StreamedIndex": "imgclf.neighbors.streamed",  # (no Dask: it lives in neighbors/)
     "active_client": "imgclf.distributed._context",
     "use_cluster": "imgclf.distributed._context",
     "connect": "imgclf.distributed.cluster",

@@ -138,7 +138,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         """Flat lazy rows ``(n, d)`` and label indices, checked without reading the rows.
 
         Only exact search streams the database from disk
-        (:class:`~imgclf.distributed.StreamedIndex`); an approximate index is built
+        (:class:`~imgclf.neighbors.StreamedIndex`); an approximate index is built
         in memory, so it is refused here rather than failing on the limit later.
         """
         if self.algorithm != "exact" or self.backend == "faiss":
@@ -178,7 +178,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             self._index = sharded_index(client, self._fit_X, self.algorithm, self.metric,
                                         saved, settings)  # fmt: skip
         elif _stays_on_disk(self._fit_X):  # read from disk at every search, block by block
-            from imgclf.distributed.streamed import StreamedIndex, budget_block_bytes
+            from imgclf.neighbors.streamed import StreamedIndex, budget_block_bytes
 
             limits = {"working_memory": self.working_memory, "n_jobs": self.n_jobs}
             self._index = StreamedIndex(

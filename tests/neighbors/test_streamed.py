@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from imgclf.datasets.store import StoreWriter, open_store
-from imgclf.distributed import StreamedIndex
-from imgclf.neighbors import ExactIndex
+from imgclf.neighbors import ExactIndex, StreamedIndex
 from tests.distributed.conftest import tied_pixels
 
 
