@@ -942,7 +942,7 @@ def _check_header(path: Path, header: dict, members: dict) -> list[tuple[dict, t
 
 
 def _lazy_members(header: dict, members: dict) -> set[str]:
-    """The members left on disk: an exact k-NN step's training rows, stored uncompressed,
+    """The members left on disk: an exact or IVF k-NN step's training rows, stored uncompressed,
     larger than the in-memory limit (:func:`~imgclf.datasets.store.in_memory_bytes`).
 
     The search streams them from the file (:class:`~imgclf.datasets.file_rows.FileRows`),
@@ -955,7 +955,7 @@ def _lazy_members(header: dict, members: dict) -> set[str]:
         member = members.get(f"{step['name']}/_fit_X")
         if (
             step["class"] == "KNNClassifier"
-            and step["params"].get("algorithm", "exact") == "exact"
+            and step["params"].get("algorithm", "exact") in ("exact", "ivf")
             and member is not None
             and member.nbytes > limit
             and member.info.compress_type == zipfile.ZIP_STORED

@@ -128,15 +128,7 @@ def build_shard(
         return ShardIndex(ExactIndex(rows, metric, **limits), answer_ids, metric)
     from imgclf.neighbors.ivf import IVFIndex
 
-    list_of_row = np.asarray(labels, np.int64)[local]
-    layout = {
-        **coarse.to_arrays(),
-        "ids": np.argsort(list_of_row, kind="stable").astype(np.int64),
-        "offsets": np.concatenate(
-            [[0], np.cumsum(np.bincount(list_of_row, minlength=coarse.n_lists))]
-        ).astype(np.int64),
-    }
-    index = IVFIndex.from_arrays(rows, layout, metric, n_probe=1, **limits)
+    index = IVFIndex.from_cells(rows, coarse, np.asarray(labels, np.int64)[local], metric, **limits)
     return ShardIndex(index, answer_ids, metric)
 
 

@@ -137,16 +137,16 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     def _lazy_training_data(self, X, y) -> tuple:
         """Flat lazy rows ``(n, d)`` and label indices, checked without reading the rows.
 
-        Only exact search streams the database from disk
-        (:class:`~imgclf.neighbors.StreamedIndex`); an approximate index is built
-        in memory, so it is refused here rather than failing on the limit later.
+        Exact and IVF search stream the database from disk
+        (:class:`~imgclf.neighbors.StreamedIndex`); faiss and HNSW indexes are built
+        in memory, so they are refused here rather than failing on the limit later.
         """
-        if self.algorithm != "exact" or self.backend == "faiss":
+        if self.algorithm not in ("exact", "ivf") or self.backend == "faiss":
             raise ValueError(
                 f"algorithm={self.algorithm!r}, backend={self.backend!r}: a training set "
                 f"larger than the in-memory limit ({X.nbytes:,} bytes) is searched from disk "
-                "by exact search only; use algorithm='exact' and backend='auto', a subset "
-                "(--train-size), or a higher $IMGCLF_IN_MEMORY_BYTES"
+                "by exact or IVF search only; use algorithm='exact' or 'ivf' and "
+                "backend='auto', a subset (--train-size), or a higher $IMGCLF_IN_MEMORY_BYTES"
             )
         from sklearn.utils.multiclass import check_classification_targets
 
@@ -180,10 +180,10 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         elif _stays_on_disk(self._fit_X):  # read from disk at every search, block by block
             from imgclf.neighbors.streamed import StreamedIndex, budget_block_bytes
 
-            limits = {"working_memory": self.working_memory, "n_jobs": self.n_jobs}
-            self._index = StreamedIndex(
-                self._fit_X, self.metric, block_bytes=budget_block_bytes(), **limits
-            )
+            names = ("algorithm", "n_lists", "n_probe", "seed", "working_memory", "n_jobs")
+            settings = {name: getattr(self, name) for name in names}
+            self._index = StreamedIndex(self._fit_X, self.metric, layout=saved or None,
+                                        block_bytes=budget_block_bytes(), **settings)  # fmt: skip
         elif saved and algorithms.is_approximate(self.algorithm):
             self._index = algorithms.load_index(
                 self._fit_X, saved, self.algorithm, self.metric, trusted=trusted, **settings

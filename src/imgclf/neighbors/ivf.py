@@ -220,6 +220,24 @@ class IVFIndex(BatchCopy):
         index.n_probe = default_n_probe(index.n_lists) if n_probe is None else n_probe
         return index
 
+    @classmethod
+    def from_cells(
+        cls, rows, coarse: CoarseQuantizer, labels, metric: str = "l2", **limits
+    ) -> IVFIndex:
+        """An index of some rows of a larger one, in its cells: ``labels (r,)`` is each
+        row's list. Searched by :meth:`search_lists` with the larger index's probes (a
+        shard of :class:`~imgclf.distributed.ShardedIndex`, a block of
+        :class:`~imgclf.neighbors.StreamedIndex`). ``limits``: ``working_memory``, ``n_jobs``."""
+        labels = np.asarray(labels, np.int64)
+        layout = {
+            **coarse.to_arrays(),
+            "ids": np.argsort(labels, kind="stable").astype(np.int64),
+            "offsets": np.concatenate(
+                [[0], np.cumsum(np.bincount(labels, minlength=coarse.n_lists))]
+            ).astype(np.int64),
+        }
+        return cls.from_arrays(rows, layout, metric, n_probe=1, **limits)
+
     # --- settings -------------------------------------------------------------------------
 
     @property
