@@ -162,3 +162,28 @@ def test_single_query_threads_and_releasing_the_batch_copy(algorithm):
     np.testing.assert_array_equal(clf.kneighbors(X[:20])[1], batch[1])
     with pytest.raises(ValueError, match="n_jobs"):
         clf.single_query_threads(0)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+@pytest.mark.parametrize("tie_break", ["smallest", "nearest"])
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_top_classes_past_the_voters_as_a_deeper_search_ranks_them(metric, tie_break, weights):
+    """A single query ranks the classes without a voter by the index's nearest row of
+    each class (one pass); the answer is the deeper searches' one."""
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE
+
+    rng = np.random.default_rng(11)
+    n = PRUNE_MIN_DATABASE + 300
+    X = np.repeat(rng.integers(0, 256, (n, 48)), 64, axis=1).astype(np.uint8)
+    X[100:130] = X[5]  # ties
+    y = rng.integers(0, 7, n)
+    clf = KNNClassifier(k=5, metric=metric, tie_break=tie_break, weights=weights).fit(X, y)
+    assert clf._finds_classes(1)
+    queries = [X[5], *X[:40:8], rng.integers(0, 256, X.shape[1], dtype=np.uint8)]
+    for query in queries:
+        for top in (2, 5, 7):
+            one_pass = clf.rank_classes(query[None], top=top)
+            clf._finds_classes = lambda n_rows: False  # the deeper searches instead
+            deeper = clf.rank_classes(query[None], top=top)
+            del clf._finds_classes
+            np.testing.assert_array_equal(one_pass, deeper)

@@ -186,8 +186,10 @@ def test_top_1_searches_only_the_voters(monkeypatch):
 
 @pytest.mark.parametrize("algorithm", ["exact", "ivf"])
 def test_single_pruned_queries_search_shallower_and_rank_as_a_batch(monkeypatch, algorithm):
-    """One query at a time takes the pruned path, whose cost grows with depth: it starts
-    at 8 neighbours a class, not 20, and deepens where that is too few; same ranking."""
+    """One query at a time takes the pruned path, whose cost grows with depth. IVF starts
+    at 8 neighbours a class, not 20, and deepens where that is too few; the exact index
+    searches the voters only and finds the other classes' nearest rows in one pass
+    (nearest_classes). The same ranking as a batch."""
     rng = np.random.default_rng(8)
     centres = rng.integers(80, 176, (N_CLASSES, 64))  # overlapping: some rows search deeper
     y = rng.integers(0, N_CLASSES, 5000)
@@ -196,13 +198,21 @@ def test_single_pruned_queries_search_shallower_and_rank_as_a_batch(monkeypatch,
                      0, 255).astype(np.uint8)  # fmt: skip
     clf = KNNClassifier(k=5, algorithm=algorithm, n_lists=20, n_probe=20).fit(train_X, y)
     batch = clf.rank_classes(test_X, top=5)
-    calls = []
+    calls, passes = [], []
     search = clf._index.search
     monkeypatch.setattr(clf._index, "search", lambda q, k: calls.append(k) or search(q, k))
+    if algorithm == "exact":
+        nearest = clf._index.nearest_classes
+        monkeypatch.setattr(clf._index, "nearest_classes",
+                            lambda *args: passes.append(args[-1]) or nearest(*args))  # fmt: skip
     single = np.concatenate([clf.rank_classes(row[None], top=5) for row in test_X])
     np.testing.assert_array_equal(single, batch)
+    assert clf._index._pruner is not None
+    if algorithm == "exact":  # the voters, then one pass for the classes without a voter
+        assert set(calls) == {5} and passes and len(passes) <= len(test_X)
+        return
     first = classifier.PRUNED_RANK_DEPTH_PER_CLASS * 5
-    assert calls[0] == first and max(calls) > first and clf._index._pruner is not None
+    assert calls[0] == first and max(calls) > first
 
 
 def test_string_labels_and_images():

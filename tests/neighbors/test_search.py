@@ -271,3 +271,29 @@ def test_single_queries_never_prepare_the_blocked_copy():
     index.release_batch_copy()
     for got, want in zip(index.search(database[:40], 3), batch, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_nearest_classes_are_those_of_a_full_sort(metric):
+    """Each wanted class's nearest row, as a full sort by (distance, row) finds it, for the
+    m nearest wanted classes; ties (duplicated rows) to the lower row."""
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE
+
+    rng = np.random.default_rng(47)
+    database = smooth_images(rng, PRUNE_MIN_DATABASE + 300)
+    database[200:230] = database[7]  # equal distances across classes
+    labels = rng.integers(0, 6, len(database))
+    index = ExactIndex(database, metric)
+    queries = [database[7], *smooth_images(rng, 3), rng.integers(0, 256, 3072, dtype=np.uint8)]
+    for query in queries:
+        dist, order = reference_search(query[None], database, len(database), metric)
+        first_of = {}
+        for d, row in zip(dist[0], order[0], strict=True):
+            first_of.setdefault(int(labels[row]), (d, int(row)))
+        for wanted in ([True] * 6, [False, True, True, False, True, True]):
+            for m in (1, 3, 6):
+                classes, got_dist, rows = index.nearest_classes(query, labels, wanted, m)
+                expected = [c for c in first_of if wanted[c]][:m]
+                assert classes.tolist() == expected
+                assert rows.tolist() == [first_of[c][1] for c in expected]
+                np.testing.assert_allclose(got_dist, [first_of[c][0] for c in expected])

@@ -301,7 +301,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         decoded itself, which saves scikit-learn's ~0.3 ms of checks a call.)
         """
         n_top = min(top, len(self.classes_))
-        depth = self._rank_depth(n_top, len(X))
+        by_class = n_top > 1 and self._finds_classes(len(X))
+        depth = min(self.k, len(self._fit_X)) if by_class else self._rank_depth(n_top, len(X))
         dist, index = self._index.search(X, depth)
         tally = self._votes(dist, index)
         voters = (dist[:, : self.k], index[:, : self.k])
@@ -311,7 +312,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         ranks = voting.first_ranks(self._y[index], len(self.classes_))
         short = (ranks < depth).sum(axis=1) < n_top
         if short.any():
-            ranks[short] = self._deeper_ranks(X[short], ranks[short], depth, n_top)
+            further = self._nearest_class_ranks if by_class else self._deeper_ranks
+            ranks[short] = further(X[short], ranks[short], depth, n_top)
         ranking = voting.class_ranking(tally, ranks, n_top, self.tie_break)
         return ranking, voting.vote_shares(tally), voters
 
@@ -341,6 +343,25 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         if index_prunes is None or not index_prunes(n_rows, per_class * n_top):
             per_class = RANK_DEPTH_PER_CLASS
         return min(max(self.k, per_class * n_top), len(self._fit_X))
+
+    def _finds_classes(self, n_rows: int) -> bool:
+        """Whether the classes past the voters come from the index's nearest row of each
+        class (exact single queries), not from deeper searches."""
+        return hasattr(self._index, "nearest_classes") and self._index.prunes(n_rows, self.k)
+
+    def _nearest_class_ranks(self, X, ranks: np.ndarray, depth: int, n_top: int) -> np.ndarray:
+        """``ranks`` of rows whose voters hold fewer than ``n_top`` classes, the others'
+        from the index: the nearest of the classes without a voter follow the voters'
+        classes in the order of their nearest row, as a deeper search would place them
+        (:meth:`ExactIndex.nearest_classes`: one pass, however deep they are)."""
+        ranks, n_classes = ranks.copy(), len(self.classes_)
+        for i, row in enumerate(X):
+            wanted = ranks[i] >= depth
+            m = n_top - (n_classes - int(wanted.sum()))
+            found = self._index.nearest_classes(row, self._y, wanted, m)[0]
+            ranks[i, wanted] = depth + n_classes  # after every class found, as when absent
+            ranks[i, found] = depth + np.arange(len(found))
+        return ranks
 
     def _deeper_ranks(self, X, ranks: np.ndarray, depth: int, n_top: int) -> np.ndarray:
         """``ranks`` of rows whose first ``depth`` neighbours hold fewer than ``n_top`` classes.

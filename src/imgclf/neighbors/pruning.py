@@ -1060,6 +1060,78 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
     return best, best_id, np.array([n, passed, rows.shape[0], exact], np.int64)
 
 
+@numba.njit(nogil=True, cache=True)
+def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups, axes, mean,
+                    labels, consts, codes, codes2, query, ids, classes, wanted, m, squared,
+                    cascade, coded, has_second):  # fmt: skip
+    """The nearest row of each class, exact for the ``m`` nearest ``wanted`` classes:
+    (distances (C,), ids (C,)), ``_BIG`` for classes not wanted or without a row.
+
+    The cascade of :func:`_search_part` over every row, with one best row per class in
+    place of the k best: the threshold is the m-th least of the wanted classes' best
+    distances so far. It starts from each wanted class's row with the least first bound
+    (measured), and only falls; a row of a class in the true m nearest has a bound at
+    most its distance, at most the threshold, so it is measured: those classes' bests
+    are exact, ties to the lower id. Rows of classes not wanted are skipped unmeasured.
+    """
+    qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
+        query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
+    )
+    n = rowmap.shape[0]
+    ranges = np.array([[0, n]], np.int64)
+    bounds = np.empty(n, np.float32)
+    if cascade:
+        minima = np.empty(1, np.int64)
+        _first_pass(first, norms1, qfirst, qcodes, codes[1].astype(np.float32), consts, ranges,
+                    squared, bounds, minima)  # fmt: skip
+    else:
+        _second_pass(sums, residual, qsums, qres, q2, qcodes, ranges, squared, coded, bounds)
+    n_classes = wanted.shape[0]
+    best = np.full(n_classes, _BIG, np.int64)
+    best_id = np.full(n_classes, _BIG, np.int64)
+    seed = np.full(n_classes, -1, np.int64)  # each wanted class's row of least first bound
+    for row in range(n):
+        c = classes[row]
+        if not wanted[c]:
+            bounds[row] = np.inf  # never a survivor: not even its second bound is computed
+        elif seed[c] < 0 or bounds[row] < bounds[seed[c]]:
+            seed[c] = row
+    for c in range(n_classes):
+        if seed[c] >= 0:
+            best[c] = _measure(pixels, norms, rowmap, seed[c], query, qnorm, squared)
+            best_id[c] = ids[seed[c]]
+    group, spread = groups.shape[1], (qres + consts[2]) ** 2
+    setting = (squared, cascade, coded, group, slack, spread, step, slack2, step2)
+    limits = _thresholds(_mth_least(best, wanted, m), setting)
+    rows, second, _ = _survivors(bounds, ranges, *limits, sums, residual, qsums, qres, q2,
+                                 qcodes, squared, coded, has_second)  # fmt: skip
+    stage = 1 if has_second or not cascade else 0
+    order = np.argsort(second)
+    tau = _mth_least(best, wanted, m)
+    for i in range(order.shape[0]):
+        if second[order[i]] > _thresholds(tau, setting)[stage]:
+            break
+        row = rows[order[i]]
+        c = classes[row]
+        if row == seed[c]:
+            continue
+        d = _measure(pixels, norms, rowmap, row, query, qnorm, squared)
+        if d < best[c] or (d == best[c] and ids[row] < best_id[c]):
+            best[c], best_id[c] = d, ids[row]
+            tau = _mth_least(best, wanted, m)
+    for c in range(n_classes):
+        if not wanted[c]:
+            best[c], best_id[c] = _BIG, _BIG
+    return best, best_id
+
+
+@numba.njit(nogil=True, cache=True)
+def _mth_least(best, wanted, m):
+    """The m-th least of ``best`` over the wanted classes (``_BIG`` if fewer)."""
+    values = np.sort(best[wanted])
+    return values[m - 1] if values.shape[0] >= m else _BIG
+
+
 # --------------------------------------------------------------------------- #
 # The index
 # --------------------------------------------------------------------------- #
@@ -1265,6 +1337,24 @@ class LowerBoundPruner:
         flags = (self.squared, cascade, self.coded, self.second_stage, shared)
         dist, found, _ = _search_part(*self._arrays, query, ranges, self.rowmap, k, *flags, 0)
         return dist, found
+
+    def nearest_classes(self, query: np.ndarray, classes: np.ndarray, wanted: np.ndarray, m: int):
+        """The ``m`` nearest of the ``wanted`` classes to one padded uint8 ``query`` ``(d,)``:
+        ``(classes (m',), distances (m',), ids (m',))``, nearest first, by the distance of
+        each class's nearest row (L1, or squared L2), ties to the lower id; ``m' < m``
+        when fewer wanted classes have rows.
+
+        ``classes`` ``(n,)`` int: the class of each row, in the summaries' order
+        (``classes[p]`` of ``database[order[p]]``); ``wanted`` ``(C,)`` bool. For a
+        classifier's top classes past its voters, without searching deeper for them.
+        """
+        query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
+        flags = (self.squared, self.cascade, self.coded, self.second_stage)
+        best, best_id = _search_classes(*self._arrays, query, self.rowmap, classes, wanted,
+                                        m, *flags)  # fmt: skip
+        found = np.flatnonzero(best < _BIG)
+        found = found[np.lexsort((best_id[found], best[found]))][:m]
+        return found, best[found], best_id[found]
 
     def stage_counts(self, query: np.ndarray, k: int, ranges=None) -> dict:
         """How many rows one search considered, and how many passed each stage."""

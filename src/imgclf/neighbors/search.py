@@ -166,6 +166,7 @@ class ExactIndex(BatchCopy):
 
     def _prepare(self) -> None:
         self._pruner = None
+        self._class_source = self._row_classes = None  # nearest_classes' labels, reordered
         self._kernel = Kernel.lookup(self.metric, self.database.dtype)
         self._blocks = None
 
@@ -174,13 +175,32 @@ class ExactIndex(BatchCopy):
         with the cascade of lower bounds (:func:`prunes`), not with the batch kernels."""
         return prunes(self.database, n_queries, k)
 
+    def nearest_classes(self, query, labels, wanted, m: int):
+        """The ``m`` nearest of the ``wanted`` classes to one uint8 ``query`` ``(d,)``, by
+        the distance of each class's nearest row (ties: the lower row), without a deeper
+        search: ``(classes (m',), distances (m',) float64, rows (m',))``, nearest first.
+
+        ``labels`` ``(n,)`` int: each database row's class (0..C-1); ``wanted`` ``(C,)``
+        bool. The exact engine's cascade with one best row per class
+        (:meth:`LowerBoundPruner.nearest_classes`); uint8 databases that prune only.
+        """
+        row = padded(match_queries(as_features(np.asarray(query)[None], "query"), self.database))
+        pruner = self._single_query_pruner()
+        if self._class_source is not labels:  # each row's class, in the summaries' order
+            self._row_classes = np.asarray(labels, np.int32)[pruner.rowmap]
+            self._class_source = labels
+        wanted = np.asarray(wanted, bool)
+        classes, dist, rows = pruner.nearest_classes(row[0], self._row_classes, wanted, m)
+        dist = dist.astype(np.float64)
+        return classes, (np.sqrt(dist) if self.metric == "l2" else dist), rows
+
     def single_query_threads(self, n_jobs: int | None) -> None:
         """Threads that share one single query's cascade (None: :func:`query_threads`'
         rule). A server that runs one query per worker process wants 1: its other
         requests, and the other workers, keep the other cores busy."""
         self._query_jobs = None if n_jobs is None else check_int("n_jobs", n_jobs, low=1)
         if self._pruner is not None and self._pruner.n_jobs != self._pruner_jobs():
-            self._pruner = None  # built again, with that many threads, on the next query
+            self._pruner = self._class_source = None  # built again, with that many threads
 
     def _pruner_jobs(self) -> int:
         if self._query_jobs is not None:
@@ -192,7 +212,7 @@ class ExactIndex(BatchCopy):
 
     def __getstate__(self) -> dict:
         # The prepared database is derived (and holds compiled kernels): pickle the source only.
-        derived = ("_kernel", "_blocks", "_pruner")
+        derived = ("_kernel", "_blocks", "_pruner", "_class_source", "_row_classes")
         return {k: v for k, v in self.__dict__.items() if k not in derived}
 
     def __setstate__(self, state: dict) -> None:
@@ -227,9 +247,13 @@ class ExactIndex(BatchCopy):
         return (np.sqrt(dist) if self.metric == "l2" else dist), index
 
     def _pruned(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        pruner = self._single_query_pruner()
+        return one_by_one(lambda _, query: pruner.search(query, k), queries, k)
+
+    def _single_query_pruner(self) -> LowerBoundPruner:
         if self._pruner is None:  # built on first use: batch-only users never pay for it
             self._pruner = LowerBoundPruner(padded(self.database), self.metric, self._pruner_jobs())
-        return one_by_one(lambda _, query: self._pruner.search(query, k), queries, k)
+        return self._pruner
 
 
 def one_by_one(search_one, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
