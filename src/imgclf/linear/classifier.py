@@ -288,7 +288,8 @@ def _lbfgs(clf: LinearClassifier, X, y, train, val, standardization) -> tuple:
     if getattr(X, "lazy", False):
         raise ValueError(
             "solver='lbfgs' trains on all rows in memory, and this X on disk is larger than "
-            "the in-memory limit: use solver='sgd', which reads it in windows"
+            "the in-memory limit: use solver='sgd' (--solver sgd), which reads it in windows, "
+            "or raise $IMGCLF_IN_MEMORY_BYTES"
         )
     X1 = design_matrix(X, train, standardization)
     # the minibatch frame asked for one BLAS thread; large full-batch products get every
