@@ -188,7 +188,7 @@ def test_pruned_single_queries_are_exact(metric, k, n_jobs):
         [database[5], smooth_images(rng, 2), rng.integers(0, 256, size=(1, 3072), dtype=np.uint8)]
     )
     index = ExactIndex(database, metric, n_jobs=n_jobs)
-    index.single_query_threads(n_jobs)  # (L2's default is one thread: test both)
+    index.single_query_threads(n_jobs)  # (the default; set, as a server sets it)
     for query in queries:
         assert prunes(index.database, 1, k) and index.prunes(1, k)
         dist, idx = index.search(query[None], k)
@@ -200,22 +200,21 @@ def test_pruned_single_queries_are_exact(metric, k, n_jobs):
 
 @pytest.mark.parametrize("metric", ["l1", "l2"])
 def test_single_query_threads(metric):
-    """L2's single queries run on one thread by default, L1's on n_jobs; a server asks for
-    one. Changing it rebuilds the cascade with that many threads; the answers stay."""
-    from imgclf.neighbors.search import PRUNE_MIN_DATABASE, query_threads
+    """Single queries run on n_jobs threads by default; a server asks for one. Changing
+    it rebuilds the cascade with that many threads; the answers stay."""
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE
 
-    assert query_threads(metric, 2) == (1 if metric == "l2" else 2)
     rng = np.random.default_rng(45)
     database = smooth_images(rng, PRUNE_MIN_DATABASE + 100)
     index = ExactIndex(database, metric, n_jobs=2)
     first = index.search(database[:1], 5)
-    assert index._pruner.n_jobs == query_threads(metric, 2)
+    assert index._pruner.n_jobs == 2
     index.single_query_threads(1)
     assert index.search(database[:1], 5)[1].tolist() == first[1].tolist()
     assert index._pruner.n_jobs == 1
     index.single_query_threads(None)  # back to the rule
     assert index.search(database[:1], 5)[1].tolist() == first[1].tolist()
-    assert index._pruner.n_jobs == query_threads(metric, 2)
+    assert index._pruner.n_jobs == 2
     with pytest.raises(ValueError, match="n_jobs"):
         index.single_query_threads(0)
 
