@@ -31,6 +31,7 @@ from imgclf._validation import check_choice, check_int
 from imgclf.distributed import _tasks
 from imgclf.distributed.errors import ClusterError
 from imgclf.distributed.shards import Placement, live_workers, source_of
+from imgclf.neighbors.ivf import ProbedCells
 from imgclf.neighbors.kernels import topk
 from imgclf.neighbors.search import METRICS, as_features, match_queries
 
@@ -50,7 +51,7 @@ class _Lost(Exception):
         self.shard, self.cause = shard, cause
 
 
-class ShardedIndex:
+class ShardedIndex(ProbedCells):
     """k-nearest-neighbour search over a database sharded across a Dask cluster.
 
     Parameters
@@ -162,21 +163,6 @@ class ShardedIndex:
     @property
     def n_shards(self) -> int:
         return len(self.placement.shards)
-
-    @property
-    def n_lists(self) -> int:
-        return self.coarse.n_lists
-
-    @property
-    def n_probe(self) -> int:
-        """``"ivf"``: lists searched per query, settable as :attr:`IVFIndex.n_probe`."""
-        return self._n_probe
-
-    @n_probe.setter
-    def n_probe(self, value: int) -> None:
-        from imgclf.neighbors.ivf import checked_n_probe
-
-        self._n_probe = checked_n_probe(value, self.n_lists)  # clamped as IVFIndex.n_probe is
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """``"ivf"``: the whole index as :meth:`IVFIndex.to_arrays` gives it (model files)."""

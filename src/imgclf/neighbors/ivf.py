@@ -53,6 +53,7 @@ from imgclf.neighbors.search import (
 
 __all__ = [
     "IVFIndex",
+    "ProbedCells",
     "checked_n_probe",
     "default_n_lists",
     "default_n_probe",
@@ -94,7 +95,27 @@ def default_n_probe(n_lists: int) -> int:
     return max(1, round(n_lists / 28))
 
 
-class IVFIndex(BatchCopy):
+class ProbedCells:
+    """``n_lists`` (of ``self.coarse``) and a settable ``n_probe``, checked and clamped as
+    :func:`checked_n_probe` says: what every index over inverted lists shares
+    (:class:`IVFIndex`, :class:`~imgclf.neighbors.StreamedIndex`,
+    :class:`~imgclf.distributed.ShardedIndex`)."""
+
+    @property
+    def n_lists(self) -> int:
+        return self.coarse.n_lists
+
+    @property
+    def n_probe(self) -> int:
+        """Lists searched per query: ``1..n_lists`` (larger values are clamped, with a warning)."""
+        return self._n_probe
+
+    @n_probe.setter
+    def n_probe(self, value: int) -> None:
+        self._n_probe = checked_n_probe(value, self.n_lists)
+
+
+class IVFIndex(ProbedCells, BatchCopy):
     """Approximate k-nearest-neighbour search over inverted lists.
 
     Parameters
@@ -237,21 +258,6 @@ class IVFIndex(BatchCopy):
             ).astype(np.int64),
         }
         return cls.from_arrays(rows, layout, metric, n_probe=1, **limits)
-
-    # --- settings -------------------------------------------------------------------------
-
-    @property
-    def n_lists(self) -> int:
-        return self.coarse.n_lists
-
-    @property
-    def n_probe(self) -> int:
-        """Lists searched per query: ``1..n_lists`` (larger values are clamped, with a warning)."""
-        return self._n_probe
-
-    @n_probe.setter
-    def n_probe(self, value: int) -> None:
-        self._n_probe = checked_n_probe(value, self.n_lists)
 
     def __len__(self) -> int:
         return len(self.database)

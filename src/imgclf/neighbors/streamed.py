@@ -25,7 +25,7 @@ from imgclf.neighbors.coarse import CoarseQuantizer
 from imgclf.neighbors.ivf import (
     TRAIN_PER_LIST,
     IVFIndex,
-    checked_n_probe,
+    ProbedCells,
     default_n_lists,
     default_n_probe,
     labels_from_layout,
@@ -47,7 +47,7 @@ def budget_block_bytes() -> int:
     return max(1, min(DEFAULT_BLOCK_BYTES, in_memory_bytes() // 8))
 
 
-class StreamedIndex:
+class StreamedIndex(ProbedCells):
     """Exact or IVF search over rows read from disk in blocks, never all in memory.
 
     Parameters
@@ -139,19 +139,6 @@ class StreamedIndex:
         self.labels = labels.astype(np.int64)
         counts = np.bincount(self.labels, minlength=self.coarse.n_lists)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-
-    @property
-    def n_lists(self) -> int:
-        return self.coarse.n_lists
-
-    @property
-    def n_probe(self) -> int:
-        """``"ivf"``: lists searched per query, settable as :attr:`IVFIndex.n_probe`."""
-        return self._n_probe
-
-    @n_probe.setter
-    def n_probe(self, value: int) -> None:
-        self._n_probe = checked_n_probe(value, self.n_lists)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """``"ivf"``: the index as :meth:`IVFIndex.to_arrays` gives it (a model file's)."""
