@@ -640,7 +640,8 @@ _ADDED_PARAMS = {
         "seed": 0,
     },
     "LinearClassifier": {"solver": "sgd", "max_iter": 1000},  # files before the L-BFGS solver
-    "KMeansFeatures": {"alpha": 0.25},  # files before the soft encoder
+    # files before the soft encoder (alpha), and before power and mirror
+    "KMeansFeatures": {"alpha": 0.25, "power": 1.0, "mirror": False},
 }
 _INT_PARAMS = {
     "n_jobs": (1, 4096),

@@ -29,7 +29,7 @@ def fitted(shape=(12, 12, 3), **params):
 
 
 @pytest.mark.parametrize("encoder", ["triangle", "hard", "soft"])
-@pytest.mark.parametrize("pooling", ["quadrants", "sum"])
+@pytest.mark.parametrize("pooling", ["quadrants", "sum", "pyramid"])
 @pytest.mark.parametrize("whiten, stride, size", [(True, 1, 6), (False, 2, 3), (True, 3, 5)])
 def test_transform_equals_the_plain_numpy_reference(encoder, pooling, whiten, stride, size):
     model = fitted(encoder=encoder, pooling=pooling, whiten=whiten, stride=stride, patch_size=size)
@@ -81,6 +81,39 @@ def test_soft_codes_are_thresholded_dot_products_of_both_signs_with_unit_centroi
     np.testing.assert_allclose(ours, codes.ravel(), rtol=1e-4, atol=1e-4)
     # a larger threshold can only lower every code; 0 keeps |d.x| whole
     assert (model.set_params(alpha=1.0).transform(image[None])[0] <= ours + 1e-6).all()
+
+
+def test_pyramid_is_the_quadrants_then_the_whole_image():
+    """Explicit position masks on a 7x7 map (odd: the split after ceil(7 / 2) = 4)."""
+    model = fitted((12, 12, 3), pooling="pyramid")
+    batch = images(3, (12, 12, 3), seed=4)
+    mean, whitening, centroids = model._dictionary()
+    x = patches.normalize(patches.patches_of(batch, 6, 1))
+    z = cdist((x - mean) @ whitening, centroids).reshape(3, 7, 7, 7)  # image, row, col, k
+    f = np.maximum(z.mean(3, keepdims=True) - z, 0)
+    top, left = np.arange(7) < 4, np.arange(7) < 4
+    masks = [(top, left), (top, ~left), (~top, left), (~top, ~left), (top | True, left | True)]
+    expected = np.concatenate([f[:, r][:, :, c].sum((1, 2)) for r, c in masks], axis=1)
+    ours = model.transform(batch)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(
+        ours[:, :28], model.set_params(pooling="quadrants").transform(batch)
+    )
+
+
+def test_power_raises_every_pooled_code_and_mirror_adds_the_mirror_images_codes():
+    model = fitted(n_jobs=1)
+    batch = images(5, seed=5)
+    plain, mirrored = model.transform(batch), model.transform(batch[:, :, ::-1])
+    assert not np.allclose(plain, mirrored)  # the images are not symmetric
+    np.testing.assert_allclose(
+        model.set_params(power=0.5).transform(batch), np.sqrt(plain), rtol=1e-6, atol=1e-6
+    )
+    both = model.set_params(power=0.3, mirror=True).transform(batch)
+    np.testing.assert_allclose(both, (plain + mirrored) ** 0.3, rtol=1e-5, atol=1e-5)
+    # the same features for an image and its mirror image
+    np.testing.assert_allclose(model.transform(batch[:, :, ::-1]), both, rtol=1e-6, atol=1e-6)
+    assert (both[plain + mirrored == 0] == 0).all() and np.isfinite(both).all()
 
 
 def test_blocks_and_threads_give_the_same_codes(monkeypatch):
@@ -212,7 +245,10 @@ def test_learns_a_texture_task():
         ({"patch_size": 2.5}, r"patch_size must be an integer; got 2.5"),
         ({"encoder": "sparse"}, r"encoder must be one of 'triangle', 'hard', 'soft'; got 'sparse'"),
         ({"alpha": -0.5}, r"alpha must be a non-negative number; got -0.5"),
-        ({"pooling": "max"}, r"pooling must be one of 'quadrants', 'sum'; got 'max'"),
+        ({"pooling": "max"}, r"pooling must be one of 'quadrants', 'sum', 'pyramid'; got 'max'"),
+        ({"power": 0}, r"power must be a positive number; got 0"),
+        ({"power": 1.5}, r"power must be a number in \(0, 1\]; got 1.5"),
+        ({"mirror": "on"}, r"mirror must be one of False, True; got 'on'"),
         ({"whiten": "yes"}, r"whiten must be one of False, True; got 'yes'"),
         (
             {"n_patches": 3},

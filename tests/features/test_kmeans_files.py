@@ -60,7 +60,11 @@ def kmeans_step(path, **params):
     return model, X
 
 
-@pytest.mark.parametrize("params", [{}, {"encoder": "soft", "alpha": 0.5}], ids=repr)
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"encoder": "soft", "alpha": 0.5}, {"pooling": "pyramid", "power": 0.5, "mirror": True}],
+    ids=repr,
+)
 def test_a_kmeans_step_round_trips(tmp_path, params):
     model, X = kmeans_step(tmp_path / "k.imgclf", **params)
     loaded = io.load(tmp_path / "k.imgclf").model
@@ -74,10 +78,10 @@ def test_a_file_from_before_the_soft_encoder_loads_and_a_bad_alpha_is_refused(tm
     older = rewrite(
         tmp_path / "k.imgclf",
         tmp_path / "old.imgclf",
-        lambda h, a: h["steps"][0]["params"].pop("alpha"),
+        lambda h, a: [h["steps"][0]["params"].pop(p) for p in ("alpha", "power", "mirror")],
     )
     loaded = io.load(older).model
-    assert loaded[0].alpha == 0.25
+    assert (loaded[0].alpha, loaded[0].power, loaded[0].mirror) == (0.25, 1.0, False)
     np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
     forged = rewrite(
         tmp_path / "k.imgclf",
@@ -85,6 +89,13 @@ def test_a_file_from_before_the_soft_encoder_loads_and_a_bad_alpha_is_refused(tm
         lambda h, a: h["steps"][0]["params"].update(alpha=-1),
     )
     with pytest.raises((ModelFileError, ValueError), match="alpha must be a non-negative number"):
+        io.load(forged)
+    forged = rewrite(
+        tmp_path / "k.imgclf",
+        tmp_path / "bad.imgclf",
+        lambda h, a: h["steps"][0]["params"].update(power=2.0),
+    )
+    with pytest.raises((ModelFileError, ValueError), match=r"power must be a number in \(0, 1\]"):
         io.load(forged)
 
 

@@ -114,6 +114,21 @@ def test_train_lbfgs_starts_from_zero_weights():
     assert losses[0] == pytest.approx(4.0)  # zero weights: four margins of 1
 
 
+def test_a_warm_start_reaches_the_same_minimum_in_fewer_iterations():
+    """From the optimum for another reg, or for fewer rows: the same optimum, sooner."""
+    X, y = problem(n=400, seed=3)
+    X1 = np.hstack([X, np.ones((len(X), 1), np.float32)])
+    cold, cold_losses, cold_iter = train_lbfgs(X1, y, 4, "svm", REG, max_iter=300)
+    nearby, _, _ = train_lbfgs(X1[:350], y[:350], 4, "svm", 2 * REG, max_iter=300)
+    warm, warm_losses, warm_iter = train_lbfgs(X1, y, 4, "svm", REG, 300, start=nearby)
+    assert warm_losses[0] < cold_losses[0] and warm_iter < cold_iter
+    assert warm_losses[-1] == pytest.approx(cold_losses[-1], rel=1e-5)
+    np.testing.assert_allclose(warm, cold, atol=2e-3)
+    # started at the optimum itself, nothing is left to do
+    _, again, n_iter = train_lbfgs(X1, y, 4, "svm", REG, 300, start=cold)
+    assert again[0] == pytest.approx(cold_losses[-1], rel=1e-6) and n_iter <= 2
+
+
 def test_beats_sgd_on_digits():
     """Converged, the SVM fits digits better than 20 epochs of SGD (0.969 against 0.919)."""
     digits = load_digits()

@@ -29,6 +29,7 @@ __all__ = [
     "pool_regions",
     "positions",
     "random_patches",
+    "region_of",
     "zca",
 ]
 
@@ -38,7 +39,7 @@ __all__ = [
 CONTRAST_EPS = 10.0
 WHITEN_EPS = 0.1
 ENCODERS = ("triangle", "hard", "soft")
-POOLINGS = ("quadrants", "sum")
+POOLINGS = ("quadrants", "sum", "pyramid")
 BLOCK_BYTES = 16 << 20  # distances of one block: 16 MiB keeps it in a core's share of cache
 
 
@@ -121,7 +122,23 @@ def images_per_block(n_positions: int, n_centroids: int) -> int:
 
 
 def pool_regions(pooling: str) -> int:
-    return 4 if pooling == "quadrants" else 1
+    """Regions the codes are summed over: 4 quadrants, 1 image, or both (5, the pyramid)."""
+    return {"quadrants": 4, "sum": 1, "pyramid": 5}[pooling]
+
+
+def region_of(rows: int, cols: int, pooling: str) -> np.ndarray:
+    """The region each patch position is summed into, int64 ``(rows * cols,)``, row-major.
+
+    The quadrant (0-3: top left, top right, bottom left, bottom right; the split
+    after ``ceil(rows / 2)`` rows and ``ceil(cols / 2)`` columns, as the paper's
+    ``round``), or 0 for ``"sum"``. The pyramid's fifth region, the whole
+    image, is the quadrants' sum, added after the kernel.
+    """
+    if pooling == "sum":
+        return np.zeros(rows * cols, np.int64)
+    bottom = np.arange(rows) >= (rows + 1) // 2
+    right = np.arange(cols) >= (cols + 1) // 2
+    return (2 * bottom[:, None] + right[None, :]).ravel().astype(np.int64)
 
 
 def codes_per_centroid(encoder: str) -> int:
@@ -141,13 +158,15 @@ def encode_block(
     centroids : ndarray (k, d) float32
         For ``"soft"``, of unit length (the codes are thresholded dot products).
     encoder : {"triangle", "hard", "soft"}
-    pooling : {"quadrants", "sum"}
+    pooling : {"quadrants", "sum", "pyramid"}
+        Regions in the order of :func:`region_of`; the pyramid's whole image last.
     alpha : float
         The threshold of ``"soft"``: codes ``max(0, s - alpha)`` and ``max(0, -s - alpha)``
         of each dot product ``s`` (``codes = 2``, the polarity split); else ignored.
     """
     n, height, width, _ = images.shape
     rows, cols = positions(height, patch_size, stride), positions(width, patch_size, stride)
+    region = region_of(rows, cols, pooling)
     patches = normalize(patches_of(images, patch_size, stride))
     if whitening is not None:
         patches -= mean
@@ -156,37 +175,37 @@ def encode_block(
     width = codes_per_centroid(encoder) * len(centroids)
     out = np.zeros((n, pool_regions(pooling), width), np.float32)
     if encoder == "soft":
-        _soft_pool(scores, np.float32(alpha), rows, cols, pooling == "sum", out)
-        return out.reshape(n, -1)
-    patch_norms = np.einsum("ij,ij->i", patches, patches)
-    centroid_norms = np.einsum("ij,ij->i", centroids, centroids)
-    _encode_pool(
-        scores, patch_norms, centroid_norms, rows, cols, encoder == "hard", pooling == "sum", out
-    )
+        _soft_pool(scores, np.float32(alpha), region, out)
+    else:
+        patch_norms = np.einsum("ij,ij->i", patches, patches)
+        centroid_norms = np.einsum("ij,ij->i", centroids, centroids)
+        _encode_pool(scores, patch_norms, centroid_norms, region, encoder == "hard", out)
+    if pooling == "pyramid":
+        out[:, 4] = out[:, :4].sum(axis=1)
     return out.reshape(n, -1)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _encode_pool(scores, patch_norms, centroid_norms, rows, cols, hard, one_region, out):
+def _encode_pool(scores, patch_norms, centroid_norms, region, hard, out):
     """Dot products -> distances -> codes, summed into ``out[image, region]`` in place.
 
     ``scores[i, j]`` is patch i . centroid j; it is overwritten by the distance
     ``z_j``. Triangle: ``max(0, mean(z) - z_j)``; hard: 1 at the nearest centroid
-    (ties: lower index). Quadrant of a position: row < ceil(rows / 2), column likewise.
-    All in float32, loops without branches, so that they vectorize (fastmath: the
-    sum of the distances may be reassociated).
+    (ties: lower index). Patch row ``i`` is image ``i // P``, position ``i % P``
+    (``P = len(region)``), summed into ``region[i % P]``. All in float32, loops
+    without branches, so that they vectorize (fastmath: the sum of the distances
+    may be reassociated).
     """
-    k = scores.shape[1]
+    k, n_positions = scores.shape[1], len(region)
     two, zero = np.float32(2.0), np.float32(0.0)
     for i in range(scores.shape[0]):
-        image, region = _region(i, rows, cols, one_region)
         row, norm = scores[i], patch_norms[i]
         total = zero
         for j in range(k):
             z = np.sqrt(max(norm + centroid_norms[j] - two * row[j], zero))
             row[j] = z
             total += z
-        pooled = out[image, region]
+        pooled = out[i // n_positions, region[i % n_positions]]
         if hard:
             pooled[np.argmin(row)] += 1.0
             continue
@@ -195,29 +214,19 @@ def _encode_pool(scores, patch_norms, centroid_norms, rows, cols, hard, one_regi
             pooled[j] += max(mean - row[j], zero)
 
 
-@numba.njit(nogil=True, cache=True)
-def _region(i, rows, cols, one_region):
-    """``(image, region)`` of patch row ``i``: quadrant split after ``ceil(rows / 2)``."""
-    image, position = i // (rows * cols), i % (rows * cols)
-    if one_region:
-        return image, 0
-    return image, 2 * (position // cols >= (rows + 1) // 2) + (position % cols >= (cols + 1) // 2)
-
-
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _soft_pool(scores, alpha, rows, cols, one_region, out):
+def _soft_pool(scores, alpha, region, out):
     """Dot products -> both polarities' soft-threshold codes, summed into ``out`` in place.
 
     Coates & Ng (2011): ``max(0, s_j - alpha)`` in ``out[..., j]`` and
     ``max(0, -s_j - alpha)`` in ``out[..., k + j]``, so that a patch that
     matches a centroid with the opposite sign is told apart from one that does
-    not match it at all.
+    not match it at all. Regions as in :func:`_encode_pool`.
     """
-    k = scores.shape[1]
+    k, n_positions = scores.shape[1], len(region)
     zero = np.float32(0.0)
     for i in range(scores.shape[0]):
-        image, region = _region(i, rows, cols, one_region)
-        row, pooled = scores[i], out[image, region]
+        row, pooled = scores[i], out[i // n_positions, region[i % n_positions]]
         for j in range(k):
             pooled[j] += max(row[j] - alpha, zero)
             pooled[k + j] += max(-row[j] - alpha, zero)
@@ -254,10 +263,8 @@ def encode_reference(
         else:
             f = np.maximum(z.mean(1, keepdims=True) - z, 0)
         f = f.reshape(rows, cols, -1)
-        if pooling == "sum":
-            codes.append(f.sum((0, 1)))
-            continue
         hr, hc = (rows + 1) // 2, (cols + 1) // 2
         quads = [f[:hr, :hc], f[:hr, hc:], f[hr:, :hc], f[hr:, hc:]]
-        codes.append(np.concatenate([q.sum((0, 1)) for q in quads]))
+        regions = {"sum": [f], "quadrants": quads, "pyramid": [*quads, f]}[pooling]
+        codes.append(np.concatenate([r.sum((0, 1)) for r in regions]))
     return np.array(codes)

@@ -39,7 +39,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from imgclf._progress import progress
-from imgclf._validation import check_choice, check_int, check_non_negative, flat_images
+from imgclf._validation import (
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_positive,
+    flat_images,
+)
 from imgclf.features import _patches
 from imgclf.features._images import ImageFeatures, as_images, check_n_jobs, workers
 
@@ -74,8 +80,21 @@ class KMeansFeatures(ImageFeatures):
     alpha : float, default=0.25
         Threshold of the soft encoder (ignored by the others), in units of a
         whitened patch's dot product with a unit-length centroid.
-    pooling : {"quadrants", "sum"}, default="quadrants"
-        Sum the codes over each quadrant of the image, or over the whole image.
+    pooling : {"quadrants", "sum", "pyramid"}, default="quadrants"
+        Sum the codes over each quadrant of the image (the paper), over the
+        whole image, or both (``"pyramid"``: the four quadrants, then the whole
+        image; 5 regions).
+    power : float, default=1.0
+        Each pooled code ``f`` becomes ``f ** power``, in (0, 1]; 1 keeps the
+        sums (the paper). Sums of codes are heavy-tailed: a few large values
+        dominate the standardized features, and a power below 1 (0.5: the
+        square root, "power normalization" of pooled codes) evens them out.
+    mirror : bool, default=False
+        Add the codes of the image mirrored left to right to its own (before
+        ``power``): features that do not change when an image is mirrored. For
+        a linear model on ``power=1`` features this is the average of the
+        scores of the image and of its mirror image (test-time mirroring). Twice
+        the transform's work.
     n_patches : int, default=400000
         Random patches drawn by ``fit`` for whitening and k-means (at most as
         many as the images hold, drawn with replacement).
@@ -122,6 +141,8 @@ class KMeansFeatures(ImageFeatures):
         encoder="triangle",
         alpha=0.25,
         pooling="quadrants",
+        power=1.0,
+        mirror=False,
         n_patches=400_000,
         seed=0,
         max_iter=10,
@@ -135,6 +156,8 @@ class KMeansFeatures(ImageFeatures):
         self.encoder = encoder
         self.alpha = alpha
         self.pooling = pooling
+        self.power = power
+        self.mirror = mirror
         self.n_patches = n_patches
         self.seed = seed
         self.max_iter = max_iter
@@ -175,7 +198,8 @@ class KMeansFeatures(ImageFeatures):
     def transform(self, X):
         """Pooled codes, float32 ``(n, regions * codes * n_centroids)``.
 
-        4 regions for quadrants, else 1; 2 codes per centroid for soft, else 1.
+        4 regions for quadrants, 5 for the pyramid, 1 for sum; 2 codes per centroid
+        for soft, else 1.
 
         Parameters
         ----------
@@ -199,10 +223,20 @@ class KMeansFeatures(ImageFeatures):
         return out
 
     def _encode(self, images: np.ndarray) -> np.ndarray:
-        """Pooled codes of one block of images."""
+        """Pooled codes of one block of images (plus its mirror images'), to the ``power``."""
+        images = _pixel_scale(images)
+        codes = self._pooled(images)
+        if self.mirror:
+            codes += self._pooled(images[:, :, ::-1])
+        if self.power != 1:
+            np.power(codes, np.float32(self.power), out=codes)  # codes are >= 0
+        return codes
+
+    def _pooled(self, images: np.ndarray) -> np.ndarray:
+        """The encoder's codes of ``images`` (0-255) summed over the pooling regions."""
         mean, whitening, centroids = self._dictionary()
         return _patches.encode_block(
-            _pixel_scale(images),
+            images,
             self.patch_size,
             self.stride,
             mean,
@@ -281,6 +315,9 @@ class KMeansFeatures(ImageFeatures):
         check_choice("encoder", self.encoder, _patches.ENCODERS)
         check_non_negative("alpha", self.alpha)
         check_choice("pooling", self.pooling, _patches.POOLINGS)
+        if not check_positive("power", self.power) <= 1:
+            raise ValueError(f"power must be a number in (0, 1]; got {self.power!r}")
+        check_choice("mirror", self.mirror, (False, True))
         check_int("n_patches", self.n_patches, low=1)
         check_int("seed", self.seed, low=0)
         check_int("max_iter", self.max_iter, low=1)

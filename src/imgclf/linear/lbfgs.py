@@ -74,8 +74,9 @@ def train_lbfgs(
     reg: float,
     max_iter: int,
     gram: np.ndarray | None = None,
+    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Minimize the full-batch objective from zero weights, preconditioned.
+    """Minimize the full-batch objective from zero weights (or ``start``), preconditioned.
 
     Parameters
     ----------
@@ -92,6 +93,10 @@ def train_lbfgs(
         L-BFGS iterations at most (scipy's own tests of convergence may stop it sooner).
     gram : ndarray of float32, shape (d + 1, d + 1), optional
         ``X1.T @ X1``, when the caller has it (several ``reg`` on the same rows).
+    start : ndarray, shape (d + 1, n_classes), optional
+        Weights to start from instead of zeros: the solution for a nearby
+        ``reg``, or for most of the same rows, is a few iterations from this
+        one's (the objective is convex: the optimum does not depend on the start).
 
     Returns
     -------
@@ -108,10 +113,12 @@ def train_lbfgs(
     def record(intermediate_result) -> None:  # scipy passes the iterate by this name
         losses.append(intermediate_result.fun)
 
-    losses = [objective(np.zeros(np.prod(shape)))[0]]
+    v0 = np.zeros(shape) if start is None else L.T.astype(np.float64) @ start  # V = L^T W
+    v0 = v0.ravel()
+    losses = [objective(v0)[0]]
     result = minimize(
         objective,
-        np.zeros(np.prod(shape)),
+        v0,
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": max_iter, "maxfun": 2 * max_iter, "ftol": FTOL},
