@@ -90,6 +90,32 @@ def test_single_queries_and_batches_agree(metric):
     np.testing.assert_array_equal(np.concatenate([d for d, _ in single]), batch[0])
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_nearest_classes_are_those_of_the_probed_lists(metric):
+    """Each wanted class's nearest row among the rows of the probed lists (a full sort of
+    those rows by distance, then row), for the m nearest wanted classes; fewer when the
+    lists hold fewer wanted classes."""
+    rng = np.random.default_rng(11)
+    database = clustered(rng, PRUNE_MIN_DATABASE + 1000, 128)
+    database[300:320] = database[5]  # equal distances across classes
+    labels = rng.integers(0, 6, len(database))
+    index = IVFIndex(database, metric, n_lists=25, n_probe=3)
+    for query in [database[5], *clustered(rng, 3, 128)]:
+        ranges = index.coarse.probed_ranges(query, index.n_probe, 1, index.offsets)
+        rows = np.sort(np.concatenate([index.ids[lo:hi] for lo, hi in ranges]))
+        dist, order = reference_search(query[None], database[rows], len(rows), metric)
+        first_of = {}
+        for d, row in zip(dist[0], rows[order[0]], strict=True):
+            first_of.setdefault(int(labels[row]), (d, int(row)))
+        for wanted in ([True] * 6, [False, True, True, False, True, True]):
+            for m in (1, 3, 6):
+                classes, got_dist, got_rows = index.nearest_classes(query, labels, wanted, m)
+                expected = [c for c in first_of if wanted[c]][:m]
+                assert classes.tolist() == expected
+                assert got_rows.tolist() == [first_of[c][1] for c in expected]
+                np.testing.assert_allclose(got_dist, [first_of[c][0] for c in expected])
+
+
 def test_threads_do_not_change_results():
     rng = np.random.default_rng(4)
     database, queries = clustered(rng, 3000, 64), clustered(rng, 300, 64)

@@ -186,10 +186,10 @@ def test_top_1_searches_only_the_voters(monkeypatch):
 
 @pytest.mark.parametrize("algorithm", ["exact", "ivf"])
 def test_single_pruned_queries_search_shallower_and_rank_as_a_batch(monkeypatch, algorithm):
-    """One query at a time takes the pruned path, whose cost grows with depth. IVF starts
-    at 8 neighbours a class, not 20, and deepens where that is too few; the exact index
+    """One query at a time takes the pruned path, whose cost grows with depth: it
     searches the voters only and finds the other classes' nearest rows in one pass
-    (nearest_classes). The same ranking as a batch."""
+    (nearest_classes; an inverted file's in the lists it probes, here all). The same
+    ranking as a batch."""
     rng = np.random.default_rng(8)
     centres = rng.integers(80, 176, (N_CLASSES, 64))  # overlapping: some rows search deeper
     y = rng.integers(0, N_CLASSES, 5000)
@@ -201,18 +201,31 @@ def test_single_pruned_queries_search_shallower_and_rank_as_a_batch(monkeypatch,
     calls, passes = [], []
     search = clf._index.search
     monkeypatch.setattr(clf._index, "search", lambda q, k: calls.append(k) or search(q, k))
-    if algorithm == "exact":
-        nearest = clf._index.nearest_classes
-        monkeypatch.setattr(clf._index, "nearest_classes",
-                            lambda *args: passes.append(args[-1]) or nearest(*args))  # fmt: skip
+    nearest = clf._index.nearest_classes
+    monkeypatch.setattr(clf._index, "nearest_classes",
+                        lambda *args: passes.append(args[-1]) or nearest(*args))  # fmt: skip
     single = np.concatenate([clf.rank_classes(row[None], top=5) for row in test_X])
     np.testing.assert_array_equal(single, batch)
     assert clf._index._pruner is not None
-    if algorithm == "exact":  # the voters, then one pass for the classes without a voter
-        assert set(calls) == {5} and passes and len(passes) <= len(test_X)
-        return
-    first = classifier.PRUNED_RANK_DEPTH_PER_CLASS * 5
-    assert calls[0] == first and max(calls) > first
+    # the voters, then one pass for the classes without a voter
+    assert set(calls) == {5} and passes and len(passes) <= len(test_X)
+
+
+def test_an_inverted_file_whose_lists_hold_too_few_classes_searches_deeper(monkeypatch):
+    """A single query's probed list holds rows of two classes only: the other classes
+    of its top five come from deeper searches, which probe further lists."""
+    rng = np.random.default_rng(9)
+    centres = rng.integers(0, 256, (40, 64))
+    cluster = rng.integers(0, 40, 5000)
+    train_X = np.clip(centres[cluster] + rng.integers(-4, 5, (5000, 64)), 0, 255).astype(np.uint8)
+    y = cluster % 2 + 2 * (cluster >= 20) * (cluster % 3)  # each cluster one class
+    clf = KNNClassifier(k=5, algorithm="ivf", n_lists=40, n_probe=1).fit(train_X, y)
+    calls = []
+    search = clf._index.search
+    monkeypatch.setattr(clf._index, "search", lambda q, k: calls.append(k) or search(q, k))
+    ranking = clf.rank_classes(train_X[:1], top=5)
+    assert len(set(ranking[0].tolist())) == 5 and ranking[0, 0] == clf.predict(train_X[:1])[0]
+    assert max(calls) > 5  # searched deeper than the voters
 
 
 def test_string_labels_and_images():

@@ -353,14 +353,21 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         """``ranks`` of rows whose voters hold fewer than ``n_top`` classes, the others'
         from the index: the nearest of the classes without a voter follow the voters'
         classes in the order of their nearest row, as a deeper search would place them
-        (:meth:`ExactIndex.nearest_classes`: one pass, however deep they are)."""
-        ranks, n_classes = ranks.copy(), len(self.classes_)
+        (:meth:`ExactIndex.nearest_classes`: one pass, however deep they are). An inverted
+        file looks in the lists it probes; a row whose lists hold too few classes is
+        searched deeper (:meth:`_deeper_ranks`)."""
+        first, ranks, n_classes = ranks, ranks.copy(), len(self.classes_)
+        incomplete = []
         for i, row in enumerate(X):
             wanted = ranks[i] >= depth
             m = n_top - (n_classes - int(wanted.sum()))
             found = self._index.nearest_classes(row, self._y, wanted, m)[0]
             ranks[i, wanted] = depth + n_classes  # after every class found, as when absent
             ranks[i, found] = depth + np.arange(len(found))
+            if len(found) < m:  # (every class has a training row: an exact index finds m)
+                incomplete.append(i)
+        if incomplete:
+            ranks[incomplete] = self._deeper_ranks(X[incomplete], first[incomplete], depth, n_top)
         return ranks
 
     def _deeper_ranks(self, X, ranks: np.ndarray, depth: int, n_top: int) -> np.ndarray:

@@ -181,7 +181,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         )
         self.n_jobs = check_int("n_jobs", n_jobs or available_cores(), low=1)
         self._kernel = Kernel.lookup(self.metric, self.database.dtype, lean=True)
-        self._pruner = None
+        self._pruner = self._class_source = None
 
     def _training_sample(self, n_lists: int) -> np.ndarray:
         n = len(self.database)
@@ -202,13 +202,15 @@ class IVFIndex(ProbedCells, BatchCopy):
     def __getstate__(self) -> dict:
         # The prepared lists are derived (and may hold a zero-stride stand-in): pickle the layout.
         return {
-            k: v for k, v in self.__dict__.items() if k not in ("_kernel", "_blocks", "_pruner")
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("_kernel", "_blocks", "_pruner", "_class_source", "_row_classes")
         }
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._kernel = Kernel.lookup(self.metric, self.database.dtype, lean=True)
-        self._pruner = None
+        self._pruner = self._class_source = None
         self._blocks = None
 
     # --- the model-file form ----------------------------------------------------------------
@@ -334,6 +336,15 @@ class IVFIndex(ProbedCells, BatchCopy):
         (6% of the data). Built on the first such query, as :class:`ExactIndex`
         does. One thread: the rows are done before a second thread would start.
         """
+        pruner = self._single_query_pruner()
+
+        def search_one(i: int, query: np.ndarray):
+            ranges = self.coarse.probed_ranges(queries[i], self.n_probe, k, self.offsets)
+            return pruner.search_ranges(query, k, ranges)
+
+        return one_by_one(search_one, padded(queries), k)
+
+    def _single_query_pruner(self) -> LowerBoundPruner:
         if self._pruner is None:
             self._pruner = LowerBoundPruner(
                 padded(self.database),
@@ -342,12 +353,31 @@ class IVFIndex(ProbedCells, BatchCopy):
                 second_dims=SINGLE_QUERY_SECOND_DIMS[self.metric],
                 order=self.ids,
             )
+        return self._pruner
 
-        def search_one(i: int, query: np.ndarray):
-            ranges = self.coarse.probed_ranges(queries[i], self.n_probe, k, self.offsets)
-            return self._pruner.search_ranges(query, k, ranges)
+    def nearest_classes(self, query, labels, wanted, m: int):
+        """The ``m`` nearest of the ``wanted`` classes to one uint8 ``query`` ``(d,)`` among
+        the rows of the lists it probes, by the distance of each class's nearest row
+        there (ties: the lower row): ``(classes (m',), distances (m',) float64, rows
+        (m',))``, nearest first; ``m' < m`` when fewer wanted classes have rows there.
 
-        return one_by_one(search_one, padded(queries), k)
+        The order a deeper search of this index gives them, as long as the probed
+        lists hold as many rows as it would need (thousands, by default). ``labels``
+        ``(n,)`` int: each database row's class (0..C-1); ``wanted`` ``(C,)`` bool.
+        uint8 databases that prune only (:meth:`prunes`).
+        """
+        query = match_queries(as_features(np.asarray(query)[None], "query"), self.database)
+        row = padded(query)
+        pruner = self._single_query_pruner()
+        if self._class_source is not labels:  # each row's class, in list order
+            self._row_classes = np.asarray(labels, np.int32)[pruner.rowmap]
+            self._class_source = labels
+        ranges = self.coarse.probed_ranges(query[0], self.n_probe, 1, self.offsets)
+        classes, dist, rows = pruner.nearest_classes(
+            row[0], self._row_classes, np.asarray(wanted, bool), m, ranges
+        )
+        dist = dist.astype(np.float64)
+        return classes, (np.sqrt(dist) if self.metric == "l2" else dist), rows
 
 
 def labels_from_layout(arrays: dict, n: int, n_lists: int) -> np.ndarray:

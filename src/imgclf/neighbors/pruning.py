@@ -1062,10 +1062,10 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
 
 @numba.njit(nogil=True, cache=True)
 def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups, axes, mean,
-                    labels, consts, codes, codes2, query, ids, classes, wanted, m, squared,
-                    cascade, coded, has_second):  # fmt: skip
-    """The nearest row of each class, exact for the ``m`` nearest ``wanted`` classes:
-    (distances (C,), ids (C,)), ``_BIG`` for classes not wanted or without a row.
+                    labels, consts, codes, codes2, query, ranges, ids, classes, wanted, m,
+                    squared, cascade, coded, has_second):  # fmt: skip
+    """The nearest row in ``ranges`` of each class, exact for the ``m`` nearest ``wanted``
+    classes: (distances (C,), ids (C,)), ``_BIG`` for classes not wanted or without a row.
 
     The cascade of :func:`_search_part` over every row, with one best row per class in
     place of the k best: the threshold is the m-th least of the wanted classes' best
@@ -1077,8 +1077,9 @@ def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups
     qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
         query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
     )
-    n = rowmap.shape[0]
-    ranges = np.array([[0, n]], np.int64)
+    n = 0
+    for r in range(ranges.shape[0]):
+        n += ranges[r, 1] - ranges[r, 0]
     bounds = np.empty(n, np.float32)
     if cascade:
         minima = np.empty(1, np.int64)
@@ -1090,12 +1091,16 @@ def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups
     best = np.full(n_classes, _BIG, np.int64)
     best_id = np.full(n_classes, _BIG, np.int64)
     seed = np.full(n_classes, -1, np.int64)  # each wanted class's row of least first bound
-    for row in range(n):
-        c = classes[row]
-        if not wanted[c]:
-            bounds[row] = np.inf  # never a survivor: not even its second bound is computed
-        elif seed[c] < 0 or bounds[row] < bounds[seed[c]]:
-            seed[c] = row
+    seed_bound = np.full(n_classes, np.inf, np.float32)
+    p = 0  # a row's place in ``bounds`` (rows in range order)
+    for r in range(ranges.shape[0]):
+        for row in range(ranges[r, 0], ranges[r, 1]):
+            c = classes[row]
+            if not wanted[c]:
+                bounds[p] = np.inf  # never a survivor: not even its second bound is computed
+            elif seed[c] < 0 or bounds[p] < seed_bound[c]:
+                seed[c], seed_bound[c] = row, bounds[p]
+            p += 1
     for c in range(n_classes):
         if seed[c] >= 0:
             best[c] = _measure(pixels, norms, rowmap, seed[c], query, qnorm, squared)
@@ -1331,30 +1336,39 @@ class LowerBoundPruner:
         would cost a fifth of the search (~30 us of ~150).
         """
         query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
-        n_rows = int((ranges[:, 1] - ranges[:, 0]).sum())
-        cascade = self.cascade and (not self.second_stage or n_rows >= _MIN_RUN * len(ranges))
+        cascade = self._cascades(ranges, int((ranges[:, 1] - ranges[:, 0]).sum()))
         shared = np.full(1, _BIG, np.int64)
         flags = (self.squared, cascade, self.coded, self.second_stage, shared)
         dist, found, _ = _search_part(*self._arrays, query, ranges, self.rowmap, k, *flags, 0)
         return dist, found
 
-    def nearest_classes(self, query: np.ndarray, classes: np.ndarray, wanted: np.ndarray, m: int):
+    def nearest_classes(self, query: np.ndarray, classes: np.ndarray, wanted: np.ndarray, m: int,
+                        ranges: np.ndarray | None = None):  # fmt: skip
         """The ``m`` nearest of the ``wanted`` classes to one padded uint8 ``query`` ``(d,)``:
         ``(classes (m',), distances (m',), ids (m',))``, nearest first, by the distance of
         each class's nearest row (L1, or squared L2), ties to the lower id; ``m' < m``
-        when fewer wanted classes have rows.
+        when fewer wanted classes have rows. ``ranges`` ``(r, 2)``: only the rows there
+        (disjoint positions, as :meth:`search_ranges`); None: every row.
 
         ``classes`` ``(n,)`` int: the class of each row, in the summaries' order
         (``classes[p]`` of ``database[order[p]]``); ``wanted`` ``(C,)`` bool. For a
         classifier's top classes past its voters, without searching deeper for them.
         """
         query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
-        flags = (self.squared, self.cascade, self.coded, self.second_stage)
-        best, best_id = _search_classes(*self._arrays, query, self.rowmap, classes, wanted,
-                                        m, *flags)  # fmt: skip
+        if ranges is None:
+            ranges = np.array([[0, len(self.rowmap)]], np.int64)
+        cascade = self._cascades(ranges, int((ranges[:, 1] - ranges[:, 0]).sum()))
+        flags = (self.squared, cascade, self.coded, self.second_stage)
+        best, best_id = _search_classes(*self._arrays, query, ranges, self.rowmap, classes,
+                                        wanted, m, *flags)  # fmt: skip
         found = np.flatnonzero(best < _BIG)
         found = found[np.lexsort((best_id[found], best[found]))][:m]
         return found, best[found], best_id[found]
+
+    def _cascades(self, ranges: np.ndarray, n_rows: int) -> bool:
+        """Whether a search of ``ranges`` runs the first stage: scattered rows skip it (it
+        reads rows in runs), unless it is the only one."""
+        return self.cascade and (not self.second_stage or n_rows >= _MIN_RUN * len(ranges))
 
     def stage_counts(self, query: np.ndarray, k: int, ranges=None) -> dict:
         """How many rows one search considered, and how many passed each stage."""
@@ -1382,8 +1396,7 @@ class LowerBoundPruner:
         parts = self._shares if ranges is self._all else self._parts(ranges, n_rows)
         shared = np.full(len(parts), _BIG, np.int64)
         kernel = _search_part
-        # scattered rows skip the first stage (it reads rows in runs), unless it is the only one
-        cascade = self.cascade and (not self.second_stage or n_rows >= _MIN_RUN * len(ranges))
+        cascade = self._cascades(ranges, n_rows)
         flags = (self.squared, cascade, self.coded, self.second_stage, shared)
         results = self._on_threads(
             [
