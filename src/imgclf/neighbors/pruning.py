@@ -1107,12 +1107,11 @@ def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups
             best_id[c] = ids[seed[c]]
     group, spread = groups.shape[1], (qres + consts[2]) ** 2
     setting = (squared, cascade, coded, group, slack, spread, step, slack2, step2)
-    limits = _thresholds(_mth_least(best, wanted, m), setting)
-    rows, second, _ = _survivors(bounds, ranges, *limits, sums, residual, qsums, qres, q2,
-                                 qcodes, squared, coded, has_second)  # fmt: skip
+    tau = _mth_least(best, wanted, m)
+    rows, second, _ = _survivors(bounds, ranges, *_thresholds(tau, setting), sums, residual,
+                                 qsums, qres, q2, qcodes, squared, coded, has_second)  # fmt: skip
     stage = 1 if has_second or not cascade else 0
     order = np.argsort(second)
-    tau = _mth_least(best, wanted, m)
     for i in range(order.shape[0]):
         if second[order[i]] > _thresholds(tau, setting)[stage]:
             break

@@ -29,6 +29,7 @@ wrong; anything else is logged and answered 500: no request stops the server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -182,6 +183,7 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                _freeze_loaded_objects()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._executor is not None:
@@ -471,3 +473,15 @@ def _static_files() -> dict[str, tuple[bytes, bytes]]:
         if ending in _STATIC_TYPES:
             files[entry.name] = (entry.read_bytes(), _STATIC_TYPES[ending])
     return files
+
+
+def _freeze_loaded_objects() -> None:
+    """Collect, then exempt every object alive at start-up from later collections.
+
+    A loaded server holds ~150,000 objects (numpy, scikit-learn, numba, the models)
+    that live as long as it does; each full collection walked them all, 112 ms on
+    CIFAR-10's linear model, a stall for whichever request was in flight. Frozen, the
+    collector only looks at what requests allocate.
+    """
+    gc.collect()
+    gc.freeze()
