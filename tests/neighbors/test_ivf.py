@@ -9,7 +9,12 @@ from imgclf.neighbors import ExactIndex
 from imgclf.neighbors.ivf import IVFIndex, default_n_lists, default_n_probe
 from imgclf.neighbors.recall import recall
 from imgclf.neighbors.search import PRUNE_MIN_DATABASE
-from tests.neighbors.test_search import full_distances, random_data, reference_search
+from tests.neighbors.test_search import (
+    assert_nearest_classes,
+    full_distances,
+    random_data,
+    reference_search,
+)
 
 METRICS = ["l1", "l2"]
 DTYPES = [np.uint8, np.float32]
@@ -103,17 +108,7 @@ def test_nearest_classes_are_those_of_the_probed_lists(metric):
     for query in [database[5], *clustered(rng, 3, 128)]:
         ranges = index.coarse.probed_ranges(query, index.n_probe, 1, index.offsets)
         rows = np.sort(np.concatenate([index.ids[lo:hi] for lo, hi in ranges]))
-        dist, order = reference_search(query[None], database[rows], len(rows), metric)
-        first_of = {}
-        for d, row in zip(dist[0], rows[order[0]], strict=True):
-            first_of.setdefault(int(labels[row]), (d, int(row)))
-        for wanted in ([True] * 6, [False, True, True, False, True, True]):
-            for m in (1, 3, 6):
-                classes, got_dist, got_rows = index.nearest_classes(query, labels, wanted, m)
-                expected = [c for c in first_of if wanted[c]][:m]
-                assert classes.tolist() == expected
-                assert got_rows.tolist() == [first_of[c][1] for c in expected]
-                np.testing.assert_allclose(got_dist, [first_of[c][0] for c in expected])
+        assert_nearest_classes(index, query, database, rows, labels, metric)
 
 
 def test_threads_do_not_change_results():

@@ -285,14 +285,21 @@ def test_nearest_classes_are_those_of_a_full_sort(metric):
     index = ExactIndex(database, metric)
     queries = [database[7], *smooth_images(rng, 3), rng.integers(0, 256, 3072, dtype=np.uint8)]
     for query in queries:
-        dist, order = reference_search(query[None], database, len(database), metric)
-        first_of = {}
-        for d, row in zip(dist[0], order[0], strict=True):
-            first_of.setdefault(int(labels[row]), (d, int(row)))
-        for wanted in ([True] * 6, [False, True, True, False, True, True]):
-            for m in (1, 3, 6):
-                classes, got_dist, rows = index.nearest_classes(query, labels, wanted, m)
-                expected = [c for c in first_of if wanted[c]][:m]
-                assert classes.tolist() == expected
-                assert rows.tolist() == [first_of[c][1] for c in expected]
-                np.testing.assert_allclose(got_dist, [first_of[c][0] for c in expected])
+        assert_nearest_classes(index, query, database, np.arange(len(database)), labels, metric)
+
+
+def assert_nearest_classes(index, query, database, rows, labels, metric) -> None:
+    """``index.nearest_classes`` of ``query`` are the classes of a full sort of the
+    database's ``rows`` by (distance, row), for two sets of wanted classes of six and
+    three ``m``; labels in 0..5."""
+    dist, order = reference_search(query[None], database[rows], len(rows), metric)
+    first_of = {}
+    for d, row in zip(dist[0], rows[order[0]], strict=True):
+        first_of.setdefault(int(labels[row]), (d, int(row)))
+    for wanted in ([True] * 6, [False, True, True, False, True, True]):
+        for m in (1, 3, 6):
+            classes, got_dist, got_rows = index.nearest_classes(query, labels, wanted, m)
+            expected = [c for c in first_of if wanted[c]][:m]
+            assert classes.tolist() == expected
+            assert got_rows.tolist() == [first_of[c][1] for c in expected]
+            np.testing.assert_allclose(got_dist, [first_of[c][0] for c in expected])
