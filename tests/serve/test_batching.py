@@ -53,6 +53,35 @@ def test_distinct_top_values_are_ranked_separately_and_rows_alone_when_asked():
     assert alone.calls == [1] * 6
 
 
+@pytest.mark.parametrize("together", [True, False])
+def test_a_row_that_runs_alone_anyway_waits_for_no_loop_turn(together):
+    """One call per row on the loop: the row runs at once (a batch would change nothing);
+    rows that may share a call wait a turn of the loop for the others."""
+    events: list[str] = []
+
+    def run(rows: np.ndarray, top: int) -> list:
+        events.append("run")
+        return [{"sum": int(row.sum())} for row in rows]
+
+    async def main():
+        asyncio.get_running_loop().call_soon(events.append, "turn")
+        answer = await MicroBatcher(run, together=together).submit(np.ones(3, np.uint8), 1)
+        return answer
+
+    assert asyncio.run(main()) == {"sum": 3}
+    assert events == (["turn", "run"] if together else ["run", "turn"])
+
+
+def test_a_failing_row_alone_fails_its_request():
+    async def main():
+        return await MicroBatcher(Recorder(fail_on=3), together=False).submit(
+            np.full(2, 3, np.uint8), 1
+        )
+
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(main())
+
+
 def test_a_failing_batch_fails_its_requests_only():
     run = Recorder(fail_on=3)
     batcher = MicroBatcher(run, max_batch=4)
