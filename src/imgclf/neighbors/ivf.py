@@ -181,7 +181,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         )
         self.n_jobs = check_int("n_jobs", n_jobs or available_cores(), low=1)
         self._kernel = Kernel.lookup(self.metric, self.database.dtype, lean=True)
-        self._pruner = self._class_source = None
+        self._pruner = None
 
     def _training_sample(self, n_lists: int) -> np.ndarray:
         n = len(self.database)
@@ -202,15 +202,13 @@ class IVFIndex(ProbedCells, BatchCopy):
     def __getstate__(self) -> dict:
         # The prepared lists are derived (and may hold a zero-stride stand-in): pickle the layout.
         return {
-            k: v
-            for k, v in self.__dict__.items()
-            if k not in ("_kernel", "_blocks", "_pruner", "_class_source", "_row_classes")
+            k: v for k, v in self.__dict__.items() if k not in ("_kernel", "_blocks", "_pruner")
         }
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._kernel = Kernel.lookup(self.metric, self.database.dtype, lean=True)
-        self._pruner = self._class_source = None
+        self._pruner = None
         self._blocks = None
 
     # --- the model-file form ----------------------------------------------------------------
@@ -368,13 +366,9 @@ class IVFIndex(ProbedCells, BatchCopy):
         """
         query = match_queries(as_features(np.asarray(query)[None], "query"), self.database)
         row = padded(query)
-        pruner = self._single_query_pruner()
-        if self._class_source is not labels:  # each row's class, in list order
-            self._row_classes = np.asarray(labels, np.int32)[pruner.rowmap]
-            self._class_source = labels
         ranges = self.coarse.probed_ranges(query[0], self.n_probe, 1, self.offsets)
-        classes, dist, rows = pruner.nearest_classes(
-            row[0], self._row_classes, np.asarray(wanted, bool), m, ranges
+        classes, dist, rows = self._single_query_pruner().nearest_classes(
+            row[0], labels, wanted, m, ranges
         )
         dist = dist.astype(np.float64)
         return classes, (np.sqrt(dist) if self.metric == "l2" else dist), rows

@@ -1230,6 +1230,7 @@ class LowerBoundPruner:
         self._pool = ThreadPoolExecutor(n_jobs - 1) if n_jobs > 1 else None
         self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
         self._labels = np.zeros(1, np.int64)
+        self._class_source = self._row_classes = None  # nearest_classes' labels, reordered
         norms, residual, sigma, largest = np.empty(n, np.int64), np.zeros(1), 1.0, 0.0
         first, codes, codes2 = np.zeros((1, n), np.int8), np.ones((3, 1)), np.ones((3, 1))
         norms1 = np.zeros(1, np.float32)
@@ -1374,7 +1375,7 @@ class LowerBoundPruner:
         dist, found, _ = _search_part(*self._arrays, query, ranges, self.rowmap, k, *flags, 0)
         return dist, found
 
-    def nearest_classes(self, query: np.ndarray, classes: np.ndarray, wanted: np.ndarray, m: int,
+    def nearest_classes(self, query: np.ndarray, labels: np.ndarray, wanted: np.ndarray, m: int,
                         ranges: np.ndarray | None = None):  # fmt: skip
         """The ``m`` nearest of the ``wanted`` classes to one padded uint8 ``query`` ``(d,)``:
         ``(classes (m',), distances (m',), ids (m',))``, nearest first, by the distance of
@@ -1382,8 +1383,8 @@ class LowerBoundPruner:
         when fewer wanted classes have rows. ``ranges`` ``(r, 2)``: only the rows there
         (disjoint positions, as :meth:`search_ranges`); None: every row.
 
-        ``classes`` ``(n,)`` int: the class of each row, in the summaries' order
-        (``classes[p]`` of ``database[order[p]]``); ``wanted`` ``(C,)`` bool. For a
+        ``labels`` ``(n,)`` int: each database row's class, 0..C-1 (reordered as the
+        summaries keep the rows once per labels array); ``wanted`` ``(C,)`` bool. For a
         classifier's top classes past its voters, without searching deeper for them.
         """
         query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
@@ -1391,11 +1392,21 @@ class LowerBoundPruner:
             ranges = np.array([[0, len(self.rowmap)]], np.int64)
         cascade = self._cascades(ranges, int((ranges[:, 1] - ranges[:, 0]).sum()))
         flags = (self.squared, cascade, self.coded, self.second_stage)
+        classes = self._classes_in_order(labels)
+        wanted = np.asarray(wanted, bool)
         best, best_id = _search_classes(*self._arrays, query, ranges, self.rowmap, classes,
                                         wanted, m, *flags)  # fmt: skip
         found = np.flatnonzero(best < _BIG)
         found = found[np.lexsort((best_id[found], best[found]))][:m]
         return found, best[found], best_id[found]
+
+    def _classes_in_order(self, labels) -> np.ndarray:
+        """``labels`` (database order) in the summaries' order, int32; kept for the next call
+        with the same array (a classifier passes its own labels on every query)."""
+        if self._class_source is not labels:
+            self._row_classes = np.asarray(labels, np.int32)[self.rowmap]
+            self._class_source = labels
+        return self._row_classes
 
     def _cascades(self, ranges: np.ndarray, n_rows: int) -> bool:
         """Whether a search of ``ranges`` runs the first stage: scattered rows skip it (it

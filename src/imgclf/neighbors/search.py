@@ -165,7 +165,6 @@ class ExactIndex(BatchCopy):
 
     def _prepare(self) -> None:
         self._pruner = None
-        self._class_source = self._row_classes = None  # nearest_classes' labels, reordered
         self._kernel = Kernel.lookup(self.metric, self.database.dtype)
         self._blocks = None
 
@@ -184,12 +183,7 @@ class ExactIndex(BatchCopy):
         (:meth:`LowerBoundPruner.nearest_classes`); uint8 databases that prune only.
         """
         row = padded(match_queries(as_features(np.asarray(query)[None], "query"), self.database))
-        pruner = self._single_query_pruner()
-        if self._class_source is not labels:  # each row's class, in the summaries' order
-            self._row_classes = np.asarray(labels, np.int32)[pruner.rowmap]
-            self._class_source = labels
-        wanted = np.asarray(wanted, bool)
-        classes, dist, rows = pruner.nearest_classes(row[0], self._row_classes, wanted, m)
+        classes, dist, rows = self._single_query_pruner().nearest_classes(row[0], labels, wanted, m)
         dist = dist.astype(np.float64)
         return classes, (np.sqrt(dist) if self.metric == "l2" else dist), rows
 
@@ -201,7 +195,7 @@ class ExactIndex(BatchCopy):
         either way from one day to the next)."""
         self._query_jobs = None if n_jobs is None else check_int("n_jobs", n_jobs, low=1)
         if self._pruner is not None and self._pruner.n_jobs != self._pruner_jobs():
-            self._pruner = self._class_source = None  # built again, with that many threads
+            self._pruner = None  # built again, with that many threads
 
     def _pruner_jobs(self) -> int:
         return self.n_jobs if self._query_jobs is None else self._query_jobs
@@ -211,7 +205,7 @@ class ExactIndex(BatchCopy):
 
     def __getstate__(self) -> dict:
         # The prepared database is derived (and holds compiled kernels): pickle the source only.
-        derived = ("_kernel", "_blocks", "_pruner", "_class_source", "_row_classes")
+        derived = ("_kernel", "_blocks", "_pruner")
         return {k: v for k, v in self.__dict__.items() if k not in derived}
 
     def __setstate__(self, state: dict) -> None:
