@@ -640,8 +640,8 @@ _ADDED_PARAMS = {
         "seed": 0,
     },
     "LinearClassifier": {"solver": "sgd", "max_iter": 1000},  # files before the L-BFGS solver
-    # files before the soft encoder (alpha), and before power and mirror
-    "KMeansFeatures": {"alpha": 0.25, "power": 1.0, "mirror": False},
+    # files before the soft encoder (alpha), and before power, mirror and whiten_eps
+    "KMeansFeatures": {"alpha": 0.25, "power": 1.0, "mirror": False, "whiten_eps": 0.1},
 }
 _INT_PARAMS = {
     "n_jobs": (1, 4096),

@@ -137,17 +137,18 @@ def test_normalize_is_mean_and_unbiased_variance_plus_ten():
     np.testing.assert_allclose(patches.normalize(x.copy()), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_zca_whitens_and_is_symmetric():
+@pytest.mark.parametrize("eps", [0.1, 30.0])
+def test_zca_whitens_and_is_symmetric(eps):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((4000, 5)) @ rng.standard_normal((5, 5)) * 10).astype(np.float32)
-    mean, matrix = patches.zca(x)
+    mean, matrix = patches.zca(x, eps) if eps != 0.1 else patches.zca(x)  # 0.1: the default
     np.testing.assert_allclose(matrix, matrix.T, rtol=1e-4, atol=1e-6)
     white = (x - mean) @ matrix
     cov = np.cov(white, rowvar=False)
     eigenvalues = np.linalg.eigvalsh(np.cov(x, rowvar=False))
-    # covariance V diag(e / (e + 0.1)) V^T: eigenvalues e / (e + 0.1), close to 1
+    # covariance V diag(e / (e + eps)) V^T: eigenvalues e / (e + eps), close to 1 for e >> eps
     np.testing.assert_allclose(
-        np.linalg.eigvalsh(cov), np.sort(eigenvalues / (eigenvalues + 0.1)), rtol=1e-3
+        np.linalg.eigvalsh(cov), np.sort(eigenvalues / (eigenvalues + eps)), rtol=1e-3
     )
 
 
@@ -155,9 +156,14 @@ def test_fit_learns_from_the_drawn_patches_and_is_seeded():
     batch = images(20)
     model = KMeansFeatures(n_centroids=5, n_patches=400, seed=4).fit(batch)
     drawn = patches.random_patches(batch, 400, 6, np.random.default_rng(4))
-    mean, matrix = patches.zca(patches.normalize(drawn))
+    normalized = patches.normalize(drawn)  # in place
+    mean, matrix = patches.zca(normalized)
     np.testing.assert_allclose(model.patch_mean_, mean, atol=1e-5)
     np.testing.assert_allclose(model.whitening_, matrix, rtol=1e-4, atol=1e-4)
+    damped = KMeansFeatures(n_centroids=5, n_patches=400, seed=4, whiten_eps=2.0).fit(batch)
+    _, matrix = patches.zca(normalized, 2.0)
+    np.testing.assert_allclose(damped.whitening_, matrix, rtol=1e-4, atol=1e-4)
+    assert np.linalg.norm(damped.whitening_) < np.linalg.norm(model.whitening_)
     assert model.centroids_.shape == (5, 108) and model.centroids_.dtype == np.float32
     again = KMeansFeatures(n_centroids=5, n_patches=400, seed=4).fit(batch)
     np.testing.assert_array_equal(again.centroids_, model.centroids_)
@@ -250,6 +256,7 @@ def test_learns_a_texture_task():
         ({"power": 1.5}, r"power must be a number in \(0, 1\]; got 1.5"),
         ({"mirror": "on"}, r"mirror must be one of False, True; got 'on'"),
         ({"whiten": "yes"}, r"whiten must be one of False, True; got 'yes'"),
+        ({"whiten_eps": 0}, r"whiten_eps must be a positive number; got 0"),
         (
             {"n_patches": 3},
             r"n_patches must be >= n_centroids=7 .*; got n_patches=3, 3 drawn from 3 images",

@@ -62,7 +62,11 @@ def kmeans_step(path, **params):
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"encoder": "soft", "alpha": 0.5}, {"pooling": "pyramid", "power": 0.5, "mirror": True}],
+    [
+        {},
+        {"encoder": "soft", "alpha": 0.5},
+        {"pooling": "pyramid", "power": 0.5, "mirror": True, "whiten_eps": 1.0},
+    ],
     ids=repr,
 )
 def test_a_kmeans_step_round_trips(tmp_path, params):
@@ -78,10 +82,13 @@ def test_a_file_from_before_the_soft_encoder_loads_and_a_bad_alpha_is_refused(tm
     older = rewrite(
         tmp_path / "k.imgclf",
         tmp_path / "old.imgclf",
-        lambda h, a: [h["steps"][0]["params"].pop(p) for p in ("alpha", "power", "mirror")],
+        lambda h, a: [
+            h["steps"][0]["params"].pop(p) for p in ("alpha", "power", "mirror", "whiten_eps")
+        ],
     )
     loaded = io.load(older).model
-    assert (loaded[0].alpha, loaded[0].power, loaded[0].mirror) == (0.25, 1.0, False)
+    params = loaded[0].get_params()
+    assert [params[p] for p in ("alpha", "power", "mirror", "whiten_eps")] == [0.25, 1, False, 0.1]
     np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
     forged = rewrite(
         tmp_path / "k.imgclf",

@@ -101,18 +101,19 @@ def normalize(patches: np.ndarray) -> np.ndarray:
     return patches
 
 
-def zca(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def zca(patches: np.ndarray, eps: float = WHITEN_EPS) -> tuple[np.ndarray, np.ndarray]:
     """ZCA whitening of normalized patches: ``(mean (d,), matrix (d, d))``, float32.
 
     ``(x - mean) @ matrix`` has (nearly) identity covariance and stays as close
-    to ``x`` as a whitening can (``V diag(1 / sqrt(eig + 0.1)) V^T``), so whitened
-    patches and centroids still look like image patches.
+    to ``x`` as a whitening can (``V diag(1 / sqrt(eig + eps)) V^T``), so whitened
+    patches and centroids still look like image patches. ``eps`` keeps the
+    directions of small variance (eigenvalues below it) from being blown up.
     """
     mean = patches.mean(axis=0, dtype=np.float64)
     centred = patches - mean.astype(np.float32)
     cov = (centred.T @ centred).astype(np.float64) / max(len(patches) - 1, 1)
     eigenvalues, vectors = np.linalg.eigh(cov)
-    matrix = (vectors / np.sqrt(np.maximum(eigenvalues, 0) + WHITEN_EPS)) @ vectors.T
+    matrix = (vectors / np.sqrt(np.maximum(eigenvalues, 0) + eps)) @ vectors.T
     return mean.astype(np.float32), matrix.astype(np.float32)
 
 

@@ -127,13 +127,16 @@ def squared_hinge_loss(W, X, y, reg, *, bias_row=False):
     n = len(X)
     signs = np.full((n, W.shape[1]), -1, W.dtype)
     signs[np.arange(n), y] = 1
-    margins = 1 - signs * (X @ W)
+    # both products as (C, n) x (n, D) forms: with few classes BLAS streams X once per
+    # product at nearly memory speed, about twice as fast as X @ W and X.T @ margins
+    # (45,000 x 8,001 float32 rows, 10 classes; L-BFGS spends its time here)
+    margins = 1 - signs * (W.T @ X.T).T
     np.maximum(margins, 0, out=margins)
     data_loss = np.einsum("ij,ij->", margins, margins, dtype=np.float64) / n
     # d loss / d s_ij = -2 t_ij max(0, margin_ij) / n
     margins *= signs
     margins *= -2 / n
-    return _regularized(data_loss, X.T @ margins, W, reg, bias_row)
+    return _regularized(data_loss, (margins.T @ X).T, W, reg, bias_row)
 
 
 def _regularized(data_loss, grad, W, reg, bias_row):
