@@ -20,6 +20,12 @@ features and without backpropagation:
    over the four quadrants of the image: ``4 * n_centroids`` features
    (``8 * n_centroids`` for soft).
 
+Beyond the paper, each off by default: ``pooling="pyramid"`` (the whole image as
+a fifth region), ``power`` (pooled codes to a power below 1), ``mirror`` (the
+mirror image's codes added) and ``whiten_eps`` (a larger offset in the whitening,
+for JPEG-compressed images). Together they took CIFAR-10's test accuracy with
+1,600 centroids from 0.727 to 0.781 here.
+
 Why scikit-learn's :class:`~sklearn.cluster.KMeans` (Lloyd, ``init="random"``):
 on 100,000 whitened CIFAR-10 patches, 1,600 centroids, 5 iterations, it took
 7.0 s against 5.9 s for ``MiniBatchKMeans``, 13.8 s for faiss's k-means and
@@ -81,8 +87,9 @@ class KMeansFeatures(ImageFeatures):
         below it are damped rather than scaled up to unit variance. The shared
         CIFAR-10 is JPEG (quality 75, 4:2:0 chroma), which removes most of the
         fine detail in those directions; whitening then amplifies what is left,
-        compression noise. 1.0 scored 3.4 points more held out with 1,600
-        centroids (10,000 training images; see the README).
+        compression noise. With 1,600 centroids, pyramid pooling, ``power=0.5``
+        and ``mirror=True``, 1.0 scored 0.788 on 5,000 held-out training images
+        against 0.767 for 0.1 (see the README).
     encoder : {"triangle", "hard", "soft"}, default="triangle"
         See above; "soft" gives two codes per centroid and region.
     alpha : float, default=0.25
