@@ -109,7 +109,9 @@ class KMeansFeatures(ImageFeatures):
         ``power``): features that do not change when an image is mirrored. For
         a linear model on ``power=1`` features this is the average of the
         scores of the image and of its mirror image (test-time mirroring). Twice
-        the transform's work.
+        the transform's work. For natural images, whose classes a flip does not
+        change; not for digits or text (scikit-learn's digits, 64 centroids:
+        0.981 with the four settings beyond the paper, 0.994 without).
     n_patches : int, default=400000
         Random patches drawn by ``fit`` for whitening and k-means (at most as
         many as the images hold, drawn with replacement).
