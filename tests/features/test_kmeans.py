@@ -197,7 +197,20 @@ def test_centroids_find_planted_patch_clusters():
 # --- contract ----------------------------------------------------------------------------
 
 
-@parametrize_with_checks([KMeansFeatures(n_centroids=3, patch_size=1, n_patches=40)])
+@parametrize_with_checks(
+    [
+        KMeansFeatures(n_centroids=3, patch_size=1, n_patches=40),
+        KMeansFeatures(
+            n_centroids=3,
+            patch_size=1,
+            n_patches=40,
+            pooling="pyramid",
+            power=0.5,
+            mirror=True,
+            whiten_eps=1.0,
+        ),
+    ]
+)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
