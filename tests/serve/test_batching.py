@@ -53,10 +53,11 @@ def test_distinct_top_values_are_ranked_separately_and_rows_alone_when_asked():
     assert alone.calls == [1] * 6
 
 
-@pytest.mark.parametrize("together", [True, False])
-def test_a_row_that_runs_alone_anyway_waits_for_no_loop_turn(together):
-    """One call per row on the loop: the row runs at once (a batch would change nothing);
-    rows that may share a call wait a turn of the loop for the others."""
+@pytest.mark.parametrize(("together", "crowded"), [(True, False), (False, False), (False, True)])
+def test_a_row_that_runs_alone_anyway_waits_for_no_loop_turn(together, crowded):
+    """One call per row on the loop, nothing else in flight: the row runs at once (a batch
+    would change nothing); rows that may share a call, or that come while other requests
+    are in flight, wait a turn of the loop for the others."""
     events: list[str] = []
 
     def run(rows: np.ndarray, top: int) -> list:
@@ -65,11 +66,11 @@ def test_a_row_that_runs_alone_anyway_waits_for_no_loop_turn(together):
 
     async def main():
         asyncio.get_running_loop().call_soon(events.append, "turn")
-        answer = await MicroBatcher(run, together=together).submit(np.ones(3, np.uint8), 1)
-        return answer
+        batcher = MicroBatcher(run, together=together, crowded=lambda: crowded)
+        return await batcher.submit(np.ones(3, np.uint8), 1)
 
     assert asyncio.run(main()) == {"sum": 3}
-    assert events == (["turn", "run"] if together else ["run", "turn"])
+    assert events == (["turn", "run"] if together or crowded else ["run", "turn"])
 
 
 def test_a_failing_row_alone_fails_its_request():

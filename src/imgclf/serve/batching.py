@@ -6,7 +6,7 @@ arrived in the same turn has joined it), or after ``max_wait`` seconds when that
 is set; while a batch runs, newcomers wait and form the next batch, at most
 ``max_batch`` rows. One request alone waits for nothing but one loop turn, and
 not even that when its model runs one call per row on the loop (a batch would
-change nothing for it).
+change nothing for it) and no other request is in flight.
 
 The rows of a batch go through the model in one call when a row's answer cannot
 depend on the rows beside it (``together=True``: exact k-NN on pixels, whose
@@ -45,6 +45,9 @@ class MicroBatcher:
         Run batches there (the loop keeps reading requests meanwhile); None: on the loop.
     on_batch : callable, optional
         ``on_batch(size, seconds)`` after each batch (metrics).
+    crowded : callable, optional
+        ``crowded()`` is True while other requests are in flight: a row then waits its
+        turn even when it would run alone (see :meth:`submit`).
     """
 
     def __init__(
@@ -56,10 +59,11 @@ class MicroBatcher:
         together: bool = True,
         executor=None,
         on_batch: Callable | None = None,
+        crowded: Callable[[], bool] | None = None,
     ):
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait
         self.together = together
-        self.executor, self.on_batch = executor, on_batch
+        self.executor, self.on_batch, self.crowded = executor, on_batch, crowded
         self._queue: list[tuple[np.ndarray, int, asyncio.Future]] = []
         self._busy = False
         self._flush_planned = False
@@ -84,9 +88,14 @@ class MicroBatcher:
 
     def _alone_anyway(self) -> bool:
         """Whether a row would go through the model alone and on the loop whatever arrived
-        with it (one call per row, no thread, no wait, nothing queued): then it runs now,
-        without the loop turn a batch waits for (~10-20 us a request)."""
-        return not (self.together or self.executor or self.max_wait or self._queue or self._busy)
+        with it (one call per row, no thread, no wait, nothing queued), with no other
+        request in flight: then it runs now, without the loop turn a batch waits for
+        (~50 us a request at one connection). Under load the turn stays: answering each
+        request in one go left the loop's other connections unread (64 connections:
+        2,150-2,500 requests/s and a p99 of ~470 ms, against 3,070-3,230 and ~83 ms)."""
+        if self.together or self.executor or self.max_wait or self._queue or self._busy:
+            return False
+        return self.crowded is None or not self.crowded()
 
     def _start(self) -> None:
         self._flush_planned = False
