@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from imgclf.distributed import ClusterError, ShardedIndex, connect
-from imgclf.distributed.cluster import parse_scheduler
+from imgclf.distributed.cluster import parse_scheduler, worker_records
 from imgclf.errors import ImgclfError
 from imgclf.neighbors import ExactIndex, IVFIndex
 from tests.distributed.conftest import require_distributed, tied_pixels
@@ -66,7 +66,7 @@ def test_local_n_starts_a_cluster_of_n_workers_and_closes_it():
     rng = np.random.default_rng(0)
     database = tied_pixels(rng, 500)
     with connect("local:3") as client:
-        assert len(client.scheduler_info()["workers"]) == 3
+        assert len(worker_records(client)) == 3
         with ShardedIndex(client, database, "l1") as index:
             assert index.n_shards == 3
             assert_same(index.search(database[:20], 6), ExactIndex(database, "l1").search(
@@ -94,7 +94,7 @@ def _kill_worker_of(client, shard) -> None:
     pid = client.run(os.getpid, workers=[shard.worker])[shard.worker]
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + WAIT_WORKERS_S
-    while shard.worker in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+    while shard.worker in worker_records(client) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -116,7 +116,7 @@ def test_a_killed_worker_s_shards_are_put_back_and_the_answer_is_the_same(proces
         lost = index.placement.shards[0]
         _kill_worker_of(process_cluster, lost)
         assert_same(index.search(queries, 9), expected)
-        assert lost.worker in process_cluster.scheduler_info()["workers"]  # re-placed
+        assert lost.worker in worker_records(process_cluster)  # re-placed
 
 
 @pytest.fixture

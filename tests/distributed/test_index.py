@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from imgclf.distributed import ShardedIndex
+from imgclf.distributed.cluster import worker_records
 from imgclf.distributed.shards import shard_bounds
 from imgclf.neighbors import ExactIndex, IVFIndex
 from imgclf.neighbors.search import PRUNE_MIN_DATABASE
@@ -144,7 +145,7 @@ def test_each_shard_is_placed_once_on_one_worker(client):
     database = np.arange(100 * 8, dtype=np.uint8).reshape(100, 8)
     with ShardedIndex(client, database, "l1", n_shards=4) as index:
         workers = {s.worker for s in index.placement.shards}
-        assert workers == set(client.scheduler_info()["workers"])
+        assert workers == set(worker_records(client))
         held = client.who_has([s.data for s in index.placement.shards])
         assert all(len(where) == 1 for where in held.values())
         assert [(s.lo, s.hi) for s in index.placement.shards] == shard_bounds(100, 4)

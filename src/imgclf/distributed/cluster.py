@@ -118,6 +118,16 @@ def _client(distributed, address, timeout: float):
         yield client
 
 
+def worker_records(client) -> dict[str, dict]:
+    """The scheduler's record of each connected worker, by address, asked for now.
+
+    Not ``client.scheduler_info()["workers"]``: that returns the client's cached copy, and
+    the client's own periodic refresh (which asks for no workers) can overwrite it between
+    the fetch and the read; a suite run once saw "no workers" from a healthy cluster.
+    """
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
 @contextlib.contextmanager
 def running_on(scheduler: str, *, timeout: float = DEFAULT_TIMEOUT, say=None) -> Iterator[object]:
     """:func:`connect` and :func:`~imgclf.distributed.use_cluster` in one: what the command
@@ -126,7 +136,7 @@ def running_on(scheduler: str, *, timeout: float = DEFAULT_TIMEOUT, say=None) ->
 
     with connect(scheduler, timeout=timeout) as client:
         if say is not None:
-            workers = client.scheduler_info()["workers"]
+            workers = worker_records(client)
             threads = sum(w.get("nthreads", 1) for w in workers.values())
             where = "here" if scheduler.startswith("local") else f"at {client.scheduler.address}"
             say(f"k-NN search and cross-validation run on the Dask cluster {where}: "

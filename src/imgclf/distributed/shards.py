@@ -22,6 +22,7 @@ import numpy as np
 
 from imgclf._validation import check_int
 from imgclf.distributed import _tasks
+from imgclf.distributed.cluster import worker_records
 from imgclf.distributed.errors import ClusterError
 from imgclf.neighbors.search import as_features
 
@@ -167,7 +168,7 @@ class Placement:
 
 def live_workers(client, *, allow_none: bool = False) -> list[str]:
     """Addresses of the workers now connected, sorted; a ClusterError if there are none."""
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    workers = sorted(worker_records(client))
     if not workers and not allow_none:
         raise ClusterError(f"the Dask cluster at {client.scheduler.address} has no workers")
     return workers
