@@ -10,7 +10,7 @@ from imgclf import io
 from imgclf._minibatch import Standardization
 from imgclf.datasets import load_digits
 from imgclf.linear import LinearClassifier
-from imgclf.linear.lbfgs import design_matrix, train_lbfgs
+from imgclf.linear.lbfgs import design_matrix, preconditioner, train_lbfgs
 
 REG = 0.01
 
@@ -127,6 +127,33 @@ def test_a_warm_start_reaches_the_same_minimum_in_fewer_iterations():
     # started at the optimum itself, nothing is left to do
     _, again, n_iter = train_lbfgs(X1, y, 4, "svm", REG, 300, start=cold)
     assert again[0] == pytest.approx(cold_losses[-1], rel=1e-6) and n_iter <= 2
+
+
+def test_preconditioner_factors_the_hessian_with_all_margins_active():
+    """``L L^T = 2 X1^T X1 / n + 2 reg I`` (no reg on the bias), up to the tiny jitter."""
+    X, _ = problem(n=200, d=8, seed=4)
+    X1 = np.hstack([X, np.ones((len(X), 1), np.float32)])
+    L = preconditioner(X1, None, len(X1), "svm", REG)
+    expected = 2 * X1.T.astype(np.float64) @ X1 / len(X1) + np.diag([2 * REG] * 8 + [0])
+    assert L.dtype == np.float32 and np.allclose(np.triu(L, 1), 0)
+    np.testing.assert_allclose(L.astype(np.float64) @ L.T, expected, atol=1e-4)
+
+
+def test_a_shared_factor_changes_the_path_not_the_optimum():
+    """One factor, built for another reg and from more rows, serves every fit of a grid."""
+    X, y = problem(n=400, seed=5)
+    X1 = np.hstack([X, np.ones((len(X), 1), np.float32)])
+    shared = preconditioner(X1, None, len(X1), "svm", 2 * REG)
+    for reg in (4 * REG, REG):
+        own, own_losses, _ = train_lbfgs(X1[:350], y[:350], 4, "svm", reg, max_iter=300)
+        W, losses, _ = train_lbfgs(X1[:350], y[:350], 4, "svm", reg, 300, factor=shared)
+        assert losses[-1] == pytest.approx(own_losses[-1], rel=1e-6)
+        np.testing.assert_allclose(W, own, atol=2e-3)
+        np.testing.assert_array_equal(np.argmax(X1 @ W, 1), np.argmax(X1 @ own, 1))
+        coef, intercept = W[:-1].T, W[-1]
+        assert objective("svm", X[:350], y[:350], coef, intercept, reg) == pytest.approx(
+            losses[-1], rel=1e-5
+        )
 
 
 def test_beats_sgd_on_digits():

@@ -75,6 +75,7 @@ def train_lbfgs(
     max_iter: int,
     gram: np.ndarray | None = None,
     start: np.ndarray | None = None,
+    factor: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Minimize the full-batch objective from zero weights (or ``start``), preconditioned.
 
@@ -97,6 +98,12 @@ def train_lbfgs(
         Weights to start from instead of zeros: the solution for a nearby
         ``reg``, or for most of the same rows, is a few iterations from this
         one's (the objective is convex: the optimum does not depend on the start).
+    factor : ndarray of float32, shape (d + 1, d + 1), optional
+        A ready preconditioner (:func:`preconditioner`), built for another
+        ``reg`` or from more rows: one factorization then serves a whole grid
+        of ``reg`` and the final fit. It only changes the path (the objective,
+        hence the optimum, is this call's ``reg`` on these rows); a mismatch
+        costs a few iterations. ``gram`` is then not needed.
 
     Returns
     -------
@@ -107,14 +114,15 @@ def train_lbfgs(
     n_iter : int
     """
     shape = (X1.shape[1], n_classes)
-    L = preconditioner(X1 if gram is None else None, gram, len(X1), loss, reg)
+    L = factor if factor is not None else preconditioner(X1, gram, len(X1), loss, reg)
     objective = _preconditioned(LBFGS_LOSSES[loss], X1, y, reg, L, shape)
 
     def record(intermediate_result) -> None:  # scipy passes the iterate by this name
         losses.append(intermediate_result.fun)
 
-    v0 = np.zeros(shape) if start is None else L.T.astype(np.float64) @ start  # V = L^T W
-    v0 = v0.ravel()
+    # V = L^T W, in float32 as W = L^-T V is: no float64 copy of L (3.2 GB for d = 20,000)
+    v0 = np.zeros(shape) if start is None else L.T @ start.astype(np.float32)
+    v0 = v0.astype(np.float64).ravel()
     losses = [objective(v0)[0]]
     result = minimize(
         objective,
@@ -141,11 +149,14 @@ def preconditioner(X1, gram, n: int, loss: str, reg: float) -> np.ndarray:
     """
     gram = X1.T @ X1 if gram is None else gram
     curvature = 2.0 if loss == "svm" else 0.5
-    H = gram.astype(np.float64) * (curvature / n)
-    diagonal = np.arange(len(H) - 1)
-    H[diagonal, diagonal] += 2 * reg + _JITTER * np.abs(H).max()
-    H[-1, -1] += _JITTER * np.abs(H).max()
-    return cholesky(H, lower=True).astype(np.float32)
+    H = gram.astype(np.float64)  # the one float64 copy: factored in place
+    H *= curvature / n
+    diagonal = np.arange(len(H))
+    # a Gram matrix's largest entry is on its diagonal (|x_i . x_j| <= max |x_i|^2)
+    H[diagonal, diagonal] += _JITTER * H[diagonal, diagonal].max()
+    H[diagonal[:-1], diagonal[:-1]] += 2 * reg
+    # H.T is H, laid out as LAPACK reads it: factored in place, no transposed copy
+    return cholesky(H.T, lower=True, overwrite_a=True, check_finite=False).astype(np.float32)
 
 
 def _preconditioned(loss_fn, X1, y, reg, L, shape):
@@ -154,11 +165,13 @@ def _preconditioned(loss_fn, X1, y, reg, L, shape):
     def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = loss_fn(_weights(L, v.reshape(shape)), X1, y, reg, bias_row=True)
         # dW/dV = L^-T, so the gradient in V is L^-1 times the gradient in W
-        return value, solve_triangular(L, grad, lower=True).astype(np.float64).ravel()
+        # no finiteness check of L: ours, and scanning it costs as much as the solve
+        step = solve_triangular(L, grad, lower=True, check_finite=False)
+        return value, step.astype(np.float64).ravel()
 
     return objective
 
 
 def _weights(L: np.ndarray, V: np.ndarray) -> np.ndarray:
     """``W = L^-T V``, float32."""
-    return solve_triangular(L, V.astype(np.float32), lower=True, trans="T")
+    return solve_triangular(L, V.astype(np.float32), lower=True, trans="T", check_finite=False)
