@@ -66,3 +66,32 @@ def test_lists_too_short_for_k_probe_further():
     assert len(ranges_of(coarse, sample[0], 2, 7, offsets)) == 0  # 6 rows < k: not enough
     ranges = coarse.probed_ranges(sample[0], 2, 7, offsets)
     assert (ranges[:, 1] - ranges[:, 0]).sum() >= 7 and len(ranges) == 3
+
+
+def test_a_query_probes_the_same_lists_in_any_batch():
+    """Query by query, by one compiled code: not a BLAS product, whose sums over many rows
+    take another order than over one (a query near two lists could then switch)."""
+    rng = np.random.default_rng(2)
+    sample, coarse = quantizer(rng)
+    offsets = offsets_for(rng, coarse.n_lists)
+    queries = np.concatenate([sample[:40], rng.integers(0, 256, (40, 96), dtype=np.uint8)])
+    whole = coarse.probes(queries, 4, 1, offsets)
+    for lo, hi in [(0, 1), (3, 17), (17, 80)]:
+        part = coarse.probes(queries[lo:hi], 4, 1, offsets)
+        np.testing.assert_array_equal(part[1], whole[1][(whole[0] >= lo) & (whole[0] < hi)])
+        np.testing.assert_array_equal(part[0] + lo, whole[0][(whole[0] >= lo) & (whole[0] < hi)])
+
+
+def test_short_lists_in_a_batch_probe_on_as_alone():
+    """A query whose nearest lists hold fewer than k rows probes further, in a batch as alone."""
+    rng = np.random.default_rng(4)
+    sample, coarse = quantizer(rng)
+    offsets = offsets_for(rng, coarse.n_lists)
+    queries = sample[:30]
+    pair_query, pair_list = coarse.probes(queries, 2, 60, offsets)
+    sizes = np.diff(offsets)
+    for i, query in enumerate(queries):
+        lists = pair_list[pair_query == i]
+        assert sizes[lists].sum() >= 60 and sizes[lists[:-1]].sum() < 60 or len(lists) == 2
+        ranges = coarse.probed_ranges(query, 2, 60, offsets)
+        np.testing.assert_array_equal(ranges[:, 0], offsets[lists])

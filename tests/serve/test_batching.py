@@ -142,6 +142,39 @@ def test_exact_knn_batches_equal_single_rows_with_ties(metric, weights):
     assert together == alone
 
 
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_ivf_knn_batches_equal_single_rows(metric):
+    """An IVF model on pixels: alone, a row takes the pruned path over its probed lists; in
+    a batch, the lists' scan. Both pick the lists by the same code, so the answers agree,
+    also for rows near the boundary of two lists (midpoints of two clusters)."""
+    from imgclf.neighbors import KNNClassifier
+    from imgclf.neighbors.search import PRUNE_MIN_DATABASE
+    from imgclf.serve.models import ServedModel
+
+    rng = np.random.default_rng(5)
+    centres = rng.integers(30, 226, (16, 48))
+    which = rng.integers(0, 16, PRUNE_MIN_DATABASE + 500)
+    train = np.clip(centres[which] + rng.integers(-20, 21, (len(which), 48)), 0, 255)
+    train = train.astype(np.uint8).reshape(-1, 4, 4, 3)
+    clf = KNNClassifier(k=5, metric=metric, algorithm="ivf", n_lists=20, n_probe=2)
+    clf.fit(train, which % 10)
+
+    class Saved:
+        model, model_type, class_names = clf, "knn", [str(c) for c in range(10)]
+        image_shape, signed, verified = (4, 4, 3), False, False
+
+    model = ServedModel(f"ivf-{metric}", "memory", Saved())
+    assert model.batch_invariant
+    middles = (centres[rng.integers(0, 16, 20)] + centres[rng.integers(0, 16, 20)]) // 2
+    rows = np.concatenate([middles.astype(np.uint8), train[:10].reshape(10, -1)])
+    for top in (1, 5):  # top 1: one batch search; top 5: classes from each row's lists
+        together = model.predict_rows(rows, top=top)
+        alone = [model.predict_rows(row[None], top=top)[0] for row in rows]
+        assert together == alone
+    assert clf._index._pruner is not None  # the rows alone were pruned
+    assert clf._index._blocks is not None  # and the batch scanned the lists
+
+
 def test_float_models_are_not_batched_by_default(saved_models):
     from imgclf.serve.models import ServedModel
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils.extmath import randomized_svd
 
-from imgclf.neighbors.kernels.probe import nearest_lists
+from imgclf.neighbors.kernels.probe import nearest_lists, nearest_lists_of_rows
 
 __all__ = ["CoarseQuantizer"]
 
@@ -100,25 +100,35 @@ class CoarseQuantizer:
         """(query, list) pairs to scan, sorted by query, each query's lists nearest first.
 
         Each query probes its ``n_probe`` nearest lists, and further lists, nearest
-        first, while those hold fewer than ``k`` rows between them.
+        first, while those hold fewer than ``k`` rows between them. Query by query
+        (:func:`~imgclf.neighbors.kernels.probe.nearest_lists_of_rows`): the lists
+        of a query do not depend on the batch it came in.
         """
-        sizes = np.diff(offsets)
-        pairs = [
-            _pairs(self._scores(self.project(queries[lo : lo + CHUNK])), n_probe, k, sizes, lo)
-            for lo in range(0, len(queries), CHUNK)
-        ]
-        return np.concatenate([q for q, _ in pairs]), np.concatenate([lists for _, lists in pairs])
+        lists, short = nearest_lists_of_rows(
+            queries, self.components, self._projected_mean, self.centroids,
+            self._centroid_norms, n_probe, offsets, k,
+        )  # fmt: skip
+        if short.any():  # too few rows: probe on (rare; the NumPy way, one query at a time)
+            lists = [self._probe_on(queries[i], n_probe, k, offsets) if short[i] else lists[i]
+                     for i in range(len(queries))]  # fmt: skip
+            counts = np.array([len(x) for x in lists])
+            return np.repeat(np.arange(len(queries)), counts), np.concatenate(lists)
+        return np.repeat(np.arange(len(queries)), n_probe), lists.ravel()
+
+    def _probe_on(self, query: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):
+        """The lists of one ``query`` whose nearest ``n_probe`` hold fewer than ``k`` rows."""
+        scores = self._scores(self.project(query[None]))
+        return _pairs(scores, n_probe, k, np.diff(offsets), 0)[1]
 
     def probed_ranges(self, query: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):
         """The row ranges ``(r, 2)`` of the lists one ``query`` ``(d,)`` probes, nearest
-        first: :meth:`probes` for a single query in one compiled call (see
-        :mod:`imgclf.neighbors.kernels.probe`), the NumPy way when they are too short."""
+        first: :meth:`probes` for a single query."""
         ranges = nearest_lists(
             query, self.components, self._projected_mean, self.centroids,
             self._centroid_norms, n_probe, offsets, k,
         )  # fmt: skip
         if not len(ranges):  # fewer than k rows: probe on
-            lists = self.probes(query[None], n_probe, k, offsets)[1]
+            lists = self._probe_on(query, n_probe, k, offsets)
             ranges = np.stack([offsets[lists], offsets[lists + 1]], axis=1)
         return ranges
 

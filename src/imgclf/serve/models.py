@@ -110,14 +110,15 @@ class ServedModel:
     def batch_invariant(self) -> bool:
         """Whether a row's answer is the same whatever rows are ranked with it.
 
-        True for exact k-NN on raw pixels: uint8 distances are exact integers,
-        ties go to the lower index. Float models (linear, net, k-NN on features
-        or an approximate index's float coarse step) go through BLAS, whose sums
-        over many rows take another order than over one.
+        True for k-NN on raw pixels, exact or by imgclf's IVF index: uint8
+        distances are exact integers, ties go to the lower index, and the IVF
+        index picks a query's lists by the same compiled code in any batch.
+        Float models (linear, net, k-NN on features, faiss or HNSW) go through
+        BLAS or SIMD sums whose order can depend on the batch.
         """
         return (
             self.is_knn
-            and getattr(self.estimator, "algorithm", "exact") == "exact"
+            and getattr(self.estimator, "algorithm", "exact") in ("exact", "ivf")
             and not hasattr(self.saved.model, "steps")
             and getattr(self.estimator, "_fit_X", np.empty(0, np.float32)).dtype == np.uint8
         )
@@ -176,7 +177,18 @@ class ServedModel:
         order); a k-NN model's answers add its ``k`` voters as ``neighbors`` (from the
         same search) unless ``neighbors=False``.
         """
+        if top > 1 and len(rows) > 1 and self._ranks_in_lists:
+            return [self._ranker(row[None], top=top, all_scores=True, neighbors=neighbors)[0]
+                    for row in rows]  # fmt: skip
         return self._ranker(rows, top=top, all_scores=True, neighbors=neighbors)
+
+    @property
+    def _ranks_in_lists(self) -> bool:
+        """Whether a lone row's classes past the voters come from its probed lists (an IVF
+        index), where a batch's deeper search may probe further lists: such rows go one
+        by one, so that a batch answers as they do alone; a batch's top-1 answers need
+        no more than the voters."""
+        return self.is_knn and getattr(self.estimator, "algorithm", "exact") == "ivf"
 
     def warm_up(self) -> None:
         """Classify two images alone and together, so that the first request does not pay
@@ -198,7 +210,7 @@ class ServedModel:
         :data:`BATCH_MARGIN` to be kept, else that copy is freed.
         """
         rows = self._trial_rows(n)
-        top = min(5, len(self.classes))
+        top = 1 if self._ranks_in_lists else min(5, len(self.classes))  # (what batches)
         self.predict_rows(rows, top=top)
         together = _fastest(lambda: self.predict_rows(rows, top=top))
         alone = _fastest(lambda: [self.predict_rows(row[None], top=top) for row in rows])

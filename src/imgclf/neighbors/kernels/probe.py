@@ -1,16 +1,21 @@
-"""The coarse step of an inverted file for one query, in one compiled call.
+"""The coarse step of an inverted file, query by query, in compiled code.
 
-:meth:`imgclf.neighbors.coarse.CoarseQuantizer.probes` does it the NumPy way
-for a batch: a BLAS product, an ``argpartition`` and a ``lexsort``. For one
-query those are a dozen small NumPy calls (~0.2 ms on CIFAR's 894 lists, more
-than the rest of an approximate single query); here it is ~20 us.
+For one query the NumPy way (a BLAS product, an ``argpartition`` and a
+``lexsort``) is a dozen small NumPy calls (~0.2 ms on CIFAR's 894 lists, more
+than the rest of an approximate single query); here it is ~20 us. Batches take
+the same code one query at a time (:func:`nearest_lists_of_rows`): a BLAS
+product over many queries sums in another order than over one, so a query near
+the boundary of two lists could probe another list in a batch than alone, and
+its answer would depend on the other queries sent with it.
 
 The same quantities: ``z = q P^T - mu P^T`` (float32; ``P`` the principal
 directions, or ``z = q`` without them), the score ``|c|^2 - 2 z.c`` of every
 centroid ``c`` (the squared distance less ``|z|^2``: the same order), and the
 ``n_probe`` least scores, nearest first, equal scores to the lower list.
-Sums are float32 in another order than BLAS's, so a query whose ``n_probe``-th
-and next centroids are within rounding of each other may probe the other one.
+Sums are float32 in another order than :meth:`CoarseQuantizer.assign`'s BLAS
+product, so a row's own list need not be the first its query probes when two
+centroids are within rounding of each other; rows are still found (each list
+is scanned whole), and the choice is the same in every batch.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["nearest_lists", "reference_nearest_lists"]
+__all__ = ["nearest_lists", "nearest_lists_of_rows", "reference_nearest_lists"]
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
@@ -68,24 +73,46 @@ def _least(scores, n_probe):
 
 
 @numba.njit(nogil=True, cache=True)
+def nearest_lists_of_rows(queries, components, projected_mean, centroids, centroid_norms,
+                          n_probe, offsets, k):  # fmt: skip
+    """The ``n_probe`` nearest lists of every query, nearest first: ``lists (m, n_probe)``
+    int64, and ``short (m,)`` bool, True where those lists hold fewer than ``k`` rows
+    (the caller then probes on, as :meth:`CoarseQuantizer.probes` does).
+
+    ``queries (m, d)`` uint8 or float; ``components (c, d)``, ``projected_mean (c,)``,
+    ``centroids (n_lists, c or d)``, ``centroid_norms (n_lists,)`` float32;
+    ``offsets (n_lists + 1,)`` the lists' row ranges. Query by query, by the same
+    compiled code whatever ``m``: a query's lists do not depend on its batch.
+    """
+    lists = np.empty((queries.shape[0], n_probe), np.int64)
+    short = np.zeros(queries.shape[0], np.bool_)
+    for i in range(queries.shape[0]):
+        z = _projected(queries[i], components, projected_mean)
+        lists[i] = _least(_scores(z, centroids, centroid_norms), n_probe)
+        rows = 0
+        for j in range(n_probe):
+            rows += offsets[lists[i, j] + 1] - offsets[lists[i, j]]
+        short[i] = rows < k
+    return lists, short
+
+
+@numba.njit(nogil=True, cache=True)
 def nearest_lists(query, components, projected_mean, centroids, centroid_norms, n_probe,
                   offsets, k):  # fmt: skip
     """The row ranges ``(n_probe, 2)`` of one query's ``n_probe`` nearest lists, nearest
-    first; an empty ``(0, 2)`` array when they hold fewer than ``k`` rows (the caller
-    then probes on, as :meth:`CoarseQuantizer.probes` does).
+    first (:func:`nearest_lists_of_rows`, so the same lists as in any batch); an empty
+    ``(0, 2)`` array when they hold fewer than ``k`` rows.
 
-    ``query (d,)`` uint8 or float; ``components (c, d)``, ``projected_mean (c,)``,
-    ``centroids (n_lists, c or d)``, ``centroid_norms (n_lists,)`` float32;
-    ``offsets (n_lists + 1,)`` the lists' row ranges.
+    ``query (d,)``; the rest as :func:`nearest_lists_of_rows`.
     """
-    z = _projected(query, components, projected_mean)
-    lists = _least(_scores(z, centroids, centroid_norms), n_probe)
+    lists, short = nearest_lists_of_rows(
+        np.ascontiguousarray(query).reshape(1, -1), components, projected_mean, centroids,
+        centroid_norms, n_probe, offsets, k,
+    )  # fmt: skip
     ranges = np.empty((n_probe, 2), np.int64)
-    rows = 0
     for i in range(n_probe):
-        ranges[i, 0], ranges[i, 1] = offsets[lists[i]], offsets[lists[i] + 1]
-        rows += ranges[i, 1] - ranges[i, 0]
-    return ranges if rows >= k else ranges[:0]
+        ranges[i, 0], ranges[i, 1] = offsets[lists[0, i]], offsets[lists[0, i] + 1]
+    return ranges[:0] if short[0] else ranges
 
 
 def reference_nearest_lists(query, components, mean, centroids, n_probe) -> np.ndarray:
