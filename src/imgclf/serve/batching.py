@@ -46,7 +46,8 @@ class MicroBatcher:
     on_batch : callable, optional
         ``on_batch(size, seconds)`` after each batch (metrics).
     crowded : callable, optional
-        ``crowded()`` is True while other requests are in flight: a row then waits its
+        ``crowded()`` is True while the server is busy (the app: other requests in
+        flight, or this one came without a pause after the last): a row then waits its
         turn even when it would run alone (see :meth:`submit`).
     """
 
