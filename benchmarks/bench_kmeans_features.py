@@ -21,9 +21,9 @@ The whole pipeline, timed end to end in one process (issue 16):
    :func:`imgclf.linear.lbfgs.train_lbfgs` (what
    ``LinearClassifier(loss="svm", solver="lbfgs")`` runs), and score the 10,000
    test images once. One standardized design matrix serves the choice and the
-   final fit (standardized by the 45,000 fit rows' statistics); the fit rows'
-   Gram matrix serves every candidate, and the final fit's is it plus the
-   held-out rows' (:func:`fit_svm`).
+   final fit (standardized by the 45,000 fit rows' statistics), and so does one
+   preconditioner, factored once from all 50,000 rows at the grid's middle
+   regularization (:func:`fit_svm`, :func:`shared_factor`).
 
 Then, outside the timed pipeline and on the same features: k-NN (k chosen by
 5-fold cross-validation on a 10,000-image subset of the training split) and a
