@@ -33,6 +33,7 @@ from imgclf._kmeans import kmeans
 from imgclf._validation import check_choice, check_int
 from imgclf.neighbors.coarse import CoarseQuantizer
 from imgclf.neighbors.kernels import topk
+from imgclf.neighbors.kernels.ranges import scan_ranges_f32
 from imgclf.neighbors.pruning import LowerBoundPruner
 from imgclf.neighbors.search import (
     DEFAULT_WORKING_MEMORY,
@@ -404,9 +405,9 @@ class _ListSearch:
 
     def run(self) -> tuple[np.ndarray, np.ndarray]:
         m, jobs = len(self.queries), self.index.n_jobs
-        if (
-            m <= PRUNE_MAX_QUERIES
-        ):  # an image or two: a pool and BLAS limits cost more than they save
+        if m <= PRUNE_MAX_QUERIES:  # an image or two: a pool and BLAS limits cost more
+            if self.index.database.dtype == np.float32:
+                return self._few_float()
             return self._task(0, m, 0, 1)
         query_parts = max(1, min(jobs, m // MIN_LIST_QUERIES))
         list_parts = max(1, jobs // query_parts)
@@ -424,6 +425,23 @@ class _ListSearch:
                 for i in range(0, len(results), list_parts)
             ]
         return np.concatenate([d for d, _ in results]), np.concatenate([i for _, i in results])
+
+    def _few_float(self) -> tuple[np.ndarray, np.ndarray]:
+        """A few float queries: each one's probed rows in one compiled pass
+        (:func:`~imgclf.neighbors.kernels.ranges.scan_ranges_f32`), not a block
+        kernel call per list."""
+        index, m = self.index, len(self.queries)
+        prepared, squared = index._prepared, index.metric == "l2"
+        rows = prepared.database if squared else prepared.rows
+        norms = prepared.norms if squared else np.zeros(0, np.float32)
+        best = np.full((m, self.k), np.inf, np.float32)
+        best_index = np.full((m, self.k), -1, np.int64)
+        for i in range(m):
+            lists = self.pair_list[self.pair_query == i]
+            ranges = np.stack([index.offsets[lists], index.offsets[lists + 1]], axis=1)
+            scan_ranges_f32(self.queries[i], rows, norms, ranges, index.ids, squared,
+                            best[i], best_index[i])  # fmt: skip
+        return best, best_index
 
     def _task(self, q_lo: int, q_hi: int, part: int, n_parts: int):
         """Top-k of queries ``q_lo..q_hi`` over every ``n_parts``-th of their probed lists."""
