@@ -702,15 +702,14 @@ def _distance(pixels, norms, position, row, query, qnorm, squared):
     """Exact L1 or squared L2 distance from ``query`` (1, d) to database ``row`` (whose
     summaries are at ``position``), int64."""
     r, d, zero = uint64(row), uint64(pixels.shape[1]), uint64(0)
-    if squared:  # sum (q - x)^2 in int32 pieces (exact: 255^2 2^15 < 2^31); int16
-        total = int64(0)  # differences make it a vpmaddwd loop, 1.5x the q.x of int32s
+    if squared:  # |q|^2 + |x|^2 - 2 q.x, the dot in int32 pieces (exact: 255^2 2^15 < 2^31)
+        dot = int64(0)
         for start in range(zero, d, uint64(1 << 15)):
             part = int32(0)
             for t in range(start, min(start + uint64(1 << 15), d)):
-                diff = int16(int16(query[zero, t]) - int16(pixels[r, t]))
-                part = int32(part + int32(diff) * int32(diff))
-            total += part
-        return total
+                part = int32(part + int32(query[zero, t]) * int32(pixels[r, t]))
+            dot += part
+        return qnorm + norms[position] - 2 * dot
     total = int32(0)  # exact: 255 d < 2^31
     for t in range(d):
         total = int32(total + abs(int32(query[zero, t]) - int32(pixels[r, t])))
