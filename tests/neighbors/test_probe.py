@@ -48,15 +48,21 @@ def test_equal_scores_go_to_the_lower_list():
     np.testing.assert_array_equal(ranges[:, 0] // 10, [0, 2, 1])
 
 
-def test_the_batch_path_probes_the_same_lists():
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize(("n_probe", "k"), [(6, 1), (2, 60)])
+def test_the_batch_path_probes_the_same_lists(n_probe, k):
+    """Alone as in a batch; with k = 60 every query's 2 nearest lists hold too few rows
+    (1-29 each), and it probes on, nearest first, until they hold k."""
+    rng = np.random.default_rng(n_probe)
     sample, coarse = quantizer(rng)
     offsets = offsets_for(rng, coarse.n_lists)
-    queries = sample[:50]
-    pair_query, pair_list = coarse.probes(queries, 6, 1, offsets)
+    queries = sample[:40]
+    pair_query, pair_list = coarse.probes(queries, n_probe, k, offsets)
+    sizes = np.diff(offsets)
     for i, query in enumerate(queries):
-        ranges = coarse.probed_ranges(query, 6, 1, offsets)
-        np.testing.assert_array_equal(ranges[:, 0], offsets[pair_list[pair_query == i]])
+        lists = pair_list[pair_query == i]
+        assert sizes[lists].sum() >= k and (len(lists) == n_probe or sizes[lists[:-1]].sum() < k)
+        ranges = coarse.probed_ranges(query, n_probe, k, offsets)
+        np.testing.assert_array_equal(ranges[:, 0], offsets[lists])
 
 
 def test_lists_too_short_for_k_probe_further():
@@ -80,18 +86,3 @@ def test_a_query_probes_the_same_lists_in_any_batch():
         part = coarse.probes(queries[lo:hi], 4, 1, offsets)
         np.testing.assert_array_equal(part[1], whole[1][(whole[0] >= lo) & (whole[0] < hi)])
         np.testing.assert_array_equal(part[0] + lo, whole[0][(whole[0] >= lo) & (whole[0] < hi)])
-
-
-def test_short_lists_in_a_batch_probe_on_as_alone():
-    """A query whose nearest lists hold fewer than k rows probes further, in a batch as alone."""
-    rng = np.random.default_rng(4)
-    sample, coarse = quantizer(rng)
-    offsets = offsets_for(rng, coarse.n_lists)
-    queries = sample[:30]
-    pair_query, pair_list = coarse.probes(queries, 2, 60, offsets)
-    sizes = np.diff(offsets)
-    for i, query in enumerate(queries):
-        lists = pair_list[pair_query == i]
-        assert sizes[lists].sum() >= 60 and sizes[lists[:-1]].sum() < 60 or len(lists) == 2
-        ranges = coarse.probed_ranges(query, 2, 60, offsets)
-        np.testing.assert_array_equal(ranges[:, 0], offsets[lists])
