@@ -62,6 +62,22 @@ def test_a_scheduler_without_workers_is_a_clear_error(tmp_path):
         assert time.monotonic() - start < 20
 
 
+def test_asking_a_lost_scheduler_for_its_workers_is_a_cluster_error():
+    distributed = require_distributed()
+    cluster = distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    )
+    with distributed.Client(cluster, set_as_default=False) as client:
+        assert len(worker_records(client)) == 1
+        cluster.close()
+        with pytest.raises(ClusterError, match="lost the Dask scheduler"):
+            worker_records(client)
+
+
 def test_local_n_starts_a_cluster_of_n_workers_and_closes_it():
     rng = np.random.default_rng(0)
     database = tied_pixels(rng, 500)

@@ -124,8 +124,16 @@ def worker_records(client) -> dict[str, dict]:
     Not ``client.scheduler_info()["workers"]``: that returns the client's cached copy, and
     the client's own periodic refresh (which asks for no workers) can overwrite it between
     the fetch and the read; a suite run once saw "no workers" from a healthy cluster.
+    A scheduler that cannot be reached is a ClusterError naming it.
     """
-    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+    scheduler = client.scheduler  # None once the client lost it
+    try:
+        if scheduler is None:
+            raise OSError("the client is no longer connected")
+        return client.sync(scheduler.identity, n_workers=-1)["workers"]
+    except OSError as exc:  # (dask's CommClosedError too): no scheduler, no placement
+        where = f" at {scheduler.address}" if scheduler is not None else ""
+        raise ClusterError(f"lost the Dask scheduler{where}: {exc}") from None
 
 
 @contextlib.contextmanager

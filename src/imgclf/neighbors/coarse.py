@@ -116,9 +116,12 @@ class CoarseQuantizer:
         return np.repeat(np.arange(len(queries)), n_probe), lists.ravel()
 
     def _probe_on(self, query: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):
-        """The lists of one ``query`` whose nearest ``n_probe`` hold fewer than ``k`` rows."""
-        scores = self._scores(self.project(query[None]))
-        return _pairs(scores, n_probe, k, np.diff(offsets), 0)[1]
+        """The lists of one ``query`` whose nearest ``n_probe`` hold fewer than ``k`` rows:
+        nearest first (equal scores: the lower list), until they hold ``k`` (or all)."""
+        scores = self._scores(self.project(query[None]))[0]
+        order = np.lexsort((np.arange(len(scores)), scores))
+        held = np.cumsum(np.diff(offsets)[order])
+        return order[: max(n_probe, int(np.searchsorted(held, k)) + 1)].astype(np.int64)
 
     def probed_ranges(self, query: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):
         """The row ranges ``(r, 2)`` of the lists one ``query`` ``(d,)`` probes, nearest
@@ -171,23 +174,3 @@ def _principal_directions(sample: np.ndarray, mean: np.ndarray, n: int, seed: in
     centred = sample[np.sort(rows)].astype(np.float32) - mean
     _, _, vt = randomized_svd(centred, n, n_iter=4, random_state=seed)
     return np.ascontiguousarray(vt, np.float32)
-
-
-def _pairs(scores: np.ndarray, n_probe: int, k: int, sizes: np.ndarray, first: int):
-    """(query, list) pairs for the queries ``first, first + 1, ...`` whose rows are ``scores``."""
-    m, n_lists = scores.shape
-    if n_probe < n_lists:
-        near = np.argpartition(scores, n_probe - 1, axis=1)[:, :n_probe]
-    else:
-        near = np.broadcast_to(np.arange(n_lists), scores.shape)
-    # nearest first; equal scores: the lower list
-    near = np.take_along_axis(near, np.lexsort((near, np.take_along_axis(scores, near, 1))), 1)
-    short = np.flatnonzero(sizes[near].sum(axis=1) < k)
-    if not len(short):  # the usual case: n_probe lists each
-        return np.repeat(np.arange(first, first + m), near.shape[1]), near.ravel().astype(np.int64)
-    lists = list(near)
-    for row in short:  # too few rows: probe on
-        everything = np.lexsort((np.arange(n_lists), scores[row]))
-        lists[row] = everything[: np.searchsorted(np.cumsum(sizes[everything]), k) + 1]
-    counts = np.array([len(x) for x in lists])
-    return np.repeat(np.arange(first, first + m), counts), np.concatenate(lists).astype(np.int64)
