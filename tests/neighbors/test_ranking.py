@@ -186,10 +186,10 @@ def test_top_1_searches_only_the_voters(monkeypatch):
 
 @pytest.mark.parametrize("algorithm", ["exact", "ivf"])
 def test_single_pruned_queries_search_shallower_and_rank_as_a_batch(monkeypatch, algorithm):
-    """One query at a time takes the pruned path, whose cost grows with depth: it
-    searches the voters only and finds the other classes' nearest rows in one pass
-    (nearest_classes; an inverted file's in the lists it probes, here all). The same
-    ranking as a batch."""
+    """One query at a time takes the pruned path, whose cost grows with depth: one
+    cascade a query searches the voters only and goes on for the other classes'
+    nearest rows (search_classes; an inverted file's in the lists it probes, here
+    all), with no second search. The same ranking as a batch."""
     rng = np.random.default_rng(8)
     centres = rng.integers(80, 176, (N_CLASSES, 64))  # overlapping: some rows search deeper
     y = rng.integers(0, N_CLASSES, 5000)
@@ -198,17 +198,16 @@ def test_single_pruned_queries_search_shallower_and_rank_as_a_batch(monkeypatch,
                      0, 255).astype(np.uint8)  # fmt: skip
     clf = KNNClassifier(k=5, algorithm=algorithm, n_lists=20, n_probe=20).fit(train_X, y)
     batch = clf.rank_classes(test_X, top=5)
-    calls, passes = [], []
-    search = clf._index.search
-    monkeypatch.setattr(clf._index, "search", lambda q, k: calls.append(k) or search(q, k))
-    nearest = clf._index.nearest_classes
-    monkeypatch.setattr(clf._index, "nearest_classes",
-                        lambda *args: passes.append(args[-1]) or nearest(*args))  # fmt: skip
+    calls, others = [], []
+    for name in ("search", "nearest_classes"):
+        monkeypatch.setattr(clf._index, name, lambda *args, name=name: others.append(name))
+    search_classes = clf._index.search_classes
+    monkeypatch.setattr(clf._index, "search_classes",
+                        lambda *args: calls.append(args[1]) or search_classes(*args))  # fmt: skip
     single = np.concatenate([clf.rank_classes(row[None], top=5) for row in test_X])
     np.testing.assert_array_equal(single, batch)
     assert clf._index._pruner is not None
-    # the voters, then one pass for the classes without a voter
-    assert set(calls) == {5} and passes and len(passes) <= len(test_X)
+    assert calls == [5] * len(test_X) and not others  # the voters' depth, one cascade a row
 
 
 def test_an_inverted_file_whose_lists_hold_too_few_classes_searches_deeper(monkeypatch):

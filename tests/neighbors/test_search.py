@@ -272,17 +272,20 @@ def test_single_queries_never_prepare_the_blocked_copy():
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
 @pytest.mark.parametrize("metric", ["l1", "l2"])
-def test_nearest_classes_are_those_of_a_full_sort(metric):
+def test_nearest_classes_are_those_of_a_full_sort(metric, n_jobs):
     """Each wanted class's nearest row, as a full sort by (distance, row) finds it, for the
-    m nearest wanted classes; ties (duplicated rows) to the lower row."""
+    m nearest wanted classes; ties (duplicated rows) to the lower row. The same for the
+    classes past the k nearest (search_classes: in one cascade on one thread; after the
+    search on two)."""
     from imgclf.neighbors.search import PRUNE_MIN_DATABASE
 
     rng = np.random.default_rng(47)
     database = smooth_images(rng, PRUNE_MIN_DATABASE + 300)
     database[200:230] = database[7]  # equal distances across classes
     labels = rng.integers(0, 6, len(database))
-    index = ExactIndex(database, metric)
+    index = ExactIndex(database, metric, n_jobs=n_jobs)
     queries = [database[7], *smooth_images(rng, 3), rng.integers(0, 256, 3072, dtype=np.uint8)]
     for query in queries:
         assert_nearest_classes(index, query, database, np.arange(len(database)), labels, metric)
@@ -303,3 +306,12 @@ def assert_nearest_classes(index, query, database, rows, labels, metric) -> None
             assert classes.tolist() == expected
             assert got_rows.tolist() == [first_of[c][1] for c in expected]
             np.testing.assert_allclose(got_dist, [first_of[c][0] for c in expected])
+    for k, n_top in ((1, 3), (5, 2), (10, 6), (40, 6)):
+        got = index.search_classes(query, k, labels, n_top)
+        np.testing.assert_array_equal(got[1], rows[order[0, :k]])
+        np.testing.assert_allclose(got[0], dist[0, :k])
+        voted = set(labels[got[1]].tolist())
+        expected = [c for c in first_of if c not in voted][: max(0, n_top - len(voted))]
+        assert got[2].tolist() == expected
+        assert got[4].tolist() == [first_of[c][1] for c in expected]
+        np.testing.assert_allclose(got[3], [first_of[c][0] for c in expected])

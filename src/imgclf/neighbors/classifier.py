@@ -303,17 +303,21 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         n_top = min(top, len(self.classes_))
         by_class = n_top > 1 and self._finds_classes(len(X))
         depth = min(self.k, len(self._fit_X)) if by_class else self._rank_depth(n_top, len(X))
-        dist, index = self._index.search(X, depth)
+        if by_class:  # the voters and the nearest other classes, from one search a row
+            dist, index, nearest = self._search_classes(X, depth, n_top)
+        else:
+            dist, index = self._index.search(X, depth)
         tally = self._votes(dist, index)
         voters = (dist[:, : self.k], index[:, : self.k])
         if n_top == 1:  # the winner: class_ranking's first column, without ordering the rest
             ranking = voting.winners(tally, self._y[voters[1]], self.tie_break)[:, None]
             return ranking, voting.vote_shares(tally), voters
         ranks = voting.first_ranks(self._y[index], len(self.classes_))
-        short = (ranks < depth).sum(axis=1) < n_top
-        if short.any():
-            further = self._nearest_class_ranks if by_class else self._deeper_ranks
-            ranks[short] = further(X[short], ranks[short], depth, n_top)
+        short = np.flatnonzero((ranks < depth).sum(axis=1) < n_top)
+        if by_class:
+            ranks = self._nearest_class_ranks(X, ranks, short, nearest, depth, n_top)
+        elif len(short):
+            ranks[short] = self._deeper_ranks(X[short], ranks[short], depth, n_top)
         ranking = voting.class_ranking(tally, ranks, n_top, self.tie_break)
         return ranking, voting.vote_shares(tally), voters
 
@@ -347,24 +351,37 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     def _finds_classes(self, n_rows: int) -> bool:
         """Whether the classes past the voters come from the index's nearest row of each
         class (exact single queries), not from deeper searches."""
-        return hasattr(self._index, "nearest_classes") and self._index.prunes(n_rows, self.k)
+        return hasattr(self._index, "search_classes") and self._index.prunes(n_rows, self.k)
 
-    def _nearest_class_ranks(self, X, ranks: np.ndarray, depth: int, n_top: int) -> np.ndarray:
-        """``ranks`` of rows whose voters hold fewer than ``n_top`` classes, the others'
-        from the index: the nearest of the classes without a voter follow the voters'
-        classes in the order of their nearest row, as a deeper search would place them
-        (:meth:`ExactIndex.nearest_classes`: one pass, however deep they are). An inverted
-        file looks in the lists it probes; a row whose lists hold too few classes is
-        searched deeper (:meth:`_deeper_ranks`)."""
+    def _search_classes(self, X, depth: int, n_top: int):
+        """Each row's ``depth`` nearest, and the nearest classes that ``n_top`` classes need
+        past theirs (:meth:`ExactIndex.search_classes`, one cascade a row):
+        ``(dist (m, depth), index (m, depth), [classes (m_i,) of each row])``."""
+        dist = np.empty((len(X), depth))
+        index = np.empty((len(X), depth), np.int64)
+        nearest = []
+        for i, row in enumerate(X):
+            dist[i], index[i], classes, _, _ = self._index.search_classes(
+                row, depth, self._y, n_top
+            )
+            nearest.append(classes)
+        return dist, index, nearest
+
+    def _nearest_class_ranks(self, X, ranks, short, nearest, depth: int, n_top: int):
+        """``ranks`` with the ``short`` rows' (voters of fewer than ``n_top`` classes)
+        completed from the nearest of the other classes (``nearest[i]``, nearest
+        first): they follow the voters' classes in that order, as a deeper search
+        would place them, however deep they are. An inverted file finds them in the
+        lists it probes; a row whose lists hold too few classes is searched deeper
+        (:meth:`_deeper_ranks`)."""
         first, ranks, n_classes = ranks, ranks.copy(), len(self.classes_)
         incomplete = []
-        for i, row in enumerate(X):
+        for i in short:
             wanted = ranks[i] >= depth
             m = n_top - (n_classes - int(wanted.sum()))
-            found = self._index.nearest_classes(row, self._y, wanted, m)[0]
             ranks[i, wanted] = depth + n_classes  # after every class found, as when absent
-            ranks[i, found] = depth + np.arange(len(found))
-            if len(found) < m:  # (every class has a training row: an exact index finds m)
+            ranks[i, nearest[i]] = depth + np.arange(len(nearest[i]))
+            if len(nearest[i]) < m:  # (every class has a training row: an exact index finds m)
                 incomplete.append(i)
         if incomplete:
             ranks[incomplete] = self._deeper_ranks(X[incomplete], first[incomplete], depth, n_top)

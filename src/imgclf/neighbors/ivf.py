@@ -49,6 +49,7 @@ from imgclf.neighbors.search import (
     one_by_one,
     padded,
     prunes,
+    true_distances,
     worst_distance,
 )
 
@@ -353,6 +354,17 @@ class IVFIndex(ProbedCells, BatchCopy):
                 order=self.ids,
             )
         return self._pruner
+
+    def search_classes(self, query, k: int, labels, n_top: int):
+        """As :meth:`ExactIndex.search_classes`, among the rows of the lists the query
+        probes: its k nearest there, and the nearest classes without one of them
+        there, in one cascade."""
+        query = match_queries(as_features(np.asarray(query)[None], "query"), self.database)
+        ranges = self.coarse.probed_ranges(query[0], self.n_probe, k, self.offsets)
+        found = self._single_query_pruner().search_classes(
+            padded(query)[0], k, labels, n_top, ranges
+        )
+        return true_distances(found, self.metric)
 
     def nearest_classes(self, query, labels, wanted, m: int):
         """The ``m`` nearest of the ``wanted`` classes to one uint8 ``query`` ``(d,)`` among

@@ -108,6 +108,7 @@ _BIG = np.iinfo(np.int64).max
 _BLOCK = 16  # bounds tested at once for survivors (see _at_most)
 _SURVIVORS_START = 4096  # room for survivors at first; grown as needed
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NO_CLASSES = np.zeros(0, np.int32)  # a search without classes (see _search_part)
 
 
 # --------------------------------------------------------------------------- #
@@ -1024,11 +1025,20 @@ def _grown(values, used):
 @numba.njit(nogil=True, cache=True)
 def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, axes, mean,
                 labels, consts, codes, codes2, query, ranges, ids, k, squared, cascade, coded,
-                has_second, shared, part):  # fmt: skip
-    """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact]).
+                has_second, shared, part, classes, n_classes, n_top):  # fmt: skip
+    """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact], class
+    distances (C,), class ids (C,)).
 
     ``shared[part]`` holds this thread's k-th distance so far; any thread's
     is at least the k-th of the whole search, so all prune with the least.
+
+    ``classes`` ``(positions,)`` int32, each row's class (0..``n_classes`` - 1), or
+    empty: then the class arrays are empty. Else, on one thread only (``shared`` of length 1),
+    the search goes on for the ``n_top`` best classes of a k-NN vote: the classes
+    of the k found come first, and the nearest of the others follow, as many as
+    make ``n_top`` (see :func:`_nearest_unvoted`, which says what the class arrays
+    hold). It reuses this search's bounds and exact distances: ~60% less work
+    than a second search for them (:meth:`LowerBoundPruner.nearest_classes`).
     """
     qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
         query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
@@ -1064,9 +1074,15 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
         else:
             finer[i] = seed_bounds[i]
     seeds = seeds[np.argsort(finer)]
-    for row in seeds[: max(_SEEDS_EXACT, k)]:
-        _insert(best, best_id, _measure(pixels, norms, rowmap, row, query, qnorm, squared),
-                ids[row])  # fmt: skip
+    tracked = classes.shape[0] > 0
+    class_best = np.full(n_classes if tracked else 0, _BIG, np.int64)
+    class_id = np.full(class_best.shape[0], _BIG, np.int64)
+    first_measured = seeds[: max(_SEEDS_EXACT, k)]
+    for row in first_measured:
+        d = _measure(pixels, norms, rowmap, row, query, qnorm, squared)
+        _insert(best, best_id, d, ids[row])
+        if tracked:
+            _keep_least(class_best, class_id, classes[row], d, ids[row])
     shared[part] = best[k - 1]
     setting = (squared, cascade, coded, group, slack, spread, step, slack2, step2)
     limits = _thresholds(shared.min(), setting)
@@ -1086,11 +1102,122 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
         if i + _AHEAD_EXACT < order.shape[0]:
             _prefetch_row(pixels, rowmap[rows[order[i + _AHEAD_EXACT]]])
         row = rows[order[i]]
-        _insert(best, best_id, _measure(pixels, norms, rowmap, row, query, qnorm, squared),
-                ids[row])  # fmt: skip
+        d = _measure(pixels, norms, rowmap, row, query, qnorm, squared)
+        _insert(best, best_id, d, ids[row])
+        if tracked:
+            _keep_least(class_best, class_id, classes[row], d, ids[row])
         exact += 1
     shared[part] = best[k - 1]
-    return best, best_id, np.array([n, passed, rows.shape[0], exact], np.int64)
+    counts = np.array([n, passed, rows.shape[0], exact], np.int64)
+    if tracked:
+        wanted, m = _unvoted(class_best, class_id, best[k - 1], best_id[k - 1], n_top)
+        if m > 0:
+            measured = np.sort(np.concatenate((first_measured, rows[order[:exact]])))
+            _nearest_unvoted(
+                pixels,
+                rowmap,
+                norms,
+                sums,
+                residual,
+                query,
+                qnorm,
+                qsums,
+                qres,
+                q2,
+                qcodes,
+                bounds,
+                ranges,
+                ids,
+                classes,
+                wanted,
+                m,
+                class_best,
+                class_id,
+                setting,
+                stage,
+                measured,
+                squared,
+                coded,
+                has_second,
+            )
+        for c in range(class_best.shape[0]):
+            if not wanted[c]:
+                class_best[c], class_id[c] = _BIG, _BIG
+    return best, best_id, counts, class_best, class_id
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _keep_least(best, best_id, c, value, ident):
+    """Class ``c``'s nearest so far: ``(value, ident)`` if it is nearer (ties: lower id)."""
+    if value < best[c] or (value == best[c] and ident < best_id[c]):
+        best[c], best_id[c] = value, ident
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _holds(sorted_values, value):
+    """Whether ``value`` is in the ascending array ``sorted_values``."""
+    at = np.searchsorted(sorted_values, value)
+    return at < sorted_values.shape[0] and sorted_values[at] == value
+
+
+@numba.njit(nogil=True, cache=True)
+def _unvoted(class_best, class_id, kth, kth_id, n_top):
+    """The classes without a row among the k found (``wanted``, bool ``(C,)``), and how
+    many of them make ``n_top`` classes with those that have (``m``, may be <= 0).
+
+    ``class_best`` holds each class's nearest measured row; the k found are the k
+    least measured, so a class has one of them iff its nearest is at most the k-th.
+    """
+    wanted = np.ones(class_best.shape[0], np.bool_)
+    for c in range(class_best.shape[0]):
+        b = class_best[c]
+        wanted[c] = not (b < kth or (b == kth and class_id[c] <= kth_id))
+    return wanted, n_top - (class_best.shape[0] - wanted.sum())
+
+
+@numba.njit(nogil=True, cache=True)
+def _nearest_unvoted(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, qres, q2,
+                     qcodes, bounds, ranges, ids, classes, wanted, m, best, best_id, setting,
+                     stage, measured, squared, coded, has_second):  # fmt: skip
+    """The second half of :func:`_search_part` with classes: into ``best`` / ``best_id``
+    ``(C,)``, the nearest row of each ``wanted`` class, exact for the ``m`` nearest.
+
+    As :func:`_search_classes`, from the search's first bounds (``bounds``) and its
+    measured rows (``measured``, sorted; each class's nearest of them is in ``best``
+    already, and they are not measured again): a wanted class without one starts
+    from its row of least first bound.
+    """
+    n_classes = wanted.shape[0]
+    seed = np.full(n_classes, -1, np.int64)
+    seed_bound = np.full(n_classes, np.inf, np.float32)
+    p = 0
+    for r in range(ranges.shape[0]):
+        for row in range(ranges[r, 0], ranges[r, 1]):
+            c = classes[row]
+            if not wanted[c]:
+                bounds[p] = np.inf  # never a survivor
+            elif best[c] == _BIG and bounds[p] < seed_bound[c]:
+                seed[c], seed_bound[c] = row, bounds[p]
+            p += 1
+    for c in range(n_classes):
+        if seed[c] >= 0:
+            d = _measure(pixels, norms, rowmap, seed[c], query, qnorm, squared)
+            _keep_least(best, best_id, c, d, ids[seed[c]])
+    tau = _mth_least(best, wanted, m)
+    rows, second, _ = _survivors(bounds, ranges, *_thresholds(tau, setting), sums, residual,
+                                 qsums, qres, q2, qcodes, squared, coded, has_second)  # fmt: skip
+    order = np.argsort(second)
+    for i in range(order.shape[0]):
+        if second[order[i]] > _thresholds(tau, setting)[stage]:
+            break
+        row = rows[order[i]]
+        c = classes[row]
+        if row == seed[c] or _holds(measured, row):
+            continue
+        d = _measure(pixels, norms, rowmap, row, query, qnorm, squared)
+        if d < best[c] or (d == best[c] and ids[row] < best_id[c]):
+            best[c], best_id[c] = d, ids[row]
+            tau = _mth_least(best, wanted, m)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -1230,7 +1357,8 @@ class LowerBoundPruner:
         self._pool = ThreadPoolExecutor(n_jobs - 1) if n_jobs > 1 else None
         self._axes, self._mean = np.zeros((1, d), np.int16), np.zeros(d, np.int16)
         self._labels = np.zeros(1, np.int64)
-        self._class_source = self._row_classes = None  # nearest_classes' labels, reordered
+        # nearest_classes' labels, reordered, and how many classes they name
+        self._class_source = self._row_classes = self._n_classes = None
         norms, residual, sigma, largest = np.empty(n, np.int64), np.zeros(1), 1.0, 0.0
         first, codes, codes2 = np.zeros((1, n), np.int8), np.ones((3, 1)), np.ones((3, 1))
         norms1 = np.zeros(1, np.float32)
@@ -1372,8 +1500,50 @@ class LowerBoundPruner:
         cascade = self._cascades(ranges, int((ranges[:, 1] - ranges[:, 0]).sum()))
         shared = np.full(1, _BIG, np.int64)
         flags = (self.squared, cascade, self.coded, self.second_stage, shared)
-        dist, found, _ = _search_part(*self._arrays, query, ranges, self.rowmap, k, *flags, 0)
+        dist, found, _, _, _ = _search_part(
+            *self._arrays, query, ranges, self.rowmap, k, *flags, 0, _NO_CLASSES, 0, 0
+        )
         return dist, found
+
+    def search_classes(self, query: np.ndarray, k: int, labels: np.ndarray, n_top: int,
+                       ranges: np.ndarray | None = None):  # fmt: skip
+        """:meth:`search` with what a k-NN vote's top classes need: ``(distances (k,), ids
+        (k,), classes (m',), class distances (m',), class ids (m',))``.
+
+        The classes, nearest first, are the nearest of those without a row among
+        the k found, as many as make ``n_top`` classes with those that have one
+        (``m' <= n_top - their number``: fewer when fewer such classes have rows),
+        each by its nearest row: :meth:`nearest_classes` of them, in the same search.
+        ``labels`` ``(n,)`` int: each database row's class, 0..C-1. ``ranges``: as
+        :meth:`search_ranges` (None: every row). One thread; a pruner with more
+        searches and then looks for the classes.
+        """
+        query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
+        every = ranges is None
+        ranges = self._all if every else ranges
+        if every and len(self._shares) > 1:  # threads share the search: the classes after it
+            return self._classes_after(query[0], k, labels, n_top)
+        cascade = self._cascades(ranges, int((ranges[:, 1] - ranges[:, 0]).sum()))
+        shared = np.full(1, _BIG, np.int64)
+        flags = (self.squared, cascade, self.coded, self.second_stage, shared)
+        classes, n_classes = self._classes_in_order(labels), self._n_classes
+        dist, found, _, best, best_id = _search_part(
+            *self._arrays, query, ranges, self.rowmap, k, *flags, 0, classes, n_classes, n_top
+        )
+        voted = np.zeros(n_classes, bool)
+        voted[np.asarray(labels)[found]] = True
+        return (dist, found, *_nearest_first(best, best_id, max(0, n_top - int(voted.sum()))))
+
+    def _classes_after(self, query, k, labels, n_top):
+        """:meth:`search_classes` as a search, then :meth:`nearest_classes`."""
+        dist, found = self.search(query, k)
+        wanted = np.ones(int(np.max(labels)) + 1, bool)
+        wanted[np.asarray(labels)[found]] = False
+        m = n_top - int((~wanted).sum())
+        if m <= 0:
+            empty = np.zeros(0, np.int64)
+            return dist, found, empty, empty, empty
+        return (dist, found, *self.nearest_classes(query, labels, wanted, m))
 
     def nearest_classes(self, query: np.ndarray, labels: np.ndarray, wanted: np.ndarray, m: int,
                         ranges: np.ndarray | None = None):  # fmt: skip
@@ -1396,15 +1566,14 @@ class LowerBoundPruner:
         wanted = np.asarray(wanted, bool)
         best, best_id = _search_classes(*self._arrays, query, ranges, self.rowmap, classes,
                                         wanted, m, *flags)  # fmt: skip
-        found = np.flatnonzero(best < _BIG)
-        found = found[np.lexsort((best_id[found], best[found]))][:m]
-        return found, best[found], best_id[found]
+        return _nearest_first(best, best_id, m)
 
     def _classes_in_order(self, labels) -> np.ndarray:
         """``labels`` (database order) in the summaries' order, int32; kept for the next call
         with the same array (a classifier passes its own labels on every query)."""
         if self._class_source is not labels:
             self._row_classes = np.asarray(labels, np.int32)[self.rowmap]
+            self._n_classes = int(self._row_classes.max()) + 1
             self._class_source = labels
         return self._row_classes
 
@@ -1438,12 +1607,13 @@ class LowerBoundPruner:
         ids = np.asarray(ids, np.int64)
         parts = self._shares if ranges is self._all else self._parts(ranges, n_rows)
         shared = np.full(len(parts), _BIG, np.int64)
-        kernel = _search_part
         cascade = self._cascades(ranges, n_rows)
         flags = (self.squared, cascade, self.coded, self.second_stage, shared)
         results = self._on_threads(
             [
-                lambda part=part, j=j: kernel(*self._arrays, query, part, ids, k, *flags, j)
+                lambda part=part, j=j: _search_part(
+                    *self._arrays, query, part, ids, k, *flags, j, _NO_CLASSES, 0, 0
+                )[:3]
                 for j, part in enumerate(parts)
             ]
         )
@@ -1454,6 +1624,14 @@ class LowerBoundPruner:
         found = np.concatenate([i for _, i, _ in results])
         best = np.lexsort((found, dist))[:k]
         return dist[best], found[best], counts
+
+
+def _nearest_first(best: np.ndarray, best_id: np.ndarray, m: int):
+    """The ``m`` nearest classes with a row (``best < _BIG``), ties to the lower id:
+    ``(classes, distances, ids)``."""
+    found = np.flatnonzero(best < _BIG)
+    found = found[np.lexsort((best_id[found], best[found]))][:m]
+    return found, best[found], best_id[found]
 
 
 def _checked_order(order, n: int) -> np.ndarray:

@@ -187,6 +187,21 @@ class ExactIndex(BatchCopy):
         dist = dist.astype(np.float64)
         return classes, (np.sqrt(dist) if self.metric == "l2" else dist), rows
 
+    def search_classes(self, query, k: int, labels, n_top: int):
+        """One uint8 ``query`` ``(d,)``'s k nearest rows and the classes a k-NN vote's
+        ``n_top`` best need past them, from one cascade
+        (:meth:`LowerBoundPruner.search_classes`): ``(distances (k,), rows (k,), classes
+        (m',), class distances (m',), class rows (m',))``, distances float64 as
+        :meth:`search` gives them.
+
+        The classes are :meth:`nearest_classes` of those without a row among the k,
+        as many as make ``n_top`` classes with those that have one. ``labels`` ``(n,)``
+        int: each database row's class (0..C-1); uint8 databases that prune only.
+        """
+        row = padded(match_queries(as_features(np.asarray(query)[None], "query"), self.database))
+        return true_distances(self._single_query_pruner().search_classes(row[0], k, labels, n_top),
+                               self.metric)  # fmt: skip
+
     def single_query_threads(self, n_jobs: int | None) -> None:
         """Threads that share one single query's cascade (None: ``n_jobs``). A server
         that runs one query per worker process wants 1: its other requests, and the
@@ -247,6 +262,15 @@ class ExactIndex(BatchCopy):
         if self._pruner is None:  # built on first use: batch-only users never pay for it
             self._pruner = LowerBoundPruner(padded(self.database), self.metric, self._pruner_jobs())
         return self._pruner
+
+
+def true_distances(found: tuple, metric: str) -> tuple:
+    """A pruner's ``search_classes`` answer with float64 distances, square roots for L2."""
+    dist, rows, classes, class_dist, class_rows = found
+    dist, class_dist = dist.astype(np.float64), class_dist.astype(np.float64)
+    if metric == "l2":
+        dist, class_dist = np.sqrt(dist), np.sqrt(class_dist)
+    return dist, rows, classes, class_dist, class_rows
 
 
 def one_by_one(search_one, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
