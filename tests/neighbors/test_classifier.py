@@ -169,7 +169,8 @@ def test_single_query_threads_and_releasing_the_batch_copy(algorithm):
 @pytest.mark.parametrize("weights", ["uniform", "distance"])
 def test_top_classes_past_the_voters_as_a_deeper_search_ranks_them(metric, tie_break, weights):
     """A single query ranks the classes without a voter by the index's nearest row of
-    each class (one pass); the answer is the deeper searches' one."""
+    each class (one cascade, ranked in plain Python); the answer and the vote shares
+    are the batch path's (deeper searches, NumPy), to the last bit."""
     from imgclf.neighbors.search import PRUNE_MIN_DATABASE
 
     rng = np.random.default_rng(11)
@@ -178,12 +179,13 @@ def test_top_classes_past_the_voters_as_a_deeper_search_ranks_them(metric, tie_b
     X[100:130] = X[5]  # ties
     y = rng.integers(0, 7, n)
     clf = KNNClassifier(k=5, metric=metric, tie_break=tie_break, weights=weights).fit(X, y)
-    assert clf._finds_classes(1)
+    assert clf._ranks_alone(1)
     queries = [X[5], *X[:40:8], rng.integers(0, 256, X.shape[1], dtype=np.uint8)]
     for query in queries:
-        for top in (2, 5, 7):
-            one_pass = clf.rank_classes(query[None], top=top)
-            clf._finds_classes = lambda n_rows: False  # the deeper searches instead
-            deeper = clf.rank_classes(query[None], top=top)
-            del clf._finds_classes
-            np.testing.assert_array_equal(one_pass, deeper)
+        for top in (1, 2, 5, 7):
+            one_pass = clf.rank_classes(query[None], top=top, return_shares=True)
+            clf._ranks_alone = lambda n_rows: False  # the batch path instead
+            deeper = clf.rank_classes(query[None], top=top, return_shares=True)
+            del clf._ranks_alone
+            for got, want in zip(one_pass, deeper, strict=True):
+                np.testing.assert_array_equal(got, want)

@@ -301,6 +301,30 @@ def test_class_ranking_matches_a_loop_and_the_winner(tie_break, weights):
     np.testing.assert_array_equal(ranking[:, 0], voting.winners(tally, labels[:, :4], tie_break))
 
 
+@pytest.mark.parametrize("tie_break", ["smallest", "nearest"])
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_rank_one_is_the_numpy_functions_on_one_row(tie_break, weights):
+    """rank_one's votes and ranking equal votes / first_ranks / class_ranking of the row
+    to the last bit, with the ``after`` classes ranked past the voters in their order."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        k = int(rng.integers(1, 8))
+        labels = rng.integers(0, 7, (1, k))
+        dist = np.sort(rng.choice([0.0, 0.3, 1.0, 2.7, np.pi], (1, k)), axis=1)  # ties, zeros
+        others = [c for c in rng.permutation(7).tolist() if c not in labels]
+        after = others[: int(rng.integers(0, len(others) + 1))]
+        ranks = voting.first_ranks(labels, 7)
+        ranks[0, ranks[0] == k] = k + 7
+        ranks[0, after] = k + np.arange(len(after))
+        tally = voting.votes(labels, 7, voting.neighbor_weights(dist, weights))
+        for top in (1, 3, 7):
+            ranking, got_tally = voting.rank_one(
+                labels[0].tolist(), dist[0].tolist(), 7, top, weights, tie_break, after
+            )
+            assert ranking == voting.class_ranking(tally, ranks, top, tie_break)[0].tolist()
+            np.testing.assert_array_equal(got_tally, tally[0])  # (bit for bit)
+
+
 # --- CIFAR-10: 1-NN top-5 is a real measure now -------------------------------------------
 
 

@@ -301,25 +301,55 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         decoded itself, which saves scikit-learn's ~0.3 ms of checks a call.)
         """
         n_top = min(top, len(self.classes_))
-        by_class = n_top > 1 and self._finds_classes(len(X))
-        depth = min(self.k, len(self._fit_X)) if by_class else self._rank_depth(n_top, len(X))
-        if by_class:  # the voters and the nearest other classes, from one search a row
-            dist, index, nearest = self._search_classes(X, depth, n_top)
-        else:
-            dist, index = self._index.search(X, depth)
+        if self._ranks_alone(len(X)):
+            return self._rank_each(X, n_top)
+        depth = self._rank_depth(n_top, len(X))
+        dist, index = self._index.search(X, depth)
         tally = self._votes(dist, index)
         voters = (dist[:, : self.k], index[:, : self.k])
         if n_top == 1:  # the winner: class_ranking's first column, without ordering the rest
             ranking = voting.winners(tally, self._y[voters[1]], self.tie_break)[:, None]
             return ranking, voting.vote_shares(tally), voters
         ranks = voting.first_ranks(self._y[index], len(self.classes_))
-        short = np.flatnonzero((ranks < depth).sum(axis=1) < n_top)
-        if by_class:
-            ranks = self._nearest_class_ranks(X, ranks, short, nearest, depth, n_top)
-        elif len(short):
+        short = (ranks < depth).sum(axis=1) < n_top
+        if short.any():
             ranks[short] = self._deeper_ranks(X[short], ranks[short], depth, n_top)
         ranking = voting.class_ranking(tally, ranks, n_top, self.tie_break)
         return ranking, voting.vote_shares(tally), voters
+
+    def _rank_each(self, X: np.ndarray, n_top: int):
+        """:meth:`_rank` of a few rows that the index prunes, one by one: each row's voters
+        and the nearest classes past theirs from one cascade
+        (:meth:`ExactIndex.search_classes`), its votes and ranking in plain Python
+        (:func:`voting.rank_one`), the same numbers as a batch's."""
+        depth, n_classes = min(self.k, len(self._fit_X)), len(self.classes_)
+        ranking = np.empty((len(X), n_top), np.int64)
+        tally = np.empty((len(X), n_classes))
+        dist = np.empty((len(X), depth))
+        index = np.empty((len(X), depth), np.int64)
+        for i, row in enumerate(X):
+            if n_top > 1:
+                dist[i], index[i], after, _, _ = self._index.search_classes(
+                    row, depth, self._y, n_top
+                )
+            else:
+                (dist[i],), (index[i],), after = *self._index.search(row[None], depth), ()
+            labels = self._y[index[i]].tolist()
+            order, tally[i] = voting.rank_one(labels, dist[i].tolist(), n_classes, n_top,
+                                              self.weights, self.tie_break, after)  # fmt: skip
+            if len(set(labels)) + len(after) < n_top:  # (an IVF's lists hold too few classes)
+                order = self._deeper_ranking(row, dist[i], index[i], n_top)
+            ranking[i] = order
+        return ranking, voting.vote_shares(tally), (dist, index)
+
+    def _deeper_ranking(self, row, dist, index, n_top: int) -> np.ndarray:
+        """The ranking of a row whose voters and probed lists hold fewer than ``n_top``
+        classes: the classes past the voters from deeper searches (:meth:`_deeper_ranks`)."""
+        depth = len(index)
+        ranks = voting.first_ranks(self._y[index][None], len(self.classes_))
+        ranks = self._deeper_ranks(row[None], ranks, depth, n_top)
+        tally = self._votes(dist[None], index[None])
+        return voting.class_ranking(tally, ranks, n_top, self.tie_break)[0]
 
     def single_query_threads(self, n_jobs: int | None) -> KNNClassifier:
         """Threads that share one single query's search from now on (None: the index's
@@ -348,44 +378,10 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             per_class = RANK_DEPTH_PER_CLASS
         return min(max(self.k, per_class * n_top), len(self._fit_X))
 
-    def _finds_classes(self, n_rows: int) -> bool:
-        """Whether the classes past the voters come from the index's nearest row of each
-        class (exact single queries), not from deeper searches."""
+    def _ranks_alone(self, n_rows: int) -> bool:
+        """Whether ``n_rows`` rows are ranked one by one, each from one cascade of the
+        index (:meth:`_rank_each`: exact and IVF indexes, few uint8 rows), not as a batch."""
         return hasattr(self._index, "search_classes") and self._index.prunes(n_rows, self.k)
-
-    def _search_classes(self, X, depth: int, n_top: int):
-        """Each row's ``depth`` nearest, and the nearest classes that ``n_top`` classes need
-        past theirs (:meth:`ExactIndex.search_classes`, one cascade a row):
-        ``(dist (m, depth), index (m, depth), [classes (m_i,) of each row])``."""
-        dist = np.empty((len(X), depth))
-        index = np.empty((len(X), depth), np.int64)
-        nearest = []
-        for i, row in enumerate(X):
-            dist[i], index[i], classes, _, _ = self._index.search_classes(
-                row, depth, self._y, n_top
-            )
-            nearest.append(classes)
-        return dist, index, nearest
-
-    def _nearest_class_ranks(self, X, ranks, short, nearest, depth: int, n_top: int):
-        """``ranks`` with the ``short`` rows' (voters of fewer than ``n_top`` classes)
-        completed from the nearest of the other classes (``nearest[i]``, nearest
-        first): they follow the voters' classes in that order, as a deeper search
-        would place them, however deep they are. An inverted file finds them in the
-        lists it probes; a row whose lists hold too few classes is searched deeper
-        (:meth:`_deeper_ranks`)."""
-        first, ranks, n_classes = ranks, ranks.copy(), len(self.classes_)
-        incomplete = []
-        for i in short:
-            wanted = ranks[i] >= depth
-            m = n_top - (n_classes - int(wanted.sum()))
-            ranks[i, wanted] = depth + n_classes  # after every class found, as when absent
-            ranks[i, nearest[i]] = depth + np.arange(len(nearest[i]))
-            if len(nearest[i]) < m:  # (every class has a training row: an exact index finds m)
-                incomplete.append(i)
-        if incomplete:
-            ranks[incomplete] = self._deeper_ranks(X[incomplete], first[incomplete], depth, n_top)
-        return ranks
 
     def _deeper_ranks(self, X, ranks: np.ndarray, depth: int, n_top: int) -> np.ndarray:
         """``ranks`` of rows whose first ``depth`` neighbours hold fewer than ``n_top`` classes.
