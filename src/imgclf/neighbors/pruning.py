@@ -1033,12 +1033,13 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
     is at least the k-th of the whole search, so all prune with the least.
 
     ``classes`` ``(positions,)`` int32, each row's class (0..``n_classes`` - 1), or
-    empty: then the class arrays are empty. Else, on one thread only (``shared`` of length 1),
-    the search goes on for the ``n_top`` best classes of a k-NN vote: the classes
-    of the k found come first, and the nearest of the others follow, as many as
-    make ``n_top`` (see :func:`_nearest_unvoted`, which says what the class arrays
-    hold). It reuses this search's bounds and exact distances: ~60% less work
-    than a second search for them (:meth:`LowerBoundPruner.nearest_classes`).
+    empty: then the class arrays are empty. Else, on one thread only (``shared`` of
+    length 1), the search goes on for the ``n_top`` best classes of a k-NN vote: the
+    classes of the k found come first, and the nearest of the others follow, as many
+    as make ``n_top``. The class arrays are then :func:`_class_cascade`'s (or, when
+    the k found hold ``n_top`` classes, each class's nearest measured row). It reuses
+    this search's bounds and exact distances: ~65% less work than a second search
+    for the classes (:meth:`LowerBoundPruner.nearest_classes`).
     """
     qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
         query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
@@ -1113,36 +1114,9 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
         wanted, m = _unvoted(class_best, class_id, best[k - 1], best_id[k - 1], n_top)
         if m > 0:
             measured = np.sort(np.concatenate((first_measured, rows[order[:exact]])))
-            _nearest_unvoted(
-                pixels,
-                rowmap,
-                norms,
-                sums,
-                residual,
-                query,
-                qnorm,
-                qsums,
-                qres,
-                q2,
-                qcodes,
-                bounds,
-                ranges,
-                ids,
-                classes,
-                wanted,
-                m,
-                class_best,
-                class_id,
-                setting,
-                stage,
-                measured,
-                squared,
-                coded,
-                has_second,
-            )
-        for c in range(class_best.shape[0]):
-            if not wanted[c]:
-                class_best[c], class_id[c] = _BIG, _BIG
+            _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, qres, q2,
+                           qcodes, bounds, ranges, ids, classes, wanted, m, class_best, class_id,
+                           setting, stage, measured, squared, coded, has_second)  # fmt: skip
     return best, best_id, counts, class_best, class_id
 
 
@@ -1176,16 +1150,16 @@ def _unvoted(class_best, class_id, kth, kth_id, n_top):
 
 
 @numba.njit(nogil=True, cache=True)
-def _nearest_unvoted(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, qres, q2,
-                     qcodes, bounds, ranges, ids, classes, wanted, m, best, best_id, setting,
-                     stage, measured, squared, coded, has_second):  # fmt: skip
-    """The second half of :func:`_search_part` with classes: into ``best`` / ``best_id``
-    ``(C,)``, the nearest row of each ``wanted`` class, exact for the ``m`` nearest.
+def _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, qres, q2,
+                   qcodes, bounds, ranges, ids, classes, wanted, m, best, best_id, setting,
+                   stage, measured, squared, coded, has_second):  # fmt: skip
+    """The cascade for classes, from a query's first ``bounds`` (in range order): into
+    ``best`` / ``best_id`` ``(C,)`` the nearest row of each ``wanted`` class, exact for
+    the ``m`` nearest, ``_BIG`` for the classes not wanted (see :func:`_search_classes`).
 
-    As :func:`_search_classes`, from the search's first bounds (``bounds``) and its
-    measured rows (``measured``, sorted; each class's nearest of them is in ``best``
-    already, and they are not measured again): a wanted class without one starts
-    from its row of least first bound.
+    ``best`` may hold each class's nearest of rows already measured (``measured``,
+    sorted: :func:`_search_part` passes those of its search, which are not measured
+    again); a wanted class without one starts from its row of least first bound.
     """
     n_classes = wanted.shape[0]
     seed = np.full(n_classes, -1, np.int64)
@@ -1218,6 +1192,9 @@ def _nearest_unvoted(pixels, rowmap, norms, sums, residual, query, qnorm, qsums,
         if d < best[c] or (d == best[c] and ids[row] < best_id[c]):
             best[c], best_id[c] = d, ids[row]
             tau = _mth_least(best, wanted, m)
+    for c in range(n_classes):
+        if not wanted[c]:
+            best[c], best_id[c] = _BIG, _BIG
 
 
 @numba.njit(nogil=True, cache=True)
@@ -1247,45 +1224,14 @@ def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups
                     squared, bounds, minima)  # fmt: skip
     else:
         _second_pass(sums, residual, qsums, qres, q2, qcodes, ranges, squared, coded, bounds)
-    n_classes = wanted.shape[0]
-    best = np.full(n_classes, _BIG, np.int64)
-    best_id = np.full(n_classes, _BIG, np.int64)
-    seed = np.full(n_classes, -1, np.int64)  # each wanted class's row of least first bound
-    seed_bound = np.full(n_classes, np.inf, np.float32)
-    p = 0  # a row's place in ``bounds`` (rows in range order)
-    for r in range(ranges.shape[0]):
-        for row in range(ranges[r, 0], ranges[r, 1]):
-            c = classes[row]
-            if not wanted[c]:
-                bounds[p] = np.inf  # never a survivor: not even its second bound is computed
-            elif seed[c] < 0 or bounds[p] < seed_bound[c]:
-                seed[c], seed_bound[c] = row, bounds[p]
-            p += 1
-    for c in range(n_classes):
-        if seed[c] >= 0:
-            best[c] = _measure(pixels, norms, rowmap, seed[c], query, qnorm, squared)
-            best_id[c] = ids[seed[c]]
+    best = np.full(wanted.shape[0], _BIG, np.int64)
+    best_id = np.full(wanted.shape[0], _BIG, np.int64)
     group, spread = groups.shape[1], (qres + consts[2]) ** 2
     setting = (squared, cascade, coded, group, slack, spread, step, slack2, step2)
-    tau = _mth_least(best, wanted, m)
-    rows, second, _ = _survivors(bounds, ranges, *_thresholds(tau, setting), sums, residual,
-                                 qsums, qres, q2, qcodes, squared, coded, has_second)  # fmt: skip
     stage = 1 if has_second or not cascade else 0
-    order = np.argsort(second)
-    for i in range(order.shape[0]):
-        if second[order[i]] > _thresholds(tau, setting)[stage]:
-            break
-        row = rows[order[i]]
-        c = classes[row]
-        if row == seed[c]:
-            continue
-        d = _measure(pixels, norms, rowmap, row, query, qnorm, squared)
-        if d < best[c] or (d == best[c] and ids[row] < best_id[c]):
-            best[c], best_id[c] = d, ids[row]
-            tau = _mth_least(best, wanted, m)
-    for c in range(n_classes):
-        if not wanted[c]:
-            best[c], best_id[c] = _BIG, _BIG
+    _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, qres, q2,
+                   qcodes, bounds, ranges, ids, classes, wanted, m, best, best_id, setting,
+                   stage, np.zeros(0, np.int64), squared, coded, has_second)  # fmt: skip
     return best, best_id
 
 
@@ -1537,7 +1483,8 @@ class LowerBoundPruner:
     def _classes_after(self, query, k, labels, n_top):
         """:meth:`search_classes` as a search, then :meth:`nearest_classes`."""
         dist, found = self.search(query, k)
-        wanted = np.ones(int(np.max(labels)) + 1, bool)
+        self._classes_in_order(labels)
+        wanted = np.ones(self._n_classes, bool)
         wanted[np.asarray(labels)[found]] = False
         m = n_top - int((~wanted).sum())
         if m <= 0:
