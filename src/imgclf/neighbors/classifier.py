@@ -279,6 +279,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         ``top=1``); the rows whose list holds fewer than ``top`` classes are
         searched again, each time 4 times deeper, until they do or the whole
         training set was searched (in row chunks that fit ``working_memory``).
+        A few uint8 rows that the index prunes (exact or IVF) go one by one: one
+        cascade a row finds its ``k`` voters and then the nearest other classes
+        (``search_classes``), the same ranking.
 
         Examples
         --------
