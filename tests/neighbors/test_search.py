@@ -6,6 +6,7 @@ from scipy.spatial.distance import cdist
 
 from imgclf.neighbors import ExactIndex, search
 from imgclf.neighbors.kernels.topk import merge_block, merge_sorted, reference_topk
+from imgclf.neighbors.search import padded
 
 SCIPY_METRIC = {"l1": "cityblock", "l2": "euclidean"}
 DTYPES = [np.uint8, np.float32, np.float64]
@@ -291,17 +292,31 @@ def test_nearest_classes_are_those_of_a_full_sort(metric, n_jobs):
         assert_nearest_classes(index, query, database, np.arange(len(database)), labels, metric)
 
 
+def pruner_nearest_classes(index, query, labels, wanted, m):
+    """``LowerBoundPruner.nearest_classes`` through ``index``'s pruner (what a search on
+    two threads falls back to), distances as the index gives them."""
+    ranges = None
+    if hasattr(index, "coarse"):
+        ranges = index.coarse.probed_ranges(query, index.n_probe, 1, index.offsets)
+    pruner = index._single_query_pruner()
+    row = padded(query[None])[0]
+    classes, dist, rows = pruner.nearest_classes(row, labels, wanted, m, ranges)
+    dist = dist.astype(np.float64)
+    return classes, np.sqrt(dist) if index.metric == "l2" else dist, rows
+
+
 def assert_nearest_classes(index, query, database, rows, labels, metric) -> None:
-    """``index.nearest_classes`` of ``query`` are the classes of a full sort of the
-    database's ``rows`` by (distance, row), for two sets of wanted classes of six and
-    three ``m``; labels in 0..5."""
+    """The pruner's ``nearest_classes`` of ``query`` (over the lists an inverted file
+    probes) are the classes of a full sort of the database's ``rows`` by (distance,
+    row), for two sets of wanted classes of six and three ``m``; labels in 0..5. And
+    ``index.search_classes`` finds those past the k nearest."""
     dist, order = reference_search(query[None], database[rows], len(rows), metric)
     first_of = {}
     for d, row in zip(dist[0], rows[order[0]], strict=True):
         first_of.setdefault(int(labels[row]), (d, int(row)))
     for wanted in ([True] * 6, [False, True, True, False, True, True]):
         for m in (1, 3, 6):
-            classes, got_dist, got_rows = index.nearest_classes(query, labels, wanted, m)
+            classes, got_dist, got_rows = pruner_nearest_classes(index, query, labels, wanted, m)
             expected = [c for c in first_of if wanted[c]][:m]
             assert classes.tolist() == expected
             assert got_rows.tolist() == [first_of[c][1] for c in expected]

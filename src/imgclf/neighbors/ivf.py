@@ -358,33 +358,15 @@ class IVFIndex(ProbedCells, BatchCopy):
     def search_classes(self, query, k: int, labels, n_top: int):
         """As :meth:`ExactIndex.search_classes`, among the rows of the lists the query
         probes: its k nearest there, and the nearest classes without one of them
-        there, in one cascade."""
+        there, in one cascade. The classes come in the order a deeper search of this
+        index gives them, as long as the probed lists hold as many rows as it would
+        need (thousands, by default); fewer when the lists hold fewer classes."""
         query = match_queries(as_features(np.asarray(query)[None], "query"), self.database)
         ranges = self.coarse.probed_ranges(query[0], self.n_probe, k, self.offsets)
         found = self._single_query_pruner().search_classes(
             padded(query)[0], k, labels, n_top, ranges
         )
         return true_distances(found, self.metric)
-
-    def nearest_classes(self, query, labels, wanted, m: int):
-        """The ``m`` nearest of the ``wanted`` classes to one uint8 ``query`` ``(d,)`` among
-        the rows of the lists it probes, by the distance of each class's nearest row
-        there (ties: the lower row): ``(classes (m',), distances (m',) float64, rows
-        (m',))``, nearest first; ``m' < m`` when fewer wanted classes have rows there.
-
-        The order a deeper search of this index gives them, as long as the probed
-        lists hold as many rows as it would need (thousands, by default). ``labels``
-        ``(n,)`` int: each database row's class (0..C-1); ``wanted`` ``(C,)`` bool.
-        uint8 databases that prune only (:meth:`prunes`).
-        """
-        query = match_queries(as_features(np.asarray(query)[None], "query"), self.database)
-        row = padded(query)
-        ranges = self.coarse.probed_ranges(query[0], self.n_probe, 1, self.offsets)
-        classes, dist, rows = self._single_query_pruner().nearest_classes(
-            row[0], labels, wanted, m, ranges
-        )
-        dist = dist.astype(np.float64)
-        return classes, (np.sqrt(dist) if self.metric == "l2" else dist), rows
 
 
 def labels_from_layout(arrays: dict, n: int, n_lists: int) -> np.ndarray:

@@ -173,20 +173,6 @@ class ExactIndex(BatchCopy):
         with the cascade of lower bounds (:func:`prunes`), not with the batch kernels."""
         return prunes(self.database, n_queries, k)
 
-    def nearest_classes(self, query, labels, wanted, m: int):
-        """The ``m`` nearest of the ``wanted`` classes to one uint8 ``query`` ``(d,)``, by
-        the distance of each class's nearest row (ties: the lower row), without a deeper
-        search: ``(classes (m',), distances (m',) float64, rows (m',))``, nearest first.
-
-        ``labels`` ``(n,)`` int: each database row's class (0..C-1); ``wanted`` ``(C,)``
-        bool. The exact engine's cascade with one best row per class
-        (:meth:`LowerBoundPruner.nearest_classes`); uint8 databases that prune only.
-        """
-        row = padded(match_queries(as_features(np.asarray(query)[None], "query"), self.database))
-        classes, dist, rows = self._single_query_pruner().nearest_classes(row[0], labels, wanted, m)
-        dist = dist.astype(np.float64)
-        return classes, (np.sqrt(dist) if self.metric == "l2" else dist), rows
-
     def search_classes(self, query, k: int, labels, n_top: int):
         """One uint8 ``query`` ``(d,)``'s k nearest rows and the classes a k-NN vote's
         ``n_top`` best need past them, from one cascade
@@ -194,8 +180,9 @@ class ExactIndex(BatchCopy):
         (m',), class distances (m',), class rows (m',))``, distances float64 as
         :meth:`search` gives them.
 
-        The classes are :meth:`nearest_classes` of those without a row among the k,
-        as many as make ``n_top`` classes with those that have one. ``labels`` ``(n,)``
+        The classes are the nearest of those without a row among the k, by each
+        one's nearest row (ties: the lower row), as many as make ``n_top`` classes
+        with those that have one. ``labels`` ``(n,)``
         int: each database row's class (0..C-1); uint8 databases that prune only.
         """
         row = padded(match_queries(as_features(np.asarray(query)[None], "query"), self.database))
