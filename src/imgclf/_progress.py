@@ -1,27 +1,33 @@
 """Progress reporting: a rich bar on a terminal, a live line in a notebook, silence elsewhere.
 
 Long steps (decoding a folder, a cross-validation sweep) wrap their iterable
-in :func:`progress`. On a terminal the user sees a bar on stderr; inside a
-Jupyter kernel (JupyterLab, Colab, nbclient), whose stderr is a pipe although
-a person is watching, one line under the cell is updated in place; in a pipe,
-a log file or CI nothing is drawn, so output stays clean and parseable.
+in :func:`progress`; a step that is long only sometimes (compiling kernels on
+first use) runs inside :func:`notice_if_slow`, which says what it is doing once
+it has taken a few seconds, and how long it took. On a terminal the user sees
+a bar on stderr; inside a Jupyter kernel (JupyterLab, Colab, nbclient), whose
+stderr is a pipe although a person is watching, one line under the cell is
+updated in place; in a pipe, a log file or CI nothing is drawn, so output
+stays clean and parseable.
 ``IMGCLF_PROGRESS=0`` turns bars off, ``=1`` forces plain lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["progress", "progress_mode"]
+__all__ = ["notice_if_slow", "progress", "progress_mode"]
 
 NOTEBOOK_REFRESH_S = 0.2  # each update is a message to the front end: a few a second is plenty
+NOTICE_AFTER_S = 2.0  # a step this slow says what it is doing
 
 
 def progress_mode() -> str:
@@ -55,6 +61,33 @@ def progress(items: Iterable[T], total: int | None, description: str) -> Iterato
         yield from _with_display(items, total, description)
     else:
         yield from _with_bar(items, total, description)
+
+
+@contextlib.contextmanager
+def notice_if_slow(description: str, after_s: float = NOTICE_AFTER_S) -> Iterator[None]:
+    """Run the block; if it takes over ``after_s`` seconds, say ``description`` on stderr
+    then (a thread's timer) and how long it took at the end. Silent where progress is
+    off (a pipe, CI), as :func:`progress` is."""
+    if progress_mode() == "off":
+        yield
+        return
+    start, shown = time.monotonic(), threading.Event()
+
+    def show() -> None:
+        shown.set()
+        print(f"{description} ...", file=sys.stderr, flush=True)
+
+    timer = threading.Timer(after_s, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()  # (a notice being printed is finished first)
+        if shown.is_set():
+            took = time.monotonic() - start
+            print(f"{description}: done in {took:.0f} s", file=sys.stderr, flush=True)
 
 
 def _with_lines(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:

@@ -66,6 +66,7 @@ measured exactly (``benchmarks/bench_single_query.py``).
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -76,6 +77,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from threadpoolctl import threadpool_limits
 
+from imgclf._progress import notice_if_slow
 from imgclf.neighbors.kernels import _cpu
 from imgclf.neighbors.kernels.l1 import _sad256
 
@@ -110,6 +112,8 @@ _SURVIVORS_START = 4096  # room for survivors at first; grown as needed
 _SEGMENT = 2048  # rows whose survivors _at_most makes room for at once (<= _SURVIVORS_START)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NO_CLASSES = np.zeros(0, np.int32)  # a search without classes (see _search_part)
+_COMPILING = "compiling the single-image k-NN search (once after installing imgclf, ~1 minute)"
+_CALLED: set[str] = set()  # the search methods called in this process (see _notes_compiling)
 
 
 # --------------------------------------------------------------------------- #
@@ -1259,6 +1263,24 @@ def _mth_least(best, wanted, m):
 # --------------------------------------------------------------------------- #
 
 
+def _notes_compiling(method):
+    """The first call of a search method in a process compiles the cascade, unless numba
+    has it cached on disk: ~45 s after a fresh installation (one large function and
+    all it inlines), silent without this. Said on stderr if it takes a while."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def noted(self, *args, **kwargs):
+        if name in _CALLED:
+            return method(self, *args, **kwargs)
+        with notice_if_slow(_COMPILING):
+            result = method(self, *args, **kwargs)
+        _CALLED.add(name)
+        return result
+
+    return noted
+
+
 class LowerBoundPruner:
     """Summaries of a padded uint8 database, for exact search of single queries.
 
@@ -1430,6 +1452,7 @@ class LowerBoundPruner:
 
     # ------------------------------------------------------------------ search
 
+    @_notes_compiling
     def search(self, query: np.ndarray, k: int, ranges=None, ids=None):
         """The k nearest rows of one padded uint8 ``query`` ``(d,)``: (distances, indices).
 
@@ -1447,6 +1470,7 @@ class LowerBoundPruner:
         dist, found, _ = self._search(query, k, ranges, ids)
         return dist, found
 
+    @_notes_compiling
     def search_ranges(self, query: np.ndarray, k: int, ranges: np.ndarray):
         """:meth:`search` over ``ranges`` an inverted file made: ``(r, 2)`` int64, disjoint,
         in bounds and holding at least ``k`` rows (not checked), on this thread.
@@ -1463,6 +1487,7 @@ class LowerBoundPruner:
         )
         return dist, found
 
+    @_notes_compiling
     def search_classes(self, query: np.ndarray, k: int, labels: np.ndarray, n_top: int,
                        ranges: np.ndarray | None = None):  # fmt: skip
         """:meth:`search` with what a k-NN vote's top classes need: ``(distances (k,), ids
@@ -1504,6 +1529,7 @@ class LowerBoundPruner:
             return dist, found, empty, empty, empty
         return (dist, found, *self.nearest_classes(query, labels, wanted, m))
 
+    @_notes_compiling
     def nearest_classes(self, query: np.ndarray, labels: np.ndarray, wanted: np.ndarray, m: int,
                         ranges: np.ndarray | None = None):  # fmt: skip
         """The ``m`` nearest of the ``wanted`` classes to one padded uint8 ``query`` ``(d,)``:
