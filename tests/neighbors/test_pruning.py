@@ -386,19 +386,21 @@ def test_l2_first_stage_row_norms_summed_in_blocks_equal_the_whole(monkeypatch):
     np.testing.assert_allclose(blocked, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("share", [0.0, 0.03, 0.5, 1.0])
+@pytest.mark.parametrize("share", [0.0, 0.03, 0.5, 1.0, np.inf])
 @pytest.mark.parametrize(
     "lengths", [[50_000], [7, 16, 33, 0, 1, 2048, 2049, 95], [4100, 5000]], ids=str
 )
 def test_rows_at_most_a_limit_equal_a_numpy_mask(share, lengths):
     """Blocks of sixteen, ranges of any length (segments, tails, empty), runs of passing
     rows and scattered ones, results that outgrow their first room, bounds equal to
-    the limit: the rows and bounds a mask gives, in range order."""
+    the limit, infinite bounds (the class cascade's rows of classes not wanted) and an
+    infinite limit: the rows and bounds a mask gives, in range order."""
     rng = np.random.default_rng(len(lengths))
     starts = np.cumsum([0, *(length + 3 for length in lengths)])[:-1]  # gaps between ranges
     ranges = np.stack([starts, starts + lengths], axis=1).astype(np.int64)
     rows = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
     bounds = rng.random(len(rows)).astype(np.float32)
+    bounds[rng.random(len(rows)) < 0.05] = np.inf  # rows of classes not wanted
     bounds[rng.random(len(rows)) < 0.1] = np.float32(share)  # ties with the limit
     bounds[len(rows) // 3 : len(rows) // 3 + 300] = 0.0  # a run that passes
     passing, kept, passed = _at_most(bounds, ranges, np.float32(share))

@@ -978,7 +978,7 @@ def _survivors(bounds, ranges, first_limit, second_limit, sums, residual, qsums,
     return rows[:found], second[:found], passed
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"nnan", "ninf", "nsz"})
+@numba.njit(nogil=True, cache=True, fastmath={"nnan", "nsz"})  # (bounds may be inf)
 def _at_most(bounds, ranges, limit):
     """The rows of ``ranges`` whose bound (``bounds``, in range order) is at most ``limit``,
     and their bounds as float64: ``(rows, bounds, how many)``, valid up to ``how many``.
@@ -1020,7 +1020,7 @@ def _keep_if(passing, kept, passed, row, bound, limit):
     return passed + (bound <= limit)
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"nnan", "ninf", "nsz"}, inline="always")
+@numba.njit(nogil=True, cache=True, fastmath={"nnan", "nsz"}, inline="always")
 def _least_of_16(values, at):
     least = values[at]
     for j in range(uint64(1), uint64(16)):
