@@ -31,6 +31,21 @@ def test_an_error_in_a_slow_step_still_ends_its_notice(monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines() == ["loading ...", "loading: done in 0 s"]
 
 
+def test_a_notice_inside_another_is_silent(monkeypatch, capsys):
+    """A search method that calls another (a two-thread search for classes searches, then
+    looks for the classes) says it is compiling once, not once per method."""
+    monkeypatch.setenv("IMGCLF_PROGRESS", "1")
+    with _progress.notice_if_slow("outer", after_s=0.01):
+        with _progress.notice_if_slow("inner", after_s=0.01):
+            time.sleep(0.1)
+        with _progress.notice_if_slow("inner again", after_s=0.01):
+            time.sleep(0.05)
+    assert capsys.readouterr().err.splitlines() == ["outer ...", "outer: done in 0 s"]
+    with _progress.notice_if_slow("after", after_s=0.01):  # the outer one has ended
+        time.sleep(0.05)
+    assert capsys.readouterr().err.splitlines() == ["after ...", "after: done in 0 s"]
+
+
 def test_the_first_search_of_each_kind_is_watched_for_compiling(monkeypatch):
     """A fresh installation compiles the cascade on the first search (~45 s): each search
     method's first call in a process runs inside the notice, later ones do not."""

@@ -28,6 +28,7 @@ __all__ = ["notice_if_slow", "progress", "progress_mode"]
 
 NOTEBOOK_REFRESH_S = 0.2  # each update is a message to the front end: a few a second is plenty
 NOTICE_AFTER_S = 2.0  # a step this slow says what it is doing
+_noticing = threading.local()  # whether this thread is inside notice_if_slow
 
 
 def progress_mode() -> str:
@@ -67,10 +68,20 @@ def progress(items: Iterable[T], total: int | None, description: str) -> Iterato
 def notice_if_slow(description: str, after_s: float = NOTICE_AFTER_S) -> Iterator[None]:
     """Run the block; if it takes over ``after_s`` seconds, say ``description`` on stderr
     then (a thread's timer) and how long it took at the end. Silent where progress is
-    off (a pipe, CI), as :func:`progress` is."""
-    if progress_mode() == "off":
+    off (a pipe, CI), as :func:`progress` is, and inside another notice of this thread
+    (the outer one speaks for the whole step)."""
+    if progress_mode() == "off" or getattr(_noticing, "active", False):
         yield
         return
+    _noticing.active = True
+    try:
+        yield from _noticed(description, after_s)
+    finally:
+        _noticing.active = False
+
+
+def _noticed(description: str, after_s: float) -> Iterator[None]:
+    """:func:`notice_if_slow`'s timer and its two lines."""
     start, shown = time.monotonic(), threading.Event()
 
     def show() -> None:
