@@ -16,6 +16,7 @@ from imgclf.neighbors.pruning import (
     GROUP,
     LowerBoundPruner,
     _at_most,
+    _distance,
     _dots8,
     _dots8_loop,
     _first_pass,
@@ -25,6 +26,7 @@ from imgclf.neighbors.pruning import (
     _sad_row,
     _sad_rows4,
     _second_bound,
+    _squared_distance,
     _summarise,
     _thresholds,
 )
@@ -201,6 +203,30 @@ def test_l1_by_psadbw_and_by_plain_loops_agree(d):
     np.testing.assert_array_equal(simd, plain)
     np.testing.assert_array_equal(fours, plain)
     np.testing.assert_array_equal(plain, distances(q[0], x, "l1"))
+
+
+@numba.njit
+def _both_squared(q, x, norms, qnorm):
+    """Every row's ``_squared_distance`` (vpmaddwd where the CPU has AVX2) and ``_distance``."""
+    out = np.empty((2, x.shape[0]), np.int64)
+    for row in range(x.shape[0]):
+        out[0, row] = _squared_distance(x, norms, row, row, q, qnorm)
+        out[1, row] = _distance(x, norms, row, row, q, qnorm, True)
+    return out
+
+
+@pytest.mark.parametrize("d", [16, 48, 3072, 1 << 16])  # 2^16: the cascade's widest (int32 lanes)
+@pytest.mark.parametrize("kind", ["random", "extremes"])
+def test_l2_by_vpmaddwd_and_by_plain_loops_agree(d, kind):
+    rng = np.random.default_rng(19)
+    x = make(kind, rng, 20, d)
+    x[0], x[1] = 255, 0  # against an all-0 / all-255 query: the largest distance there is
+    q = rng.integers(0, 256, size=(1, d), dtype=np.uint8)
+    for query in (q, np.zeros_like(q), np.full_like(q, 255)):
+        norms = (x.astype(np.int64) ** 2).sum(axis=1)
+        simd, plain = _both_squared(query, x, norms, int((query.astype(np.int64) ** 2).sum()))
+        np.testing.assert_array_equal(simd, plain)
+        np.testing.assert_array_equal(plain, distances(query[0], x, "l2"))
 
 
 @pytest.mark.parametrize("metric", METRICS)

@@ -454,6 +454,74 @@ def _avx2_block(queries, packed, norms, lo, hi, out):
             _epilogue(dots[p - c0], qterms, norms, p * nr, lo, hi, m, out)
 
 
+# --------------------------------------------------------------------------- one row
+
+
+def _ssd_intrinsic():
+    """An intrinsic ``ssd(q, qrow, x, row) -> int64``: ``sum_k (q[qrow, k] - x[row, k])^2``.
+
+    For one query against one scattered row (the single-query cascade's exact
+    step), where no tile amortises a widened query: both rows are widened to
+    int16 sixteen bytes at a time, subtracted, and the difference squared and
+    summed in pairs by ``vpmaddwd`` (2 x 255^2 < 2^31). Each int32 lane gains at
+    most 2 x 255^2 per step, so ``d <= 2^16`` features cannot overflow it; the
+    eight lanes are summed in int64. Covers ``16 (d // 16)`` features (the
+    caller checks ``d % 16 == 0``); uint8 C-contiguous 2-D rows, not bounds-checked.
+    """
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.core.errors import TypingError
+    from numba.extending import intrinsic
+
+    from imgclf.neighbors.kernels.l1 import _row_pointers
+
+    i8, i16, i32, i64 = (ir.IntType(b) for b in (8, 16, 32, 64))
+    bytes_t, words_t = ir.VectorType(i8, 16), ir.VectorType(i16, 16)
+    sums_t, wide_t = ir.VectorType(i32, 8), ir.VectorType(i64, 8)
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        q_t, qrow_t, x_t, row_t = sig.args
+        q = context.make_array(q_t)(context, builder, args[0])
+        x = context.make_array(x_t)(context, builder, args[2])
+        rows = [context.cast(builder, args[i], sig.args[i], types.intp) for i in (1, 3)]
+        (qp,) = _row_pointers(context, builder, q, [rows[0]])
+        (xp,) = _row_pointers(context, builder, x, [rows[1]])
+        steps = builder.sdiv(builder.extract_value(x.shape, 1), ir.Constant(intp, 16))
+        pmadd = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(sums_t, [words_t, words_t]), "llvm.x86.avx2.pmadd.wd"
+        )
+        hsum = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, [wide_t]), "llvm.vector.reduce.add.v8i64"
+        )
+        acc = cgutils.alloca_once_value(builder, ir.Constant(sums_t, None))
+
+        def widened(ptr, offset):
+            vec = builder.bitcast(builder.gep(ptr, [offset]), bytes_t.as_pointer())
+            return builder.zext(builder.load(vec, align=1), words_t)
+
+        with cgutils.for_range(builder, steps) as loop:
+            offset = builder.mul(loop.index, ir.Constant(intp, 16))
+            diff = builder.sub(widened(qp, offset), widened(xp, offset))
+            builder.store(builder.add(builder.load(acc), builder.call(pmadd, [diff, diff])), acc)
+        return builder.call(hsum, [builder.zext(builder.load(acc), wide_t)])
+
+    def typer(typingctx, q, qrow, x, row):
+        for arr in (q, x):
+            if not (isinstance(arr, types.Array) and arr.ndim == 2 and arr.layout == "C"
+                    and arr.dtype == types.uint8):  # fmt: skip
+                raise TypingError(f"ssd needs C-contiguous 2-D uint8 arrays, got {arr}")
+        if not _cpu.compiles_for("avx2"):
+            raise TypingError("llvm.x86.avx2.pmadd.wd needs avx2, absent on this CPU")
+        return types.int64(q, qrow, x, row), codegen
+
+    return intrinsic(typer)
+
+
+_ssd_avx2 = _ssd_intrinsic()
+
+
 # --------------------------------------------------------------------------- portable
 
 _PORTABLE_ROWS = 64  # database rows per chunk: 64 d bytes stay in L2 while all queries pass
