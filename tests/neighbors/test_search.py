@@ -253,6 +253,41 @@ def test_read_only_queries_are_copied_before_the_kernels():
         np.testing.assert_array_equal(got, want)
 
 
+def _query_forms(rng, database):
+    """Queries as users pass them: ready rows, read-only, strided, images, floats, lists."""
+    rows = rng.integers(0, 256, size=(3, database.shape[1]), dtype=np.uint8)
+    frozen = rows.copy()
+    frozen.setflags(write=False)
+    return {
+        "ready": rows,
+        "read-only": frozen,
+        "strided": np.repeat(rows, 2, axis=1)[:, ::2],
+        "images": rows.reshape(3, 4, 4, 3),
+        "float": rows.astype(np.float64),
+        "list": rows.tolist(),
+    }
+
+
+@pytest.mark.parametrize("db_dtype", [np.uint8, np.float32])
+def test_as_queries_is_as_features_then_match_queries(db_dtype):
+    """The fast path for ready uint8 rows gives what the general checks give, and only it
+    skips them (no copy); errors are the general path's."""
+    from imgclf.neighbors.search import as_features, as_queries, match_queries
+
+    rng = np.random.default_rng(47)
+    database = rng.integers(0, 256, size=(50, 48)).astype(db_dtype)
+    for name, queries in _query_forms(rng, database).items():
+        got = as_queries(queries, database)
+        want = match_queries(as_features(queries, "queries"), database)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        assert got.dtype == want.dtype and got.flags.c_contiguous and got.flags.writeable, name
+        assert (got is queries) == (name == "ready" and db_dtype == np.uint8), name
+    for bad, message in [(np.zeros((0, 48), np.uint8), "empty"), (np.zeros((2, 47), np.uint8),
+                         "47 features"), (np.zeros(48, np.uint8), "must be 2D")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            as_queries(bad, database)
+
+
 def test_single_queries_never_prepare_the_blocked_copy():
     """The kernel's copy of the database (L2: packed) is made on the first batch only."""
     from imgclf.neighbors.search import PRUNE_MIN_DATABASE

@@ -33,7 +33,7 @@ from imgclf.distributed.errors import ClusterError
 from imgclf.distributed.shards import Placement, live_workers, source_of
 from imgclf.neighbors.ivf import ProbedCells
 from imgclf.neighbors.kernels import topk
-from imgclf.neighbors.search import METRICS, as_features, match_queries
+from imgclf.neighbors.search import METRICS, as_queries
 
 __all__ = ["ALGORITHMS", "ShardedIndex"]
 
@@ -332,7 +332,7 @@ class ShardedIndex(ProbedCells):
             A shard was lost more than ``retries`` times, or no worker is left.
         """
         k = check_int("k", k, low=1, high=len(self))
-        queries = match_queries(as_features(queries, "queries"), self._like)
+        queries = as_queries(queries, self._like)
         step = max(1, QUERY_BLOCK_BYTES // max(1, queries[:1].nbytes))
 
         def blocks():

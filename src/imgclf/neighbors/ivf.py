@@ -42,9 +42,9 @@ from imgclf.neighbors.search import (
     BatchCopy,
     Kernel,
     as_features,
+    as_queries,
     available_cores,
     database_block_rows,
-    match_queries,
     one_blas_thread_each,
     one_by_one,
     padded,
@@ -291,7 +291,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         """The ``k`` nearest rows among the probed lists; same contract as
         :meth:`ExactIndex.search` (float64 true distances, int64 indices, ``(m, k)``)."""
         k = check_int("k", k, low=1, high=len(self))
-        queries = match_queries(as_features(queries, "queries"), self.database)
+        queries = as_queries(queries, self.database)
         if prunes(self.database, len(queries), k):
             dist, index = self._pruned(queries, k)
         else:
@@ -322,7 +322,7 @@ class IVFIndex(ProbedCells, BatchCopy):
             Database rows, ``-1`` in the unfilled slots.
         """
         k = check_int("k", k, low=1)
-        queries = match_queries(as_features(queries, "queries"), self.database)
+        queries = as_queries(queries, self.database)
         dist, index = _ListSearch(self, padded(queries), probes, k).run()
         dist = dist.astype(np.float64)
         dist = np.sqrt(dist) if self.metric == "l2" else dist
@@ -361,7 +361,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         there, in one cascade. The classes come in the order a deeper search of this
         index gives them, as long as the probed lists hold as many rows as it would
         need (thousands, by default); fewer when the lists hold fewer classes."""
-        query = match_queries(as_features(np.asarray(query)[None], "query"), self.database)
+        query = as_queries(np.asarray(query)[None], self.database, "query")
         ranges = self.coarse.probed_ranges(query[0], self.n_probe, k, self.offsets)
         found = self._single_query_pruner().search_classes(
             padded(query)[0], k, labels, n_top, ranges

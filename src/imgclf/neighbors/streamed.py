@@ -31,7 +31,7 @@ from imgclf.neighbors.ivf import (
     labels_from_layout,
 )
 from imgclf.neighbors.kernels import topk
-from imgclf.neighbors.search import METRICS, ExactIndex, as_features, match_queries
+from imgclf.neighbors.search import METRICS, ExactIndex, as_features, as_queries
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "StreamedIndex", "budget_block_bytes"]
 
@@ -160,7 +160,7 @@ class StreamedIndex(ProbedCells):
             Database rows; ties go to the lower one.
         """
         k = check_int("k", k, low=1, high=len(self))
-        queries = match_queries(as_features(queries, "queries"), self._like)
+        queries = as_queries(queries, self._like)
         probes = None
         if self.coarse is not None:  # the whole index's lists, as IVFIndex picks them
             probes = self.coarse.probes(queries, self.n_probe, k, self.offsets)
