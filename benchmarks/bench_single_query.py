@@ -227,11 +227,14 @@ def main() -> None:
         "kernels": {"l1": l1.variant(np.uint8), "l2": l2.variant(np.uint8)},
         "args": vars(args),
     }
-    result["pruner_l1_distances"] = "vpsadbw" if _cpu.compiles_for("avx2") else "plain loops"
+    simd = _cpu.compiles_for("avx2")
+    result["pruner_l1_distances"] = "vpsadbw" if simd else "plain loops"
+    result["pruner_l2_distances"] = "vpmaddwd on differences" if simd else "plain loops"
     print(
         f"CPU {result['cpu']} ({', '.join(result['cpu_features'])}), "
         f"{result['environment']['cores']} cores; batch kernels {result['kernels']}; "
-        f"cascade L1 distances by {result['pruner_l1_distances']}"
+        f"cascade exact distances: L1 by {result['pruner_l1_distances']}, "
+        f"L2 by {result['pruner_l2_distances']}"
     )
     result["runs"] = [run_metric(m, train.X, test.X, args) for m in args.metrics.split(",")]
     print(f"wrote {write_json('single_query.json', result)}")
