@@ -12,10 +12,12 @@ from imgclf.neighbors import ExactIndex
 from imgclf.neighbors.kernels import l1, l2
 from imgclf.neighbors.kernels.topk import reference_topk
 from imgclf.neighbors.pruning import (
+    _CHUNK,
     CASCADE_MIN_ROWS,
     GROUP,
     LowerBoundPruner,
     _at_most,
+    _chunk_minima,
     _distance,
     _dots8,
     _dots8_loop,
@@ -257,6 +259,27 @@ def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind, second_stag
             if second_stage:
                 bound = _second_bound(sums, residual, row, qsums, qres, q2, qcodes, squared, coded)
                 assert bound <= second_limit
+
+
+@pytest.mark.parametrize("room", [0, 3, 100])
+def test_chunk_minima_are_the_first_least_of_each_chunk(room):
+    """Every chunk of _CHUNK rows (a range's last chunk shorter) gives the row of its least
+    bound, the first of equal ones, in range order, as many as ``minima`` holds."""
+    rng = np.random.default_rng(29)
+    ranges = np.array([[5000, 5600], [0, 256], [300, 301], [700, 1300]], np.int64)
+    n = int((ranges[:, 1] - ranges[:, 0]).sum())
+    bounds = rng.integers(0, 20, n).astype(np.float32)  # many ties
+    bounds[-3:] = np.inf
+    want, p = [], 0
+    for lo, hi in ranges:
+        for start in range(lo, hi, _CHUNK):
+            size = min(_CHUNK, hi - start)
+            want.append(start + int(np.argmin(bounds[p : p + size])))
+            p += size
+    minima = np.full(room, -1, np.int64)
+    count = _chunk_minima(bounds, ranges, minima)
+    assert count == min(room, len(want))
+    np.testing.assert_array_equal(minima[:count], want[:count])
 
 
 def test_learned_groups_partition_the_features():
