@@ -266,10 +266,10 @@ def test_chunk_minima_are_the_first_least_of_each_chunk(room):
     """Every chunk of _CHUNK rows (a range's last chunk shorter) gives the row of its least
     bound, the first of equal ones, in range order, as many as ``minima`` holds."""
     rng = np.random.default_rng(29)
-    ranges = np.array([[5000, 5600], [0, 256], [300, 301], [700, 1300]], np.int64)
+    ranges = np.array([[5000, 5600], [0, 256], [300, 301], [700, 1300], [2000, 2010]])
     n = int((ranges[:, 1] - ranges[:, 0]).sum())
-    bounds = rng.integers(0, 20, n).astype(np.float32)  # many ties
-    bounds[-3:] = np.inf
+    bounds = rng.integers(-5, 20, n).astype(np.float32)  # many ties, some below 0
+    bounds[-13:] = np.inf  # the last range all infinite, and the end of the one before
     want, p = [], 0
     for lo, hi in ranges:
         for start in range(lo, hi, _CHUNK):

@@ -819,12 +819,44 @@ def _chunk_minima(bounds, ranges, minima):
     return chunks
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"nnan", "ninf", "nsz"}, inline="always")
+@intrinsic
+def _least8(typingctx, values, lo, n8):
+    """The least of ``values[lo : lo + 8 n8]`` (1-D float32, no NaN; +inf for none), eight
+    lanes at a time. A loop over numba's ``min`` of floats stays scalar (one ``vminss`` a
+    number): a third of the time of :func:`_chunk_minima` on CIFAR-10 went to it."""
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        f32 = ir.FloatType()
+        lanes = ir.VectorType(f32, 8)
+        array = context.make_array(sig.args[0])(context, builder, args[0])
+        lo, n8 = (context.cast(builder, args[i], sig.args[i], types.intp) for i in (1, 2))
+        start = builder.gep(builder.bitcast(array.data, f32.as_pointer()), [lo])
+        least = cgutils.alloca_once_value(builder, ir.Constant(lanes, [float("inf")] * 8))
+        with cgutils.for_range(builder, n8) as step:
+            at = builder.gep(start, [builder.mul(step.index, ir.Constant(intp, 8))])
+            eight = builder.load(builder.bitcast(at, lanes.as_pointer()), align=4)
+            so_far = builder.load(least)
+            smaller = builder.fcmp_ordered("<", eight, so_far)
+            builder.store(builder.select(smaller, eight, so_far), least)
+        reduce = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(f32, [lanes]), "llvm.vector.reduce.fmin.v8f32"
+        )
+        return builder.call(reduce, [builder.load(least)])
+
+    if not (isinstance(values, types.Array) and values.dtype == types.float32
+            and values.ndim == 1 and values.layout == "C"):  # fmt: skip
+        raise numba.core.errors.TypingError(f"_least8: unexpected {values}")
+    return types.float32(values, lo, n8), codegen
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
 def _least(values, lo, hi):
-    """The first position of the least of ``values[lo:hi]``, counted from ``lo`` (no NaN:
-    the minimum is then a vector reduction, and the search for it stops early)."""
-    least = values[lo]
-    for i in range(uint64(lo), uint64(hi)):
+    """The first position of the least of ``values[lo:hi]`` (float32, no NaN), counted
+    from ``lo``: the least by :func:`_least8`, then the first equal to it."""
+    n8 = (hi - lo) // 8
+    least = _least8(values, lo, n8)
+    for i in range(uint64(lo + 8 * n8), uint64(hi)):
         least = min(least, values[i])
     for i in range(hi - lo):
         if values[lo + i] == least:
