@@ -43,6 +43,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from imgclf.neighbors.kernels import _cpu
+from imgclf.neighbors.kernels._llvm import row_pointers
 
 __all__ = [
     "DATABASE_BLOCK",
@@ -143,8 +144,8 @@ def _sad_tile(width: int):
         intp = context.get_value_type(types.intp)
         q = context.make_array(q_t)(context, builder, args[0])
         x = context.make_array(x_t)(context, builder, args[2])
-        qp = _row_pointers(context, builder, q, cgutils.unpack_tuple(builder, args[1]))
-        xp = _row_pointers(context, builder, x, cgutils.unpack_tuple(builder, args[3]))
+        qp = row_pointers(context, builder, q, cgutils.unpack_tuple(builder, args[1]))
+        xp = row_pointers(context, builder, x, cgutils.unpack_tuple(builder, args[3]))
         # min of both widths: a mismatched d reads nothing out of bounds
         qd, xd = builder.extract_value(q.shape, 1), builder.extract_value(x.shape, 1)
         d = builder.select(builder.icmp_signed("<", qd, xd), qd, xd)
@@ -189,17 +190,6 @@ def _sad_tile(width: int):
 
     typer.__name__ = f"sad_tile_{width}"
     return intrinsic(typer)
-
-
-def _row_pointers(context, builder, ary, rows):
-    """``&ary[r, 0]`` (an i8*) for each row index ``r``."""
-    shape = cgutils.unpack_tuple(builder, ary.shape, 2)
-    strides = cgutils.unpack_tuple(builder, ary.strides, 2)
-    zero = ir.Constant(context.get_value_type(types.intp), 0)
-    return [
-        cgutils.get_item_pointer2(context, builder, ary.data, shape, strides, "C", [r, zero])
-        for r in rows
-    ]
 
 
 _sad512 = _sad_tile(64)

@@ -474,7 +474,7 @@ def _ssd_intrinsic():
     from numba.core.errors import TypingError
     from numba.extending import intrinsic
 
-    from imgclf.neighbors.kernels.l1 import _row_pointers
+    from imgclf.neighbors.kernels._llvm import row_pointers
 
     i8, i16, i32, i64 = (ir.IntType(b) for b in (8, 16, 32, 64))
     bytes_t, words_t = ir.VectorType(i8, 16), ir.VectorType(i16, 16)
@@ -486,8 +486,8 @@ def _ssd_intrinsic():
         q = context.make_array(q_t)(context, builder, args[0])
         x = context.make_array(x_t)(context, builder, args[2])
         rows = [context.cast(builder, args[i], sig.args[i], types.intp) for i in (1, 3)]
-        (qp,) = _row_pointers(context, builder, q, [rows[0]])
-        (xp,) = _row_pointers(context, builder, x, [rows[1]])
+        (qp,) = row_pointers(context, builder, q, [rows[0]])
+        (xp,) = row_pointers(context, builder, x, [rows[1]])
         steps = builder.sdiv(builder.extract_value(x.shape, 1), ir.Constant(intp, 16))
         pmadd = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(sums_t, [words_t, words_t]), "llvm.x86.avx2.pmadd.wd"
