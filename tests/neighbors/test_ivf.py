@@ -57,9 +57,10 @@ def test_distances_are_true_distances_of_the_rows_returned(metric, dtype):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_ties_go_to_the_lower_index(metric):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ties_go_to_the_lower_index(metric, dtype):
     rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, size=(6, 64), dtype=np.uint8)
+    base = rng.integers(0, 256, size=(6, 64)).astype(dtype)
     database = np.tile(base, (50, 1))  # every row 50 times, in different lists' order
     index = IVFIndex(database, metric, n_lists=6, n_probe=6)
     _, found = index.search(base, 20)

@@ -5,6 +5,7 @@ import pytest
 
 from imgclf._kmeans import kmeans
 from imgclf.neighbors.coarse import CoarseQuantizer
+from imgclf.neighbors.kernels import probe
 from imgclf.neighbors.kernels.probe import nearest_lists, reference_nearest_lists
 
 
@@ -40,6 +41,19 @@ def test_nearest_lists_are_the_nearest_centroids(components, n_probe):
         np.testing.assert_array_equal(ranges[:, 1], offsets[expected + 1])
 
 
+@pytest.mark.parametrize("n_probe", [1, 31, 32, 33, 128, 894])
+def test_selection_keeps_the_lists_insertion_keeps(n_probe):
+    """The two ways of keeping the least scores, on 894 lists: distinct scores, and scores
+    with many ties (equal scores: the lower list first), against a stable NumPy sort."""
+    rng = np.random.default_rng(n_probe)
+    for scores in (rng.standard_normal(894), np.round(rng.standard_normal(894) * 3)):
+        scores = scores.astype(np.float32)
+        expected = np.argsort(scores, kind="stable")[:n_probe]
+        np.testing.assert_array_equal(probe._least_by_insertion(scores, n_probe), expected)
+        np.testing.assert_array_equal(probe._least_by_selection(scores, n_probe), expected)
+        np.testing.assert_array_equal(probe._least(scores, n_probe), expected)
+
+
 def test_equal_scores_go_to_the_lower_list():
     centroids = np.array([[1.0, 0], [0, 1], [1, 0], [0, 1]], np.float32)  # two pairs of twins
     coarse = CoarseQuantizer(np.zeros(2, np.float32), np.zeros((0, 2), np.float32), centroids)
@@ -72,6 +86,18 @@ def test_lists_too_short_for_k_probe_further():
     assert len(ranges_of(coarse, sample[0], 2, 7, offsets)) == 0  # 6 rows < k: not enough
     ranges = coarse.probed_ranges(sample[0], 2, 7, offsets)
     assert (ranges[:, 1] - ranges[:, 0]).sum() >= 7 and len(ranges) == 3
+
+
+def test_threads_probe_the_lists_one_thread_does():
+    rng = np.random.default_rng(3)
+    sample, coarse = quantizer(rng)
+    offsets = offsets_for(rng, coarse.n_lists)
+    queries = rng.integers(0, 256, (1100, 96), dtype=np.uint8)  # 4 shares of 256 or more
+    alone = coarse.probes(queries, 5, 30, offsets)
+    for n_jobs in (2, 4, 16):
+        shared = coarse.probes(queries, 5, 30, offsets, n_jobs=n_jobs)
+        np.testing.assert_array_equal(shared[0], alone[0])
+        np.testing.assert_array_equal(shared[1], alone[1])
 
 
 def test_a_query_probes_the_same_lists_in_any_batch():

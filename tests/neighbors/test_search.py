@@ -5,7 +5,14 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from imgclf.neighbors import ExactIndex, search
-from imgclf.neighbors.kernels.topk import merge_block, merge_sorted, reference_topk
+from imgclf.neighbors.kernels import l2
+from imgclf.neighbors.kernels.topk import (
+    merge_block,
+    merge_gathered,
+    merge_gathered_l2,
+    merge_sorted,
+    reference_topk,
+)
 from imgclf.neighbors.search import padded
 
 SCIPY_METRIC = {"l1": "cityblock", "l2": "euclidean"}
@@ -144,6 +151,41 @@ def test_merge_block_matches_full_sort_on_ties():
     ref_dist, ref_index = reference_topk(full, 7)
     np.testing.assert_array_equal(best, ref_dist)
     np.testing.assert_array_equal(best_index, ref_index)
+
+
+def test_merge_gathered_l2_is_the_float_kernel_then_merge_gathered():
+    """Distances made while merging: the same float32 numbers and top-k as the kernel's
+    block folded by merge_gathered, for scattered queries, ids in any order, exact
+    duplicates (ties by id) and a row equal to a query; each query meets each row once."""
+    rng = np.random.default_rng(5)
+    rows = rng.normal(0, 3, (40, 19)).astype(np.float32)
+    rows[20:30] = rows[:10]  # duplicates under other ids
+    queries = rng.normal(0, 3, (12, 19)).astype(np.float32)
+    queries[3] = rows[7]
+    prepared, ids = l2.prepare_f32(rows), rng.permutation(1000)[:40]
+    norms = np.einsum("ij,ij->i", queries, queries)
+    results = []
+    for fused in (False, True):
+        best = np.full((12, 6), np.inf, np.float32)
+        best_index = np.full((12, 6), -1, np.int64)
+        some = np.array([0, 3, 5])
+        others = np.setdiff1d(np.arange(12), some)
+        for who, lo, hi in [(some, 0, 25), (np.arange(12), 25, 40), (others, 0, 25)]:
+            out = np.empty((len(who), hi - lo), np.float32)
+            if fused:
+                np.dot(queries[who], rows[lo:hi].T, out=out)
+                merge_gathered_l2(
+                    out, norms, who, prepared.norms[lo:hi], ids[lo:hi], best, best_index
+                )
+            else:
+                l2.block_f32(queries[who], prepared, lo, hi, out)
+                merge_gathered(out, who, ids[lo:hi], best, best_index)
+        results.append((best, best_index))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    # query 3 is row 7 and its duplicate 27: (almost) zero, equal, the lower id first
+    assert results[1][0][3, 0] == results[1][0][3, 1] < 1e-3
+    assert results[1][1][3, :2].tolist() == sorted([ids[7], ids[27]])
 
 
 def test_merge_sorted_prefers_lower_index_across_parts():

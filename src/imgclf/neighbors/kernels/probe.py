@@ -53,10 +53,44 @@ def _scores(z, centroids, centroid_norms):
     return scores
 
 
+INSERTION_MAX_PROBE = 32
+"""Up to this many lists a query's are kept by insertion (:func:`_least_by_insertion`),
+beyond by selection (:func:`_least_by_selection`): on 894 lists 2.8 against 3.7 us at
+``n_probe=32``, 23 against 6 us at 128 (HOG + colour features need ~128 for recall 0.95)."""
+
+
 @numba.njit(nogil=True, cache=True)
 def _least(scores, n_probe):
-    """The ``n_probe`` lists of least score, ascending, equal scores to the lower list:
-    insertion into a short sorted list (most lists are rejected by one comparison)."""
+    """The ``n_probe`` lists of least score, ascending, equal scores to the lower list."""
+    if n_probe <= INSERTION_MAX_PROBE:
+        return _least_by_insertion(scores, n_probe)
+    return _least_by_selection(scores, n_probe)
+
+
+@numba.njit(nogil=True, cache=True)
+def _least_by_selection(scores, n_probe):
+    """:func:`_least` by a partition: the ``n_probe``-th least score ``cut``, every list
+    below it and the lowest lists equal to it, then a stable sort of those by score."""
+    cut = np.partition(scores, n_probe - 1)[n_probe - 1]
+    kept = np.empty(n_probe, np.int64)
+    count = 0
+    for i in range(scores.shape[0]):
+        if scores[i] < cut:
+            kept[count] = i
+            count += 1
+    for i in range(scores.shape[0]):  # ties at the cut: the lower lists (ascending)
+        if count == n_probe:
+            break
+        if scores[i] == cut:
+            kept[count] = i
+            count += 1
+    return kept[np.argsort(scores[kept], kind="mergesort")]
+
+
+@numba.njit(nogil=True, cache=True)
+def _least_by_insertion(scores, n_probe):
+    """:func:`_least` by insertion into a short sorted list (most lists are rejected by
+    one comparison)."""
     kept = np.empty(n_probe, np.int64)
     count = 0
     for i in range(scores.shape[0]):
