@@ -75,9 +75,12 @@ def as_features(X, name: str = "X") -> np.ndarray:
 
 
 def padded(X: np.ndarray) -> np.ndarray:
-    """Zero columns up to a multiple of PAD: they add nothing to L1 or to dot products."""
+    """uint8 rows with zero columns up to a multiple of PAD, for the SIMD kernels (zeros
+    add nothing to L1 or to dot products); float rows as they are: their kernels (BLAS,
+    4 x 4 tiles) take any width, and 334 HOG + colour features padded to 384 made every
+    float copy and product 15% larger (an IVF index 1.16x the data)."""
     extra = -X.shape[1] % PAD
-    return X if extra == 0 else np.pad(X, ((0, 0), (0, extra)))
+    return X if extra == 0 or X.dtype != np.uint8 else np.pad(X, ((0, 0), (0, extra)))
 
 
 class BatchCopy:
