@@ -213,7 +213,7 @@ def _both_squared(q, x, norms, qnorm):
     out = np.empty((2, x.shape[0]), np.int64)
     for row in range(x.shape[0]):
         out[0, row] = _squared_distance(x, norms, row, row, q, qnorm)
-        out[1, row] = _distance(x, norms, row, row, q, qnorm, True)
+        out[1, row] = _distance(x, norms, row, row, q, qnorm)
     return out
 
 

@@ -706,22 +706,19 @@ def _second_bound(sums, residual, row, qsums, qresidual, q2, qcodes, squared, co
 
 
 @numba.njit(nogil=True, cache=True)  # (not inlined by numba: see _sad_loop)
-def _distance(pixels, norms, position, row, query, qnorm, squared):
-    """Exact L1 or squared L2 distance from ``query`` (1, d) to database ``row`` (whose
-    summaries are at ``position``), int64."""
+def _distance(pixels, norms, position, row, query, qnorm):
+    """Exact squared L2 distance from ``query`` (1, d) to database ``row`` (whose norm is
+    at ``position``), int64: ``|q|^2 + |x|^2 - 2 q.x``, the dot in int32 pieces (exact:
+    255^2 2^15 < 2^31). The plain-loop form of :func:`_squared_distance`; L1 distances
+    are :func:`_sad_row`'s."""
     r, d, zero = uint64(row), uint64(pixels.shape[1]), uint64(0)
-    if squared:  # |q|^2 + |x|^2 - 2 q.x, the dot in int32 pieces (exact: 255^2 2^15 < 2^31)
-        dot = int64(0)
-        for start in range(zero, d, uint64(1 << 15)):
-            part = int32(0)
-            for t in range(start, min(start + uint64(1 << 15), d)):
-                part = int32(part + int32(query[zero, t]) * int32(pixels[r, t]))
-            dot += part
-        return qnorm + norms[position] - 2 * dot
-    total = int32(0)  # exact: 255 d < 2^31
-    for t in range(d):
-        total = int32(total + abs(int32(query[zero, t]) - int32(pixels[r, t])))
-    return int64(total)
+    dot = int64(0)
+    for start in range(zero, d, uint64(1 << 15)):
+        part = int32(0)
+        for t in range(start, min(start + uint64(1 << 15), d)):
+            part = int32(part + int32(query[zero, t]) * int32(pixels[r, t]))
+        dot += part
+    return qnorm + norms[position] - 2 * dot
 
 
 def _squared_distance(pixels, norms, position, row, query, qnorm):
@@ -736,13 +733,13 @@ def _squared_distance_typed(pixels, norms, position, row, query, qnorm):
     ns a CIFAR row in cache), and the cascade measures a few hundred such rows a query."""
     if not (_cpu.compiles_for("avx2") and query.dtype == pixels.dtype == types.uint8):
         return lambda pixels, norms, position, row, query, qnorm: _distance(
-            pixels, norms, position, row, query, qnorm, True
+            pixels, norms, position, row, query, qnorm
         )
 
     def squared_distance(pixels, norms, position, row, query, qnorm):
         if pixels.shape[1] % 16 == 0:
             return _ssd_avx2(query, 0, pixels, row)
-        return _distance(pixels, norms, position, row, query, qnorm, True)
+        return _distance(pixels, norms, position, row, query, qnorm)
 
     return squared_distance
 
