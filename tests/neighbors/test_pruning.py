@@ -157,6 +157,32 @@ def test_ranges_and_ids(metric, kind):
 
 
 @pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("kind", ["smooth", "ties", "extremes"])
+def test_the_second_stage_alone_is_exact(metric, kind):
+    """Without the first stage (an inverted file's pruner): every candidate gets the second
+    bound; the answers are the reference's, over runs of rows (lists), scattered rows, all
+    rows, with ids, and through search_ranges; and it holds less than both stages."""
+    rng = np.random.default_rng(len(kind) + 40)
+    database = make(kind, rng, N, 64)
+    ids = rng.permutation(N) * 3 + 1000
+    pruner = LowerBoundPruner(database, metric, first_stage=False, second_dims=8)
+    assert pruner.cascade and pruner.coded and not pruner.first_stage
+    assert pruner.nbytes < LowerBoundPruner(database, metric, second_dims=8).nbytes
+    lists = np.array([[700, 756], [10, 60], [200, 260], [1000, 1040], [1060, N]], np.int64)
+    rows = np.sort(rng.choice(N, 300, replace=False))
+    scattered = np.stack([rows, rows + 1], axis=1)
+    for query in queries(rng, database):
+        for k in (1, 10, 37):
+            assert_exact(pruner, query, database, k, metric)
+            assert_exact(pruner, query, database, k, metric, ranges=lists, ids=ids)
+        assert_exact(pruner, query, database, 10, metric, ranges=scattered)
+        dist, found = pruner.search_ranges(query, 10, lists)
+        ref_dist, ref_found = reference(query, database, 10, metric, ranges=lists)
+        np.testing.assert_array_equal(found, ref_found)
+        np.testing.assert_array_equal(dist, ref_dist)
+
+
+@pytest.mark.parametrize("metric", METRICS)
 def test_threads_share_the_work(metric):
     rng = np.random.default_rng(7)
     database = make("duplicates", rng, 9000, 32)
