@@ -234,12 +234,12 @@ def test_l1_by_psadbw_and_by_plain_loops_agree(d):
 
 
 @numba.njit
-def _both_squared(q, x, norms, qnorm):
+def _both_squared(q, x):
     """Every row's ``_squared_distance`` (vpmaddwd where the CPU has AVX2) and ``_distance``."""
     out = np.empty((2, x.shape[0]), np.int64)
     for row in range(x.shape[0]):
-        out[0, row] = _squared_distance(x, norms, row, row, q, qnorm)
-        out[1, row] = _distance(x, norms, row, row, q, qnorm)
+        out[0, row] = _squared_distance(x, row, q)
+        out[1, row] = _distance(x, row, q)
     return out
 
 
@@ -251,8 +251,7 @@ def test_l2_by_vpmaddwd_and_by_plain_loops_agree(d, kind):
     x[0], x[1] = 255, 0  # against an all-0 / all-255 query: the largest distance there is
     q = rng.integers(0, 256, size=(1, d), dtype=np.uint8)
     for query in (q, np.zeros_like(q), np.full_like(q, 255)):
-        norms = (x.astype(np.int64) ** 2).sum(axis=1)
-        simd, plain = _both_squared(query, x, norms, int((query.astype(np.int64) ** 2).sum()))
+        simd, plain = _both_squared(query, x)
         np.testing.assert_array_equal(simd, plain)
         np.testing.assert_array_equal(plain, distances(query[0], x, "l2"))
 
@@ -265,13 +264,13 @@ def test_no_stage_prunes_a_row_that_ties_the_threshold(metric, kind, second_stag
     rng = np.random.default_rng(17)
     database = make(kind, rng, N, 96)
     pruner = LowerBoundPruner(database, metric, second_stage=second_stage)
-    (_, _, _, sums, residual, first, norms1, groups, axes, mean, labels, consts, codes,
+    (_, _, sums, residual, first, norms1, groups, axes, mean, labels, consts, codes,
      codes2) = pruner._arrays  # fmt: skip
     squared, coded = metric == "l2", pruner.coded
     assert coded == second_stage
     for query in queries(rng, database):
         q = query[None]
-        _, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
+        qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
             q, groups, axes, mean, labels, consts, codes, codes2, squared, True, coded
         )
         bounds = np.empty(N, np.float32)

@@ -155,13 +155,6 @@ def _squared_norm(row):
 
 
 @numba.njit(nogil=True, cache=True)
-def _norms(X, rows, lo, hi, norms):
-    """``norms[i] = |X[rows[i]]|^2`` for positions ``lo..hi``."""
-    for i in range(lo, hi):
-        norms[i] = _squared_norm(X[rows[i]])
-
-
-@numba.njit(nogil=True, cache=True)
 def _lower_bounds(summary, query_sums, squared):
     """The group-sum bound (stage 2 without its residual term) of every row, int64
     (for tests: the cascade computes it only for the rows it needs)."""
@@ -706,50 +699,49 @@ def _second_bound(sums, residual, row, qsums, qresidual, q2, qcodes, squared, co
 
 
 @numba.njit(nogil=True, cache=True)  # (not inlined by numba: see _sad_loop)
-def _distance(pixels, norms, position, row, query, qnorm):
-    """Exact squared L2 distance from ``query`` (1, d) to database ``row`` (whose norm is
-    at ``position``), int64: ``|q|^2 + |x|^2 - 2 q.x``, the dot in int32 pieces (exact:
-    255^2 2^15 < 2^31). The plain-loop form of :func:`_squared_distance`; L1 distances
-    are :func:`_sad_row`'s."""
+def _distance(pixels, row, query):
+    """Exact squared L2 distance ``sum_t (q_t - x_t)^2`` from ``query`` (1, d) to database
+    ``row``, int64, in plain loops: summed in int32 pieces of 2^15 terms (exact: 255^2
+    2^15 < 2^31). :func:`_squared_distance` where the CPU has no AVX2; no row norms to
+    keep (L1 distances are :func:`_sad_row`'s)."""
     r, d, zero = uint64(row), uint64(pixels.shape[1]), uint64(0)
-    dot = int64(0)
+    total = int64(0)
     for start in range(zero, d, uint64(1 << 15)):
         part = int32(0)
         for t in range(start, min(start + uint64(1 << 15), d)):
-            part = int32(part + int32(query[zero, t]) * int32(pixels[r, t]))
-        dot += part
-    return qnorm + norms[position] - 2 * dot
+            diff = int32(query[zero, t]) - int32(pixels[r, t])
+            part = int32(part + diff * diff)
+        total += part
+    return total
 
 
-def _squared_distance(pixels, norms, position, row, query, qnorm):
+def _squared_distance(pixels, row, query):
     """:func:`_distance`, squared L2, by the fastest way this CPU has."""
 
 
 @overload(_squared_distance, jit_options={"nogil": True}, inline="always")
-def _squared_distance_typed(pixels, norms, position, row, query, qnorm):
+def _squared_distance_typed(pixels, row, query):
     """``sum_k (q_k - x_k)^2`` by ``vpmaddwd`` on widened differences where the CPU has AVX2
     (uint8 rows of whole 16-byte chunks), else :func:`_distance`. For a scattered row the
     widened dot product of :func:`_distance` costs half as much again (~160 against ~100
     ns a CIFAR row in cache), and the cascade measures a few hundred such rows a query."""
     if not (_cpu.compiles_for("avx2") and query.dtype == pixels.dtype == types.uint8):
-        return lambda pixels, norms, position, row, query, qnorm: _distance(
-            pixels, norms, position, row, query, qnorm
-        )
+        return lambda pixels, row, query: _distance(pixels, row, query)
 
-    def squared_distance(pixels, norms, position, row, query, qnorm):
+    def squared_distance(pixels, row, query):
         if pixels.shape[1] % 16 == 0:
             return _ssd_avx2(query, 0, pixels, row)
-        return _distance(pixels, norms, position, row, query, qnorm)
+        return _distance(pixels, row, query)
 
     return squared_distance
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _measure(pixels, norms, rowmap, position, query, qnorm, squared):
+def _measure(pixels, rowmap, position, query, squared):
     """The exact distance of the row whose summaries are at ``position`` (L1 by
     :func:`_sad_row`: ``vpsadbw`` where the CPU has it)."""
     if squared:
-        return _squared_distance(pixels, norms, position, rowmap[position], query, qnorm)
+        return _squared_distance(pixels, rowmap[position], query)
     return _sad_row(query, 0, pixels, rowmap[position])
 
 
@@ -992,7 +984,7 @@ def _rounded_into(sums, scale, out):
 
 @numba.njit(nogil=True, cache=True)
 def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded):
-    """The query's (|q|^2, group sums, residual, first summary, its L1 codes, slack, scale,
+    """The query's (group sums, residual, first summary, its L1 codes, slack, scale,
     second summary (``coded``), its slack, its scale).
 
     ``consts`` = (sigma, largest |x - mu|, largest r_x) of the database;
@@ -1028,7 +1020,7 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared
         if coded:
             q2, slack2, scale2, _ = _query_codes(z, codes2, largest, consts[1], False)
         qcodes = np.zeros((2, 1), np.uint8)
-        return norms[0], qsums, residual[0], qfirst, qcodes, slack, scale, q2, slack2, scale2
+        return qsums, residual[0], qfirst, qcodes, slack, scale, q2, slack2, scale2
     qfirst, qcodes, slack, scale = np.zeros(1, np.float32), np.zeros((2, 1), np.uint8), 0.0, 1.0
     if cascade or coded:  # L1: the sums rounded as the rows' are, and the slack they allow
         coarse = np.zeros(codes.shape[1] if cascade else 0)
@@ -1042,7 +1034,7 @@ def _summarise(query, groups, axes, mean, labels, consts, codes, codes2, squared
             scale2 = codes2[1, 0]
             slack2 = _rounded_into(qsums.astype(np.float64), scale2, qcodes[1])
             slack2 += np.sum(codes2[2])
-    return norms[0], qsums, residual[0], qfirst, qcodes, slack, scale, q2, slack2, scale2
+    return qsums, residual[0], qfirst, qcodes, slack, scale, q2, slack2, scale2
 
 
 @numba.njit(nogil=True, cache=True)
@@ -1134,7 +1126,7 @@ def _grown(values, used):
 # (a module-level function: numba caches it on disk, which it does not for a
 # closure over another jitted function)
 @numba.njit(nogil=True, cache=True)
-def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, axes, mean,
+def _search_part(pixels, rowmap, sums, residual, first, norms1, groups, axes, mean,
                 labels, consts, codes, codes2, query, ranges, ids, k, squared, cascade, coded,
                 has_second, shared, part, classes, n_classes, n_top):  # fmt: skip
     """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact], class
@@ -1152,7 +1144,7 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
     this search's bounds and exact distances: ~65% less work than a second search
     for the classes (:meth:`LowerBoundPruner.nearest_classes`).
     """
-    qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
+    qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
         query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
     )
     group, spread = groups.shape[1], (qres + consts[2]) ** 2
@@ -1194,7 +1186,7 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
     class_id = np.full(class_best.shape[0], _BIG, np.int64)
     first_measured = seeds[: max(_SEEDS_EXACT, k)]
     for row in first_measured:
-        d = _measure(pixels, norms, rowmap, row, query, qnorm, squared)
+        d = _measure(pixels, rowmap, row, query, squared)
         _insert(best, best_id, d, ids[row])
         if tracked:
             _keep_least(class_best, class_id, classes[row], d, ids[row])
@@ -1220,7 +1212,7 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
         if i + _AHEAD_EXACT < order.shape[0]:
             _prefetch_row(pixels, rowmap[rows[order[i + _AHEAD_EXACT]]])
         row = rows[order[i]]
-        d = _measure(pixels, norms, rowmap, row, query, qnorm, squared)
+        d = _measure(pixels, rowmap, row, query, squared)
         _insert(best, best_id, d, ids[row])
         if tracked:
             _keep_least(class_best, class_id, classes[row], d, ids[row])
@@ -1231,7 +1223,7 @@ def _search_part(pixels, rowmap, norms, sums, residual, first, norms1, groups, a
         wanted, m = _unvoted(class_best, class_id, best[k - 1], best_id[k - 1], n_top)
         if m > 0:
             measured = np.sort(np.concatenate((first_measured, rows[order[:exact]])))
-            _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, qres, q2,
+            _class_cascade(pixels, rowmap, sums, residual, query, qsums, qres, q2,
                            qcodes, bounds, ranges, ids, classes, wanted, m, class_best, class_id,
                            setting, stage, measured, squared, coded, has_second)  # fmt: skip
     return best, best_id, counts, class_best, class_id
@@ -1267,7 +1259,7 @@ def _unvoted(class_best, class_id, kth, kth_id, n_top):
 
 
 @numba.njit(nogil=True, cache=True)
-def _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, qres, q2,
+def _class_cascade(pixels, rowmap, sums, residual, query, qsums, qres, q2,
                    qcodes, bounds, ranges, ids, classes, wanted, m, best, best_id, setting,
                    stage, measured, squared, coded, has_second):  # fmt: skip
     """The cascade for classes, from a query's first ``bounds`` (in range order): into
@@ -1292,7 +1284,7 @@ def _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, q
             p += 1
     for c in range(n_classes):
         if seed[c] >= 0:
-            d = _measure(pixels, norms, rowmap, seed[c], query, qnorm, squared)
+            d = _measure(pixels, rowmap, seed[c], query, squared)
             _keep_least(best, best_id, c, d, ids[seed[c]])
     tau = _mth_least(best, wanted, m)
     rows, second, _ = _survivors(bounds, ranges, *_thresholds(tau, setting), sums, residual,
@@ -1305,7 +1297,7 @@ def _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, q
         c = classes[row]
         if row == seed[c] or _holds(measured, row):
             continue
-        d = _measure(pixels, norms, rowmap, row, query, qnorm, squared)
+        d = _measure(pixels, rowmap, row, query, squared)
         if d < best[c] or (d == best[c] and ids[row] < best_id[c]):
             best[c], best_id[c] = d, ids[row]
             tau = _mth_least(best, wanted, m)
@@ -1315,7 +1307,7 @@ def _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, q
 
 
 @numba.njit(nogil=True, cache=True)
-def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups, axes, mean,
+def _search_classes(pixels, rowmap, sums, residual, first, norms1, groups, axes, mean,
                     labels, consts, codes, codes2, query, ranges, ids, classes, wanted, m,
                     squared, cascade, coded, has_second):  # fmt: skip
     """The nearest row in ``ranges`` of each class, exact for the ``m`` nearest ``wanted``
@@ -1328,7 +1320,7 @@ def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups
     most its distance, at most the threshold, so it is measured: those classes' bests
     are exact, ties to the lower id. Rows of classes not wanted are skipped unmeasured.
     """
-    qnorm, qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
+    qsums, qres, qfirst, qcodes, slack, step, q2, slack2, step2 = _summarise(
         query, groups, axes, mean, labels, consts, codes, codes2, squared, cascade, coded
     )
     n = 0
@@ -1346,7 +1338,7 @@ def _search_classes(pixels, rowmap, norms, sums, residual, first, norms1, groups
     group, spread = groups.shape[1], (qres + consts[2]) ** 2
     setting = (squared, cascade, coded, group, slack, spread, step, slack2, step2)
     stage = 1 if has_second or not cascade else 0
-    _class_cascade(pixels, rowmap, norms, sums, residual, query, qnorm, qsums, qres, q2,
+    _class_cascade(pixels, rowmap, sums, residual, query, qsums, qres, q2,
                    qcodes, bounds, ranges, ids, classes, wanted, m, best, best_id, setting,
                    stage, np.zeros(0, np.int64), squared, coded, has_second)  # fmt: skip
     return best, best_id
@@ -1446,12 +1438,11 @@ class LowerBoundPruner:
         self._labels = np.zeros(1, np.int64)
         # nearest_classes' labels, reordered, and how many classes they name
         self._class_source = self._row_classes = self._n_classes = None
-        norms, residual, sigma, largest = np.empty(n, np.int64), np.zeros(1), 1.0, 0.0
+        residual, sigma, largest = np.zeros(1), 1.0, 0.0
         first, codes, codes2 = np.zeros((1, n), np.int8), np.ones((3, 1)), np.ones((3, 1))
         norms1 = np.zeros(1, np.float32)
         if self.cascade and self.squared:
             self.groups = np.zeros((0, GROUP), np.int64)  # no group sums: principal axes
-            self._over_rows(lambda lo, hi: _norms(self.database, self.rowmap, lo, hi, norms))
             first, codes, self.summary, codes2, sigma, largest = self._projected()
             if self.first_stage:
                 first, norms1 = _paired_codes(first, codes[1])
@@ -1460,7 +1451,7 @@ class LowerBoundPruner:
                 self._learned_groups() if self.cascade else np.arange(d).reshape(-1, GROUP)
             )
             self.summary = np.empty((n, len(self.groups)), np.uint16)
-            residual = np.empty(n)
+            norms, residual = np.empty(n, np.int64), np.empty(n)  # |x|^2 for r_x only
             arrays = (self.database, self.rowmap, self.groups)
             self._over_rows(
                 lambda lo, hi: _group_sums(*arrays, lo, hi, self.summary, norms, residual)
@@ -1470,11 +1461,9 @@ class LowerBoundPruner:
                     first, codes = self._coarse_codes(self.summary)
                 residual = np.zeros(1)  # only the L2 group-sum bound needs it
                 self.summary, codes2 = self._rounded_sums(self.summary)
-            if not self.squared:  # only L2 distances need the norms
-                norms = np.zeros(1, np.int64)
         consts = np.array([sigma, largest, residual.max(), norms1.max()])
         self._arrays = (
-            *(self.database, self.rowmap, norms, self.summary, residual, first, norms1),
+            *(self.database, self.rowmap, self.summary, residual, first, norms1),
             *(self.groups, self._axes, self._mean, self._labels, consts, codes, codes2),
         )
         self._all = np.array([[0, n]], np.int64)
