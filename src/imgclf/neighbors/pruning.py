@@ -1439,7 +1439,7 @@ class LowerBoundPruner:
         # nearest_classes' labels, reordered, and how many classes they name
         self._class_source = self._row_classes = self._n_classes = None
         residual, sigma, largest = np.zeros(1), 1.0, 0.0
-        first, codes, codes2 = np.zeros((1, n), np.int8), np.ones((3, 1)), np.ones((3, 1))
+        first, codes, codes2 = np.zeros((1, 1), np.int8), np.ones((3, 1)), np.ones((3, 1))
         norms1 = np.zeros(1, np.float32)
         if self.cascade and self.squared:
             self.groups = np.zeros((0, GROUP), np.int64)  # no group sums: principal axes
@@ -1529,7 +1529,7 @@ class LowerBoundPruner:
             rho = np.sqrt(np.maximum(squares - np.einsum("ij,ij->i", z[:, :m], z[:, :m]), 0))
             return np.ascontiguousarray(np.vstack([z[:, :m].T, rho]))  # feature-major
 
-        first, codes = np.zeros((1, n), np.int8), np.ones((3, 1))
+        first, codes = np.zeros((1, 1), np.int8), np.ones((3, 1))  # no first stage
         if self.first_stage:
             first, codes = _codes(with_rho(m1), FIRST_CODES["l2"], per_row=True)
         second, codes2 = np.zeros((1, 1), np.int16), np.ones((3, 1))
