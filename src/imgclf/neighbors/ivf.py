@@ -65,7 +65,7 @@ __all__ = [
 TRAIN_PER_LIST = 40  # k-means sample: 40 points per centroid (faiss warns below 39)
 MIN_LIST_QUERIES = 1  # below this many queries per thread, threads split the lists instead
 # the bound of single queries, within the index's 1.1x memory; no first bound (see _pruned).
-# L2: 127 axes and the residual, int16, 256 bytes a row: four whole cache lines, and 15%
+# L2: 127 axes and the residual, int16, 256 bytes a row: four whole cache lines, and 9-15%
 # faster a query than 96 numbers (fewer exact distances); 120 or 124 gained 6%. L1: 192
 # sums of 16 features, uint8 (the next size, 384 sums of 8, would not fit).
 SINGLE_QUERY_SECOND_DIMS = {"l2": 128, "l1": 192}
@@ -338,7 +338,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         (6% of the data): every probed row gets that bound, the lists read in
         order. The rows of the probed lists are near the query: half of them
         passed the first stage, whose bounds, and the second bounds of those
-        scattered rows, cost more (CIFAR-10: 8-13% slower a query). Built on the
+        scattered rows, cost more (CIFAR-10: ~15% slower a query). Built on the
         first such query, as :class:`ExactIndex` does. One thread: the rows are
         done before a second thread would start.
         """

