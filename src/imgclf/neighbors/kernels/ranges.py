@@ -22,7 +22,7 @@ import numba
 import numpy as np
 from numba import uint64
 
-from imgclf.neighbors.kernels.topk import _insert_by_id
+from imgclf.neighbors.kernels.topk import _offer
 
 __all__ = ["reference_scan", "scan_ranges_f32"]
 
@@ -53,17 +53,16 @@ def scan_ranges_f32(query, rows, norms, ranges, ids, squared, best, best_index):
     ``ranges`` ``(r, 2)`` int64; ``ids`` ``(n,)`` each row's id, returned and used by
     the tie rule. Unfilled slots hold ``inf`` and id -1.
     """
-    k = best.shape[0]
     query_norm = _dot(query, query.reshape(1, -1), 0) if squared else np.float32(0)
+    worst = best[best.shape[0] - 1]
     for r in range(ranges.shape[0]):
         for row in range(ranges[r, 0], ranges[r, 1]):
             if squared:
                 value = max(query_norm + norms[row] - 2 * _dot(query, rows, row), np.float32(0))
             else:
                 value = _sad(query, rows, row)
-            position = ids[row]
-            if value < best[k - 1] or (value == best[k - 1] and 0 <= position < best_index[k - 1]):
-                _insert_by_id(best, best_index, value, position)
+            if value <= worst:
+                worst = _offer(best, best_index, value, ids[row], worst)
 
 
 def reference_scan(query, rows, ranges, ids, squared: bool, k: int):
