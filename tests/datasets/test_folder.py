@@ -540,3 +540,33 @@ def test_an_inconsistent_cache_entry_is_a_miss(flat_folder, damage):
     assert "cached" not in ds.meta
     np.testing.assert_array_equal(ds.images, expected.images)
     assert load_folder(flat_folder)["train"].meta["cached"]
+
+
+def test_decoding_workers_run_only_a_few_chunks_ahead_of_the_sinks():
+    """Decoded chunks wait in the parent only ``ahead`` at a time, however slow the reader;
+    results come in order, and the tasks not yet run are cancelled when the reader stops."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgclf.datasets.folder import _in_order_ahead
+
+    started, lock = [], threading.Lock()
+
+    def task(i, j):
+        with lock:
+            started.append(i)
+        return i * j
+
+    with ThreadPoolExecutor(4) as pool:
+        results = _in_order_ahead(pool, task, 3, range(50), range(50))
+        taken = []
+        for result in results:
+            time.sleep(0.002)  # a slow sink: the workers would race ahead with pool.map
+            with lock:
+                assert len(started) <= len(taken) + 1 + 3
+            taken.append(result)
+            if len(taken) == 20:
+                break
+        results.close()
+    assert taken == [i * i for i in range(20)]
+    assert len(started) <= 20 + 3  # the rest were never submitted or were cancelled

@@ -31,9 +31,11 @@ Untrusted folders are read within limits:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import io
+import itertools
 import math
 import os
 import re
@@ -435,8 +437,29 @@ def _decode_all(files: list[str], plan: _Plan, on_error: str, workers: int | Non
         results = map(_decode_chunk, chunks, *args)
         return _gather(progress(results, n, "Decoding images"), files, plan, sinks)
     with ProcessPoolExecutor(workers, initializer=_ignore_interrupts) as pool:
-        results = pool.map(_decode_chunk, chunks, *args)
+        results = _in_order_ahead(pool, _decode_chunk, 2 * workers, chunks, *args)
         return _gather(progress(results, n, "Decoding images"), files, plan, sinks)
+
+
+def _in_order_ahead(pool, fn, ahead: int, *iterables):
+    """``pool.map(fn, *iterables)`` with at most ``ahead`` tasks submitted and not yet taken.
+
+    ``pool.map`` submits every task at once, so when the sinks (a compressed cache store)
+    are slower than the workers, decoded chunks pile up in the parent: 2 GB of them under a
+    1.5 GiB cap was a MemoryError. Here a task is submitted only as one is taken.
+    """
+    tasks, pending = zip(*iterables, strict=True), collections.deque()
+    try:
+        for task in itertools.islice(tasks, ahead):
+            pending.append(pool.submit(fn, *task))
+        while pending:
+            result = pending.popleft().result()
+            for task in itertools.islice(tasks, 1):
+                pending.append(pool.submit(fn, *task))
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def _ignore_interrupts() -> None:
