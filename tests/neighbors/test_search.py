@@ -11,6 +11,7 @@ from imgclf.neighbors.kernels.topk import (
     merge_gathered,
     merge_gathered_l2,
     merge_sorted,
+    merge_two_by_id,
     reference_topk,
 )
 from imgclf.neighbors.search import padded
@@ -193,6 +194,32 @@ def test_merge_sorted_prefers_lower_index_across_parts():
     right = (np.array([[1.0, 1.5]]), np.array([[2, 9]]))
     dist, index = merge_sorted([left, right], 3)
     assert index.tolist() == [[2, 4, 9]] and dist.tolist() == [[1.0, 1.0, 1.5]]
+
+
+@pytest.mark.parametrize("k", [1, 5, 10, 20])
+def test_merge_two_by_id_is_a_sort_by_distance_then_id(k):
+    """Two threads' top lists (ids disjoint, many equal distances, a list shorter than k,
+    the unfilled tail of _BIG that the cascade leaves): the first k by (distance, id)."""
+    rng = np.random.default_rng(k)
+    big = np.iinfo(np.int64).max
+    for _ in range(50):
+        ids = rng.permutation(100)
+        n_a = int(rng.integers(0, 11))
+        lists = []
+        for part in (ids[:n_a], ids[n_a : n_a + 10]):
+            dist = rng.integers(0, 4, len(part))
+            order = np.lexsort((part, dist))
+            lists.append((dist[order].astype(np.int64), part[order].astype(np.int64)))
+        if k > 10 and rng.random() < 0.5:  # a part that found fewer rows than k
+            lists[1] = tuple(np.append(x, [big] * (k - 10)) for x in lists[1])
+        if sum(len(d) for d, _ in lists) < k:
+            continue
+        dist = np.concatenate([d for d, _ in lists])
+        found = np.concatenate([i for _, i in lists])
+        best = np.lexsort((found, dist))[:k]
+        merged = merge_two_by_id(*lists[0], *lists[1], k)
+        np.testing.assert_array_equal(merged[0], dist[best])
+        np.testing.assert_array_equal(merged[1], found[best])
 
 
 def test_agrees_with_scikit_learn_neighbours():

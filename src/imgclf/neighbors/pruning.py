@@ -79,7 +79,7 @@ from numba.extending import intrinsic, overload
 from threadpoolctl import threadpool_limits
 
 from imgclf._progress import notice_if_slow
-from imgclf.neighbors.kernels import _cpu
+from imgclf.neighbors.kernels import _cpu, topk
 from imgclf.neighbors.kernels.l1 import _sad256
 from imgclf.neighbors.kernels.l2 import _ssd_avx2
 
@@ -1468,6 +1468,9 @@ class LowerBoundPruner:
         )
         self._all = np.array([[0, n]], np.int64)
         self._shares = self._parts(self._all, n)  # the usual split, made once
+        # whether a search of every row runs the first stage, worked out once: the Python
+        # around a lone query's kernels was a fifth of its ~0.5 ms
+        self._cascades_all = self._cascades(self._all, n)
 
     @property
     def nbytes(self) -> int:
@@ -1542,13 +1545,13 @@ class LowerBoundPruner:
         """``fn(lo, hi)`` over contiguous shares of the rows, on the threads."""
         n = len(self.database)
         edges = np.linspace(0, n, (self.n_jobs if n >= 4096 else 1) + 1).astype(np.int64)
-        shares = zip(edges[:-1], edges[1:], strict=True)
-        return self._on_threads([lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in shares])
+        return self._on_threads(fn, list(zip(edges[:-1], edges[1:], strict=True)))
 
-    def _on_threads(self, tasks: list) -> list:
-        """Run the tasks at once: the first on this thread, the others in the pool."""
-        later = [self._pool.submit(task) for task in tasks[1:]]
-        return [tasks[0]()] + [future.result() for future in later]
+    def _on_threads(self, fn, calls: list[tuple]) -> list:
+        """``fn(*args)`` for every ``args`` in ``calls`` at once: the first on this thread,
+        the others in the pool."""
+        later = [self._pool.submit(fn, *args) for args in calls[1:]]
+        return [fn(*calls[0])] + [future.result() for future in later]
 
     # ------------------------------------------------------------------ search
 
@@ -1685,34 +1688,47 @@ class LowerBoundPruner:
         query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
         if query.shape[1] != d:
             raise ValueError(f"query has {query.shape[1]} features, the database {d}")
+        if ranges is None and ids is None:  # every row: the split and the flags are made
+            parts, ids, cascade = self._shares, self.rowmap, self._cascades_all
+            _check_k(k, n)
+        else:
+            parts, ids, cascade = self._checked_search(k, ranges, ids)
+        shared = np.full(len(parts), _BIG, np.int64)
+        flags = (self.squared, cascade, self.coded, self.second_stage, shared)
+        calls = [
+            (*self._arrays, query, part, ids, k, *flags, j, _NO_CLASSES, 0, 0)
+            for j, part in enumerate(parts)
+        ]
+        return _merged(self._on_threads(_search_part, calls), k)
+
+    def _checked_search(self, k: int, ranges, ids) -> tuple[list, np.ndarray, bool]:
+        """The threads' shares of ``ranges``, the ids and whether the first stage runs,
+        after checking them and ``k``."""
+        n = len(self.database)
         ranges = self._all if ranges is None else _checked_ranges(ranges, n)
         if ids is None:
             ids = self.rowmap
         elif np.shape(ids) != (n,):
             raise ValueError(f"ids must have one entry per database row ({n}); got {np.shape(ids)}")
         n_rows = int((ranges[:, 1] - ranges[:, 0]).sum())
-        if not 1 <= k <= n_rows:
-            raise ValueError(f"k must be between 1 and the {n_rows} candidate rows; got {k}")
-        ids = np.asarray(ids, np.int64)
+        _check_k(k, n_rows)
         parts = self._shares if ranges is self._all else self._parts(ranges, n_rows)
-        shared = np.full(len(parts), _BIG, np.int64)
-        cascade = self._cascades(ranges, n_rows)
-        flags = (self.squared, cascade, self.coded, self.second_stage, shared)
-        results = self._on_threads(
-            [
-                lambda part=part, j=j: _search_part(
-                    *self._arrays, query, part, ids, k, *flags, j, _NO_CLASSES, 0, 0
-                )[:3]
-                for j, part in enumerate(parts)
-            ]
-        )
-        counts = sum(c for _, _, c in results)
-        if len(results) == 1:
-            return results[0][0], results[0][1], counts
-        dist = np.concatenate([d for d, _, _ in results])
-        found = np.concatenate([i for _, i, _ in results])
-        best = np.lexsort((found, dist))[:k]
-        return dist[best], found[best], counts
+        return parts, np.asarray(ids, np.int64), self._cascades(ranges, n_rows)
+
+
+def _merged(results: list[tuple], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The threads' ``_search_part`` answers as one: the k nearest by (distance, id), and
+    the stage counts summed."""
+    dist, found, counts = results[0][:3]
+    for other_dist, other_found, other_counts, _, _ in results[1:]:
+        dist, found = topk.merge_two_by_id(dist, found, other_dist, other_found, k)
+        counts = counts + other_counts
+    return dist, found, counts
+
+
+def _check_k(k: int, n_rows: int) -> None:
+    if not 1 <= k <= n_rows:
+        raise ValueError(f"k must be between 1 and the {n_rows} candidate rows; got {k}")
 
 
 def _nearest_first(best: np.ndarray, best_id: np.ndarray, m: int):

@@ -22,6 +22,7 @@ __all__ = [
     "merge_gathered",
     "merge_gathered_l2",
     "merge_sorted",
+    "merge_two_by_id",
     "reference_topk",
 ]
 
@@ -68,6 +69,32 @@ def merge_sorted(parts: list[tuple[np.ndarray, np.ndarray]], k: int):
     order_index = np.where(index < 0, np.iinfo(np.int64).max, index)
     order = np.lexsort((order_index, dist), axis=-1)[:, :k]
     return np.take_along_axis(dist, order, 1), np.take_along_axis(index, order, 1)
+
+
+@numba.njit(nogil=True, cache=True)
+def merge_two_by_id(dist_a, id_a, dist_b, id_b, k):
+    """The ``k`` first of two lists, each sorted by ``(distance, id)``, in that order:
+    ``(distances (k,), ids (k,))``, int64; ``k`` at most their total length.
+
+    :func:`merge_sorted` for one query split over two threads, in one compiled
+    call: its concatenations, sort and takes were ~10 us warm (NumPy calls on
+    ten numbers), several times that right after a search has left the caches cold.
+    """
+    dist = np.empty(k, np.int64)
+    ids = np.empty(k, np.int64)
+    a = b = 0
+    for j in range(k):
+        take_a = b == dist_b.shape[0] or (
+            a < dist_a.shape[0]
+            and (dist_a[a] < dist_b[b] or (dist_a[a] == dist_b[b] and id_a[a] < id_b[b]))
+        )
+        if take_a:
+            dist[j], ids[j] = dist_a[a], id_a[a]
+            a += 1
+        else:
+            dist[j], ids[j] = dist_b[b], id_b[b]
+            b += 1
+    return dist, ids
 
 
 def reference_topk(distances: np.ndarray, k: int):
