@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imgclf import _progress
-from imgclf.neighbors import pruning
+from imgclf.neighbors.pruning import pruner as pruning
 
 
 @pytest.mark.parametrize(("setting", "sleep", "said"), [("1", 0.3, True), ("1", 0.0, False),

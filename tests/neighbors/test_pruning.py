@@ -11,27 +11,19 @@ import pytest
 from imgclf.neighbors import ExactIndex
 from imgclf.neighbors.kernels import l1, l2
 from imgclf.neighbors.kernels.topk import reference_topk
-from imgclf.neighbors.pruning import (
-    _CHUNK,
-    CASCADE_MIN_ROWS,
-    GROUP,
-    LowerBoundPruner,
-    _at_most,
-    _chunk_minima,
+from imgclf.neighbors.pruning import CASCADE_MIN_ROWS, GROUP, LowerBoundPruner
+from imgclf.neighbors.pruning.bounds import _second_bound, _summarise, _thresholds
+from imgclf.neighbors.pruning.row_kernels import (
     _distance,
     _dots8,
     _dots8_loop,
-    _first_pass,
-    _pair_up,
-    _paired_codes,
     _sad_loop,
     _sad_row,
     _sad_rows4,
-    _second_bound,
     _squared_distance,
-    _summarise,
-    _thresholds,
 )
+from imgclf.neighbors.pruning.stages import _CHUNK, _at_most, _chunk_minima, _first_pass
+from imgclf.neighbors.pruning.summaries import _pair_up, _paired_codes
 
 METRICS = ["l1", "l2"]
 N = CASCADE_MIN_ROWS + 76  # big enough for the cascade, small enough to be quick
@@ -404,7 +396,8 @@ def test_the_search_kernel_is_cached_on_disk():
 
     script = (
         "import numpy as np\n"
-        "from imgclf.neighbors.pruning import LowerBoundPruner, _search_part\n"
+        "from imgclf.neighbors.pruning import LowerBoundPruner\n"
+        "from imgclf.neighbors.pruning.cascade import _search_part\n"
         "x = np.random.default_rng(0).integers(0, 256, (2000, 64), dtype=np.uint8)\n"
         "for metric in ('l1', 'l2'):\n"
         "    LowerBoundPruner(x, metric).search(x[0], 5)\n"
@@ -446,13 +439,13 @@ def test_l2_first_stage_dots_by_vpmaddwd_and_by_plain_loops_agree(m, lo, n8):
 
 
 def test_l2_first_stage_row_norms_summed_in_blocks_equal_the_whole(monkeypatch):
-    from imgclf.neighbors import pruning
+    from imgclf.neighbors.pruning import summaries
 
     rng = np.random.default_rng(9)
     first = rng.integers(-126, 127, size=(31, 50), dtype=np.int8)
     scales = rng.random(31).astype(np.float32)
     pairs, whole = _paired_codes(first, scales)
-    monkeypatch.setattr(pruning, "_C_X_BLOCK", 7)  # blocks that do not divide the rows
+    monkeypatch.setattr(summaries, "_C_X_BLOCK", 7)  # blocks that do not divide the rows
     blocked_pairs, blocked = _paired_codes(first, scales)
     np.testing.assert_array_equal(blocked, whole)
     np.testing.assert_array_equal(blocked_pairs, pairs)

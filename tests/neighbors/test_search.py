@@ -298,7 +298,7 @@ def test_pruning_bounds_never_exceed_true_distances():
     for metric, scale in (("l1", 1), ("l2", GROUP)):
         pruner = LowerBoundPruner(database, metric)
         sums = query.reshape(-1, GROUP).sum(axis=1, dtype=np.int64)
-        from imgclf.neighbors.pruning import _lower_bounds
+        from imgclf.neighbors.pruning.bounds import _lower_bounds
 
         bounds = _lower_bounds(pruner.summary, sums, metric == "l2")
         exact = full_distances(query[None], database, metric)[0]

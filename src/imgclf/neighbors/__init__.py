@@ -1,7 +1,7 @@
 """k-nearest neighbours: exact and approximate search, and a scikit-learn classifier.
 
 ``search`` / ``ExactIndex``  exact top-k under L1 or L2, blocked, multi-threaded
-``pruning``                 exact single queries: a cascade of lower bounds skips most rows
+``pruning/``                exact single queries: a cascade of lower bounds skips most rows
 ``IVFIndex`` (``ivf``)      approximate: inverted lists over a coarse quantizer (``coarse``)
 ``faiss_backend``,          the same contract through faiss (any factory string) and
 ``hnsw_backend``            hnswlib, when installed; candidates re-ranked exactly
