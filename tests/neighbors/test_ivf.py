@@ -192,7 +192,7 @@ def test_pca_is_skipped_when_it_would_not_reduce():
 
 def test_index_memory_is_about_the_data():
     rng = np.random.default_rng(11)
-    database = clustered(rng, 4000, 512)
+    database = clustered(rng, 8000, 512)  # enough rows that the PCA and medians stay small
     for metric in METRICS:
         index = IVFIndex(database, metric, n_lists=60)
         assert index.nbytes < 0.1 * database.nbytes  # the lists' copy: not before a batch

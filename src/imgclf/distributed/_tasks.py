@@ -142,12 +142,13 @@ def shard_labels(data: np.ndarray, coarse, local=None) -> np.ndarray:
     return coarse.assign(data if local is None else data[local])
 
 
-def fit_coarse(sample: np.ndarray, n_lists: int, pca_components, seed: int):
+def fit_coarse(sample: np.ndarray, n_lists: int, pca_components, seed: int, metric: str):
     """The coarse quantizer of an IVF index, fitted as :class:`IVFIndex` fits its own."""
     from imgclf._kmeans import kmeans
     from imgclf.neighbors.coarse import CoarseQuantizer
 
-    return CoarseQuantizer.fit(sample, n_lists, pca_components, seed=seed, cluster=kmeans)
+    return CoarseQuantizer.fit(sample, n_lists, pca_components, seed=seed, cluster=kmeans,
+                               metric=metric)  # fmt: skip
 
 
 def ivf_probes(coarse, queries: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):

@@ -201,7 +201,13 @@ class ShardedIndex(ProbedCells):
         sample = np.sort(np.random.default_rng(s["seed"]).choice(n, size, replace=False))
         sample_rows = self._rows_future(self._global(sample))
         fitted = self.client.submit(
-            _tasks.fit_coarse, sample_rows, n_lists, s["pca_components"], s["seed"], pure=False
+            _tasks.fit_coarse,
+            sample_rows,
+            n_lists,
+            s["pca_components"],
+            s["seed"],
+            self.metric,
+            pure=False,
         )
         self.coarse = _result(fitted, "fitting the IVF cells", self.timeout)
         self._coarse_future = self._scatter(self.coarse)

@@ -5,6 +5,16 @@
 training sample; with none, the coarse space is the features themselves).
 A row belongs to the list of its nearest centroid there (Euclidean, ties to
 the lower list), and a query probes the lists of its nearest centroids.
+
+For L1 search of features of modest width (:data:`L1_MEDIANS_MAX_D`) a query
+ranks the lists by its L1 distance to their *medians* instead, in the original
+space (the per-feature median of the training sample's rows in each cell: the
+point of least summed L1 distance to them). Euclidean centres in a projected
+space rank a query's L1 neighbours' lists lower: on HOG + colour features of
+CIFAR-10 (334 numbers) 128 lists ranked by medians find as many of the 10
+nearest (recall 0.958) as 160 ranked by centroids. On raw pixels (3,072 bytes)
+a pass over every median would cost about what the lists it saves do, so they
+keep the centroids.
 """
 
 from __future__ import annotations
@@ -18,10 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils.extmath import randomized_svd
 
-from imgclf.neighbors.kernels.probe import nearest_lists, nearest_lists_of_rows
+from imgclf.neighbors.kernels.probe import (
+    nearest_lists,
+    nearest_lists_of_rows,
+    reference_l1_scores,
+)
 
 __all__ = ["CoarseQuantizer"]
 
+L1_MEDIANS_MAX_D = 1024  # L1 ranks lists by their medians up to this many features
 CHUNK = 4096  # rows projected at once: 4096 x d float32 (48 MiB at CIFAR's 3,072)
 PCA_SAMPLE = 8192  # rows the principal directions are estimated from
 THREAD_MIN_QUERIES = 256  # fewer queries a thread: the coarse step stays on one
@@ -32,12 +47,15 @@ class CoarseQuantizer:
     """A fitted quantizer.
 
     ``mean (d,)``, ``components (c, d)`` (``c = 0``: no projection) and
-    ``centroids (n_lists, c or d)``, all float32.
+    ``centroids (n_lists, c or d)``, all float32; ``medians (n_lists, d)`` in the
+    features' dtype (uint8 or float32) when lists are ranked by L1 distance to
+    them, else ``(0, d)``.
     """
 
     mean: np.ndarray
     components: np.ndarray
     centroids: np.ndarray
+    medians: np.ndarray
 
     @classmethod
     def fit(
@@ -48,8 +66,10 @@ class CoarseQuantizer:
         *,
         seed: int,
         cluster: Callable,
+        metric: str = "l2",
     ) -> CoarseQuantizer:
-        """Learn the projection and ``n_lists`` centroids from ``sample`` ``(s, d)``."""
+        """Learn the projection and ``n_lists`` centroids from ``sample`` ``(s, d)``, and
+        for ``metric="l1"`` with ``d <=`` :data:`L1_MEDIANS_MAX_D` the cells' medians."""
         d = sample.shape[1]
         mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
         if n_components is None or n_components >= d:
@@ -57,9 +77,13 @@ class CoarseQuantizer:
         else:
             components = _principal_directions(sample, mean, int(n_components), seed)
         empty = np.zeros((0, components.shape[0] or d), np.float32)
-        quantizer = cls(mean, components, empty)
+        quantizer = cls(mean, components, empty, _no(d))
         centroids = cluster(quantizer.project(sample), n_lists, seed=seed)
-        return cls(mean, components, np.ascontiguousarray(centroids, np.float32))
+        quantizer = cls(mean, components, np.ascontiguousarray(centroids, np.float32), _no(d))
+        if metric != "l1" or d > L1_MEDIANS_MAX_D:
+            return quantizer
+        medians = _cell_medians(sample, quantizer.assign(sample), quantizer.n_lists)
+        return cls(mean, components, quantizer.centroids, medians)
 
     @property
     def n_lists(self) -> int:
@@ -125,7 +149,7 @@ class CoarseQuantizer:
         def nearest(part: np.ndarray):
             return nearest_lists_of_rows(
                 part, self.components, self._projected_mean, self.centroids,
-                self._centroid_norms, n_probe, offsets, k,
+                self._centroid_norms, self.medians, n_probe, offsets, k,
             )  # fmt: skip
 
         parts = min(n_jobs, len(queries) // THREAD_MIN_QUERIES)
@@ -139,7 +163,11 @@ class CoarseQuantizer:
     def _probe_on(self, query: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):
         """The lists of one ``query`` whose nearest ``n_probe`` hold fewer than ``k`` rows:
         nearest first (equal scores: the lower list), until they hold ``k`` (or all)."""
-        scores = self._scores(self.project(query[None]))[0]
+        scores = (
+            reference_l1_scores(query, self.medians)
+            if len(self.medians)
+            else self._scores(self.project(query[None]))[0]
+        )
         order = np.lexsort((np.arange(len(scores)), scores))
         held = np.cumsum(np.diff(offsets)[order])
         return order[: max(n_probe, int(np.searchsorted(held, k)) + 1)].astype(np.int64)
@@ -149,7 +177,7 @@ class CoarseQuantizer:
         first: :meth:`probes` for a single query."""
         ranges = nearest_lists(
             query, self.components, self._projected_mean, self.centroids,
-            self._centroid_norms, n_probe, offsets, k,
+            self._centroid_norms, self.medians, n_probe, offsets, k,
         )  # fmt: skip
         if not len(ranges):  # fewer than k rows: probe on
             lists = self._probe_on(query, n_probe, k, offsets)
@@ -157,7 +185,8 @@ class CoarseQuantizer:
         return ranges
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean, "components": self.components, "centroids": self.centroids}
+        arrays = {"mean": self.mean, "components": self.components, "centroids": self.centroids}
+        return {**arrays, "medians": self.medians} if len(self.medians) else arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict, d: int) -> CoarseQuantizer:
@@ -187,7 +216,47 @@ class CoarseQuantizer:
         if len(centroids) < 1:
             raise ValueError("ivf array 'centroids' holds no centroid")
         as32 = (np.ascontiguousarray(a, np.float32) for a in (mean, components, centroids))
-        return cls(*as32)
+        return cls(*as32, _checked_medians(arrays.get("medians"), len(centroids), d))
+
+
+def _no(d: int) -> np.ndarray:
+    """The ``medians`` of a quantizer that ranks lists by their centroids."""
+    return np.zeros((0, d), np.float32)
+
+
+def _cell_medians(sample: np.ndarray, labels: np.ndarray, n_lists: int) -> np.ndarray:
+    """``(n_lists, d)``: each list's per-feature median of the sample rows in it (the
+    whole sample's for a list none fell in), in the sample's dtype."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_lists + 1))
+    medians = np.empty((n_lists, sample.shape[1]), sample.dtype)
+    everyone = _lower_median(sample)
+    for c in range(n_lists):
+        rows = sample[order[bounds[c] : bounds[c + 1]]]
+        medians[c] = _lower_median(rows) if len(rows) else everyone
+    return medians
+
+
+def _lower_median(rows: np.ndarray) -> np.ndarray:
+    """The lower middle value of each column of ``rows`` ``(m, d)``: a median (any point
+    between the two middles has the least summed L1 distance), and one of the values, so
+    uint8 medians stay uint8 and their L1 scores exact integers."""
+    middle = (len(rows) - 1) // 2
+    return np.partition(rows, middle, axis=0)[middle]
+
+
+def _checked_medians(medians, n_lists: int, d: int) -> np.ndarray:
+    """Saved ``medians`` (absent in files of centroid-ranked indexes) as the quantizer keeps
+    them; ValueError names the array when it does not fit."""
+    if medians is None:
+        return _no(d)
+    if not isinstance(medians, np.ndarray) or medians.shape != (n_lists, d):
+        raise ValueError(f"ivf array 'medians' must have shape {(n_lists, d)}")
+    if medians.dtype == np.uint8:
+        return np.ascontiguousarray(medians)
+    if medians.dtype.kind != "f" or not np.isfinite(medians).all():
+        raise ValueError("ivf array 'medians' must hold uint8 or finite floats")
+    return np.ascontiguousarray(medians, np.float32)
 
 
 def _principal_directions(sample: np.ndarray, mean: np.ndarray, n: int, seed: int) -> np.ndarray:

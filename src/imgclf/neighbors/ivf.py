@@ -171,8 +171,9 @@ class IVFIndex(ProbedCells, BatchCopy):
             )
         self.seed = check_int("seed", seed, low=0)
         self.coarse = CoarseQuantizer.fit(
-            self._training_sample(n_lists), n_lists, pca_components, seed=self.seed, cluster=kmeans
-        )
+            self._training_sample(n_lists), n_lists, pca_components, seed=self.seed,
+            cluster=kmeans, metric=self.metric,
+        )  # fmt: skip
         self._store(self.coarse.assign(self.database))
         self.n_probe = default_n_probe(n_lists) if n_probe is None else n_probe
 

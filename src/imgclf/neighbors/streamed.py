@@ -132,7 +132,7 @@ class StreamedIndex(ProbedCells):
         rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
         sample = as_features(self.database[rows], "database")
         self.coarse = CoarseQuantizer.fit(sample, n_lists, pca_components, seed=seed,
-                                          cluster=kmeans)  # fmt: skip
+                                          cluster=kmeans, metric=self.metric)  # fmt: skip
         self._set_labels(np.concatenate([self.coarse.assign(b) for _, b in self._blocks()]))
 
     def _set_labels(self, labels: np.ndarray) -> None:
