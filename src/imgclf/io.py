@@ -608,6 +608,7 @@ _ARRAYS = {
             "_index_mean": _VECTOR,
             "_index_components": _MATRIX,
             "_index_centroids": _MATRIX,
+            "_index_medians": ("uf", 2),  # L1 over features of modest width (neighbors.coarse)
             "_index_ids": ("iu", 1),
             "_index_offsets": ("iu", 1),
             "_index_faiss_index": ("u", 1),
