@@ -77,13 +77,14 @@ class CoarseQuantizer:
         else:
             components = _principal_directions(sample, mean, int(n_components), seed)
         empty = np.zeros((0, components.shape[0] or d), np.float32)
-        quantizer = cls(mean, components, empty, _no(d))
+        quantizer = cls(mean, components, empty, _no_medians(d))
         centroids = cluster(quantizer.project(sample), n_lists, seed=seed)
-        quantizer = cls(mean, components, np.ascontiguousarray(centroids, np.float32), _no(d))
+        centroids = np.ascontiguousarray(centroids, np.float32)
+        quantizer = cls(mean, components, centroids, _no_medians(d))
         if metric != "l1" or d > L1_MEDIANS_MAX_D:
             return quantizer
         medians = _cell_medians(sample, quantizer.assign(sample), quantizer.n_lists)
-        return cls(mean, components, quantizer.centroids, medians)
+        return cls(mean, components, centroids, medians)
 
     @property
     def n_lists(self) -> int:
@@ -219,7 +220,7 @@ class CoarseQuantizer:
         return cls(*as32, _checked_medians(arrays.get("medians"), len(centroids), d))
 
 
-def _no(d: int) -> np.ndarray:
+def _no_medians(d: int) -> np.ndarray:
     """The ``medians`` of a quantizer that ranks lists by their centroids."""
     return np.zeros((0, d), np.float32)
 
@@ -249,7 +250,7 @@ def _checked_medians(medians, n_lists: int, d: int) -> np.ndarray:
     """Saved ``medians`` (absent in files of centroid-ranked indexes) as the quantizer keeps
     them; ValueError names the array when it does not fit."""
     if medians is None:
-        return _no(d)
+        return _no_medians(d)
     if not isinstance(medians, np.ndarray) or medians.shape != (n_lists, d):
         raise ValueError(f"ivf array 'medians' must have shape {(n_lists, d)}")
     if medians.dtype == np.uint8:
