@@ -8,7 +8,9 @@ gives one centroid per cell. Every database row goes to the list of its
 nearest centroid; the lists are stored one after another, so each is one
 contiguous range of rows that the exact kernels scan like a small database.
 
-Search. A query's ``n_probe`` nearest centroids name the lists to scan. The
+Search. A query's ``n_probe`` nearest centroids name the lists to scan (for L1
+over at most 1,024 features, the lists whose medians are nearest in L1: see
+:mod:`imgclf.neighbors.coarse`). The
 distances inside them are computed by the exact uint8/float32 kernels in the
 original space, so every returned distance is a true L1 or L2 distance; only
 neighbours in lists that were not probed can be missed (recall < 1). Batches
