@@ -123,6 +123,31 @@ def test_damaged_index_arrays_name_the_file(digits, tmp_path):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda m: m[:-1],
+        lambda m: np.full(m.shape, np.nan, np.float32),
+        lambda m: m.astype(np.int64),
+    ],
+    ids=["short", "nan", "int64"],
+)
+def test_damaged_l1_medians_name_the_array_and_the_file(digits, tmp_path, damage):
+    from tests.test_io import forge
+
+    train, _ = digits
+    model = KNNClassifier(algorithm="ivf", metric="l1", n_lists=12).fit(train.X, train.labels)
+    path = save(model, tmp_path / "model.imgclf")
+
+    def edit(arrays):
+        arrays["model/_index_medians"] = damage(arrays["model/_index_medians"])
+
+    forge(path, arrays_edit=edit)
+    with pytest.raises(io.ModelFileError, match="medians") as info:
+        io.load(path)
+    assert str(path) in str(info.value)
+
+
 def test_files_written_before_the_algorithm_parameter_still_load(digits, tmp_path):
     from tests.test_io import forge
 
