@@ -348,8 +348,21 @@ def test_stage_counts_add_up():
     for metric in METRICS:
         counts = LowerBoundPruner(database, metric).stage_counts(database[9], 10)
         assert counts["rows"] == 5000
-        assert counts["rows"] >= counts["first"] >= counts["second"] >= counts["exact"] >= 10
+        assert counts["rows"] >= counts["first"] >= counts["second"] >= 10
+        # measured: the 16 seeds, then the rows past both stages that could still beat the k-th
+        assert 16 <= counts["exact"] <= counts["second"] + 16
         assert counts["exact"] < counts["rows"] // 20  # smooth data: most rows pruned
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("first_stage", [True, False])
+def test_no_row_is_measured_twice(metric, first_stage):
+    """Equal rows pass every bound, so every row is measured: the seeds, which are
+    candidates again, only once (before, 16 of them twice)."""
+    database = np.full((5000, 64), 7, np.uint8)
+    pruner = LowerBoundPruner(database, metric, first_stage=first_stage)
+    counts = pruner.stage_counts(database[0], 10)
+    assert counts["second"] == counts["exact"] == counts["rows"] == 5000
 
 
 @pytest.mark.parametrize("metric", METRICS)

@@ -50,10 +50,14 @@ The threshold ``tau``: the least first bound of every chunk of rows picks
 about 200 seeds, the 16 (at least k) with the least second bounds are
 measured, and the k-th smallest of their exact distances is at least the
 true k-th distance, so a row whose bound exceeds ``tau`` cannot be among the
-k nearest (nor tie with them). Threads take contiguous shares of the rows and
-run the whole cascade on them, each pruning with the smallest k-th distance
-any of them has found; the k best of all are merged, ties to the lower id as
-everywhere in the engine. Scattered rows (short ranges) skip the first stage.
+k nearest (nor tie with them). Most seeds pass the bounds again; they are not
+measured twice (CIFAR-10, L2: 15 fewer rows of ~160 an inverted file's query
+measures, 30 of ~235 for an exact query on two threads).
+
+Threads take contiguous shares of the rows and run the whole cascade on
+them, each pruning with the smallest k-th distance any of them has found;
+the k best of all are merged, ties to the lower id as everywhere in the
+engine. Scattered rows (short ranges) skip the first stage.
 
 Without the cascade (small databases, or ``cascade=False`` for comparison)
 the only bound is the sums of 16 consecutive features (uint16, exact; L2

@@ -36,7 +36,7 @@ _AHEAD_EXACT = 2  # candidates whose pixels are fetched ahead of their exact dis
 def _search_part(pixels, rowmap, sums, residual, first, norms1, groups, axes, mean,
                 labels, consts, codes, codes2, query, ranges, ids, k, squared, cascade, coded,
                 has_second, shared, part, classes, n_classes, n_top):  # fmt: skip
-    """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, exact], class
+    """(distances (k,), ids (k,), [rows, past stage 1, past stage 2, measured], class
     distances (C,), class ids (C,)).
 
     ``shared[part]`` holds this thread's k-th distance so far; any thread's
@@ -111,14 +111,18 @@ def _search_part(pixels, rowmap, sums, residual, first, norms1, groups, axes, me
     order = np.argsort(second)  # (equal bounds in any order: all are measured or none)
     for i in range(min(_AHEAD_EXACT, order.shape[0])):
         _prefetch_row(pixels, rowmap[rows[order[i]]])
-    exact = 0
+    seeded = np.sort(first_measured)  # measured already: most are candidates again
+    exact, reached = first_measured.shape[0], 0
     for i in range(order.shape[0]):
         shared[part] = best[k - 1]
         if second[order[i]] > _thresholds(shared.min(), setting)[stage]:
             break
+        reached = i + 1
         if i + _AHEAD_EXACT < order.shape[0]:
             _prefetch_row(pixels, rowmap[rows[order[i + _AHEAD_EXACT]]])
         row = rows[order[i]]
+        if _holds(seeded, row):
+            continue
         d = _measure(pixels, rowmap, row, query, squared)
         _insert(best, best_id, d, ids[row])
         if tracked:
@@ -129,7 +133,7 @@ def _search_part(pixels, rowmap, sums, residual, first, norms1, groups, axes, me
     if tracked:
         wanted, m = _unvoted(class_best, class_id, best[k - 1], best_id[k - 1], n_top)
         if m > 0:
-            measured = np.sort(np.concatenate((first_measured, rows[order[:exact]])))
+            measured = np.sort(np.concatenate((seeded, rows[order[:reached]])))
             _class_cascade(pixels, rowmap, sums, residual, query, qsums, qres, q2,
                            qcodes, bounds, ranges, ids, classes, wanted, m, class_best, class_id,
                            setting, stage, measured, squared, coded, has_second)  # fmt: skip

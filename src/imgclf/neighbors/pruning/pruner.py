@@ -368,7 +368,8 @@ class LowerBoundPruner:
         )
 
     def stage_counts(self, query: np.ndarray, k: int, ranges=None) -> dict:
-        """How many rows one search considered, and how many passed each stage."""
+        """How many rows one search considered, how many passed each stage, and how many
+        it measured (``exact``: the seeds and the candidates after them, each row once)."""
         counts = self._search(query, k, ranges, None)[2]
         return dict(zip(("rows", "first", "second", "exact"), counts.tolist(), strict=True))
 

@@ -53,7 +53,7 @@ def _insert(best, best_id, value, ident):
     ):
         slot -= 1
     if slot > 0 and best[slot - 1] == value and best_id[slot - 1] == ident:
-        return  # a seed, met again among the candidates
+        return  # offered twice (the cascade measures each row once: a safety net)
     for i in range(k - 1, slot, -1):
         best[i] = best[i - 1]
         best_id[i] = best_id[i - 1]
