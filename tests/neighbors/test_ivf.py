@@ -293,3 +293,17 @@ def test_search_lists_scans_the_given_lists_only(metric):
     filled = min(4, len(members))
     np.testing.assert_allclose(dist[0, :filled], exact[:filled])
     assert np.isinf(dist[0, filled:]).all() and (found[0, filled:] == -1).all()
+
+
+def test_the_list_order_is_int32_and_the_single_query_pruner_shares_it():
+    """Row positions are int32 (half the bytes of int64); the cascade of single queries
+    keeps its summaries in the same list order, the same array, not a copy."""
+    database = clustered(np.random.default_rng(12), 3000, 64)
+    index = IVFIndex(database, "l2", n_lists=20)
+    assert index.ids.dtype == np.int32
+    assert index._single_query_pruner().rowmap is index.ids
+    restored = IVFIndex.from_arrays(
+        database, {**index.to_arrays(), "ids": index.ids.astype(np.int64)}
+    )
+    np.testing.assert_array_equal(restored.ids, index.ids)  # older files: int64 ids
+    assert restored.ids.dtype == np.int32

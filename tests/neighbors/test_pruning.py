@@ -146,6 +146,24 @@ def test_ranges_and_ids(metric, kind):
     scattered = np.stack([rows, rows + 1], axis=1)  # probes them: no first stage
     for query in queries(rng, database):
         assert_exact(pruner, query, database, 10, metric, ranges=scattered, ids=ids)
+    wide = ids.astype(np.int64) + 2**40  # ids past int32 stay int64 (row positions are int32)
+    for query in queries(rng, database)[:3]:
+        assert_exact(pruner, query, database, 10, metric, ranges=ranges, ids=wide)
+
+
+def test_row_positions_are_int32_and_an_order_is_checked_before_the_cast():
+    database = smooth(np.random.default_rng(6), 300, 64)
+    order = np.random.default_rng(7).permutation(300).astype(np.int32)
+    pruner = LowerBoundPruner(database, "l2", order=order)
+    assert (
+        pruner.rowmap is order
+        and pruner.nbytes == LowerBoundPruner(database, "l2").nbytes - order.nbytes
+    )
+    assert LowerBoundPruner(database, "l1").rowmap.dtype == np.int32
+    wraps = order.astype(np.int64)
+    wraps[0] += 2**32  # as int32 it would be a valid row again
+    with pytest.raises(ValueError, match="order must hold 300 database rows"):
+        LowerBoundPruner(database, "l2", order=wraps)
 
 
 @pytest.mark.parametrize("metric", METRICS)

@@ -34,7 +34,7 @@ import numpy as np
 from imgclf._kmeans import kmeans
 from imgclf._validation import check_choice, check_int
 from imgclf.neighbors.coarse import CoarseQuantizer
-from imgclf.neighbors.kernels import topk
+from imgclf.neighbors.kernels import row_dtype, topk
 from imgclf.neighbors.kernels.ranges import scan_ranges_f32
 from imgclf.neighbors.pruning import LowerBoundPruner
 from imgclf.neighbors.search import (
@@ -198,7 +198,7 @@ class IVFIndex(ProbedCells, BatchCopy):
 
     def _store(self, labels: np.ndarray) -> None:
         """Lay the rows out list by list (ids ascending within a list) and prepare the kernel."""
-        self.ids = np.argsort(labels, kind="stable").astype(np.int64)
+        self.ids = np.argsort(labels, kind="stable").astype(row_dtype(len(labels)))
         counts = np.bincount(labels, minlength=self.n_lists)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._blocks = None
@@ -259,7 +259,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         labels = np.asarray(labels, np.int64)
         layout = {
             **coarse.to_arrays(),
-            "ids": np.argsort(labels, kind="stable").astype(np.int64),
+            "ids": np.argsort(labels, kind="stable").astype(row_dtype(len(labels))),
             "offsets": np.concatenate(
                 [[0], np.cumsum(np.bincount(labels, minlength=coarse.n_lists))]
             ).astype(np.int64),

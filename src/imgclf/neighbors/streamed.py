@@ -30,7 +30,7 @@ from imgclf.neighbors.ivf import (
     default_n_probe,
     labels_from_layout,
 )
-from imgclf.neighbors.kernels import topk
+from imgclf.neighbors.kernels import row_dtype, topk
 from imgclf.neighbors.search import METRICS, ExactIndex, as_features, as_queries
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "StreamedIndex", "budget_block_bytes"]
@@ -144,7 +144,7 @@ class StreamedIndex(ProbedCells):
         """``"ivf"``: the index as :meth:`IVFIndex.to_arrays` gives it (a model file's)."""
         if self.coarse is None:
             raise ValueError("an exact StreamedIndex has no arrays to save")
-        ids = np.argsort(self.labels, kind="stable").astype(np.int64)
+        ids = np.argsort(self.labels, kind="stable").astype(row_dtype(len(self.labels)))
         return {**self.coarse.to_arrays(), "ids": ids, "offsets": self.offsets}
 
     # --- search ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import int64
 
 from imgclf.neighbors.pruning.bounds import _BIG, _second_bound, _summarise, _thresholds
 from imgclf.neighbors.pruning.row_kernels import _prefetch_row
@@ -110,7 +111,7 @@ def _search_part(pixels, rowmap, sums, residual, first, norms1, groups, axes, me
     # exact distances in increasing order of bound, until no bound can beat the k-th
     order = np.argsort(second)  # (equal bounds in any order: all are measured or none)
     for i in range(min(_AHEAD_EXACT, order.shape[0])):
-        _prefetch_row(pixels, rowmap[rows[order[i]]])
+        _prefetch_row(pixels, int64(rowmap[rows[order[i]]]))
     seeded = np.sort(first_measured)  # measured already: most are candidates again
     exact, reached = first_measured.shape[0], 0
     for i in range(order.shape[0]):
@@ -119,7 +120,7 @@ def _search_part(pixels, rowmap, sums, residual, first, norms1, groups, axes, me
             break
         reached = i + 1
         if i + _AHEAD_EXACT < order.shape[0]:
-            _prefetch_row(pixels, rowmap[rows[order[i + _AHEAD_EXACT]]])
+            _prefetch_row(pixels, int64(rowmap[rows[order[i + _AHEAD_EXACT]]]))
         row = rows[order[i]]
         if _holds(seeded, row):
             continue

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from imgclf._progress import notice_if_slow
-from imgclf.neighbors.kernels import topk
+from imgclf.neighbors.kernels import row_dtype, topk
 from imgclf.neighbors.pruning.bounds import _BIG
 from imgclf.neighbors.pruning.cascade import _search_classes, _search_part
 from imgclf.neighbors.pruning.stages import _MIN_RUN
@@ -87,7 +87,7 @@ class LowerBoundPruner:
         Numbers per row in the second bound: L2 principal axes and the
         residual (2 bytes each; default 128), L1 group sums (1 byte each;
         default ``d / 8``, at most this many groups of 8, 16, 32... features).
-    order : (n,) int64 array, optional
+    order : (n,) int array, optional
         The rows in the order the summaries keep them: position ``p`` holds
         ``database[order[p]]``, and ``ranges`` refer to positions (an inverted
         file passes its list order, so that its lists are ranges). Search
@@ -106,8 +106,10 @@ class LowerBoundPruner:
         self.n_jobs = n_jobs
         self.squared = metric == "l2"
         n, d = self.database.shape
-        self.rowmap = np.arange(n, dtype=np.int64) if order is None else _checked_order(order, n)
-        self._owns_rowmap = order is None
+        self.rowmap = (
+            np.arange(n, dtype=row_dtype(n)) if order is None else _checked_order(order, n)
+        )
+        self._owns_rowmap = self.rowmap is not order  # (made here, or a converted copy)
         self.cascade = (
             cascade
             and n >= CASCADE_MIN_ROWS
@@ -407,7 +409,7 @@ class LowerBoundPruner:
         n_rows = int((ranges[:, 1] - ranges[:, 0]).sum())
         _check_k(k, n_rows)
         parts = self._shares if ranges is self._all else self._parts(ranges, n_rows)
-        return parts, np.asarray(ids, np.int64), self._cascades(ranges, n_rows)
+        return parts, _as_ids(ids), self._cascades(ranges, n_rows)
 
 
 def _absent(dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -441,11 +443,20 @@ def _nearest_first(best: np.ndarray, best_id: np.ndarray, m: int):
 
 
 def _checked_order(order, n: int) -> np.ndarray:
-    """``order`` as (n,) int64 database rows."""
-    out = np.ascontiguousarray(order, np.int64)
-    if out.shape != (n,) or (n and (out.min() < 0 or out.max() >= n)):
-        raise ValueError(f"order must hold {n} database rows (0..{n - 1}); got shape {out.shape}")
-    return out
+    """``order`` as (n,) database rows, of :func:`row_dtype` (not copied if it is);
+    checked before the cast, which could wrap a large value into range."""
+    wide = np.asarray(order, np.int64)
+    if wide.shape != (n,) or (n and (wide.min() < 0 or wide.max() >= n)):
+        raise ValueError(f"order must hold {n} database rows (0..{n - 1}); got shape {wide.shape}")
+    return np.ascontiguousarray(order, row_dtype(n))
+
+
+def _as_ids(ids) -> np.ndarray:
+    """External ids as int32 where they fit, as the row map is (one compiled variant of
+    the search for both), else int64."""
+    out = np.ascontiguousarray(ids, np.int64)
+    fits = not len(out) or (out.min() >= -(2**31) and out.max() < 2**31)
+    return out.astype(np.int32) if fits else out
 
 
 def _checked_ranges(ranges, n: int) -> np.ndarray:

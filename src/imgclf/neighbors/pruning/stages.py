@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import uint64
+from numba import int64, uint64
 
 from imgclf.neighbors.pruning.bounds import (
     _first_bounds,
@@ -36,9 +36,10 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 def _measure(pixels, rowmap, position, query, squared):
     """The exact distance of the row whose summaries are at ``position`` (L1 by
     :func:`_sad_row`: ``vpsadbw`` where the CPU has it)."""
+    row = int64(rowmap[position])  # (an int32 row map: the SIMD kernels index in int64)
     if squared:
-        return _squared_distance(pixels, rowmap[position], query)
-    return _sad_row(query, 0, pixels, rowmap[position])
+        return _squared_distance(pixels, row, query)
+    return _sad_row(query, 0, pixels, row)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
