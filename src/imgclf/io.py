@@ -614,6 +614,8 @@ _ARRAYS = {
             "_index_faiss_index": ("u", 1),
             "_index_hnsw_index": ("u", 1),
             "_index_ef_search": ("iu", 1),
+            "_index_code_low": _VECTOR,  # float features scanned as uint8 codes
+            "_index_code_step": ("f", 0),
         },
     ),
     "LinearClassifier": (

@@ -148,6 +148,26 @@ def test_damaged_l1_medians_name_the_array_and_the_file(digits, tmp_path, damage
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("array", ["code_low", "code_step"])
+def test_float_features_keep_their_codes_in_the_file_and_damage_is_named(digits, tmp_path, array):
+    from tests.test_io import forge
+
+    train, test = digits
+    X = train.X.astype(np.float32) / 255 + 0.001  # float features: scanned as codes
+    model = KNNClassifier(algorithm="ivf", n_lists=12).fit(X, train.labels)
+    path = save(model, tmp_path / "model.imgclf")
+    queries = test.X[:50].astype(np.float32) / 255
+    np.testing.assert_array_equal(io.load(path).model.predict(queries), model.predict(queries))
+
+    def edit(arrays):
+        arrays[f"model/_index_{array}"] = np.full((2, 2), np.inf, np.float32)
+
+    forge(path, arrays_edit=edit)
+    with pytest.raises(io.ModelFileError, match=array) as info:
+        io.load(path)
+    assert str(path) in str(info.value)
+
+
 def test_files_written_before_the_algorithm_parameter_still_load(digits, tmp_path):
     from tests.test_io import forge
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from imgclf.neighbors.ivf import IVFIndex
-from imgclf.neighbors.kernels.ranges import reference_scan, scan_ranges_f32
+from imgclf.neighbors.kernels.ranges import reference_scan, scan_ranges_f32, scan_ranges_u8
 
 
 @pytest.mark.parametrize("squared", [True, False])
@@ -47,3 +47,19 @@ def test_a_single_float_query_finds_what_its_batch_finds(metric):
         dist, found = index.search(query[None], 6)
         np.testing.assert_array_equal(found[0], batch[1][i])
         np.testing.assert_allclose(dist[0], batch[0][i], rtol=1e-5)
+
+
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("k", [1, 9, 60])
+def test_the_uint8_scan_keeps_the_k_nearest_of_the_ranges(squared, k):
+    rng = np.random.default_rng(k)
+    rows = rng.integers(0, 256, (300, 37), dtype=np.uint8)
+    ranges = np.array([[250, 290], [0, 3], [100, 100], [40, 97]], np.int64)
+    query = rng.integers(0, 256, 37, dtype=np.uint8)
+    best = np.full(k, np.iinfo(np.int32).max, np.int32)
+    best_index = np.full(k, -1, np.int64)
+    scan_ranges_u8(query, rows, ranges, squared, best, best_index)
+    dist, want = reference_scan(query, rows, ranges, np.arange(300), squared, k)
+    np.testing.assert_array_equal(best_index[: len(want)], want)
+    np.testing.assert_array_equal(best[: len(want)], dist)  # exact integers
+    assert (best_index[len(want) :] == -1).all()

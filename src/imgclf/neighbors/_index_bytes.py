@@ -26,6 +26,7 @@ import numpy as np
 
 from imgclf._validation import check_choice, check_int
 from imgclf.errors import ModelFileError
+from imgclf.neighbors.kernels.candidates import best_candidates
 from imgclf.neighbors.search import METRICS, ExactIndex, _float_queries_on_uint8, as_features
 
 __all__ = [
@@ -52,7 +53,6 @@ L1_ALGORITHMS = (
 )
 LOSSLESS_RERANK = 2  # candidates per neighbour from indexes storing vectors exactly
 LOSSY_RERANK = 4  # ... and from lossy codes (PQ, SQ, transforms)
-RERANK_WORKING_MEMORY = 64 * 2**20  # bytes of float64 differences re-ranking holds at once
 CHILD_MEMORY_FACTOR = 4  # the child may use this many times the bytes, beyond its imports
 CHILD_MEMORY_MARGIN = 512 * 2**20
 CHILD_SECONDS = 60.0  # plus one second per CHILD_BYTES_PER_SECOND bytes
@@ -98,7 +98,6 @@ def rerank(
     metric: str,
     *,
     exact: Callable[[np.ndarray], np.ndarray],
-    working_memory: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` of each row's candidates by exact distance, as ExactIndex returns them.
 
@@ -129,42 +128,19 @@ def rerank(
             f"the index returned row {bad}, outside the database's {n} rows: "
             "it was not built on this database"
         )
-    dist = _exact_distances(database, queries, candidates, metric, working_memory)
-    # Empty slots last; then ascending distance, equal distances by lower index.
-    order = np.lexsort((np.where(candidates < 0, n, candidates), dist), axis=-1)[:, :k]
-    best = np.take_along_axis(candidates, order, axis=1)
-    best_dist = np.take_along_axis(dist, order, axis=1)
+    best_dist, best = best_candidates(database, queries, candidates, k, metric)
     short = (best < 0).any(axis=1)
     if short.any():
         rows = np.flatnonzero(short)
         found = np.asarray(exact(rows)).astype(np.int64, copy=False)
         best_dist[rows], best[rows] = rerank(
-            database, queries[rows], found, k, metric, exact=_never, working_memory=working_memory
+            database, queries[rows], found, k, metric, exact=_never
         )
     return best_dist, best
 
 
 def _never(rows):
     raise AssertionError("an exact search returned fewer than k rows")  # pragma: no cover
-
-
-def _exact_distances(database, queries, candidates, metric, working_memory) -> np.ndarray:
-    """``dist[i, j]`` = distance of query i to database row ``candidates[i, j]`` (inf if -1)."""
-    m, c = candidates.shape
-    d = database.shape[1]
-    dist = np.empty((m, c), np.float64)
-    budget = working_memory or RERANK_WORKING_MEMORY
-    step = max(1, budget // max(1, 8 * c * d))
-    for lo in range(0, m, step):
-        cand = candidates[lo : lo + step]
-        rows = database[np.maximum(cand, 0)].astype(np.float64)  # (r, c, d)
-        rows -= queries[lo : lo + step, None, :]
-        if metric == "l2":
-            part = np.sqrt(np.einsum("rcd,rcd->rc", rows, rows))
-        else:
-            part = np.abs(rows, out=rows).sum(axis=2)
-        dist[lo : lo + step] = np.where(cand < 0, np.inf, part)
-    return dist
 
 
 def index_bytes(arrays, key: str, what: str, optional: tuple = ()) -> np.ndarray:
@@ -376,7 +352,6 @@ class RerankedIndex:
             k,
             self.metric,
             exact=lambda rows: self._exact_rows(queries[rows], k),
-            working_memory=self.working_memory,
         )
 
     def _exact_rows(self, queries: np.ndarray, k: int) -> np.ndarray:

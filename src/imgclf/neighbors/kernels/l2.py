@@ -46,6 +46,7 @@ __all__ = [
     "DATABASE_BLOCK",
     "MAX_D",
     "QUERY_BLOCK",
+    "panel_rows",
     "VARIANTS",
     "PreparedF32",
     "PreparedU8",
@@ -110,6 +111,12 @@ def supported_variants(dtype=np.uint8) -> list[str]:
 def variant(dtype=np.uint8) -> str:
     """The code path :func:`block_u8` / :func:`block_f32` takes on this CPU for ``dtype``."""
     return supported_variants(dtype)[0]
+
+
+def panel_rows(use: str | None = None) -> int:
+    """Rows :func:`block_u8` computes together (a panel, at a fixed position) on variant
+    ``use`` (default: :func:`variant`): a range of rows costs the panels it touches."""
+    return {"avx512vnni": _VNNI_NR, "avx2": _AVX2_NR}.get(use or variant(np.uint8), 1)
 
 
 # --------------------------------------------------------------------------- uint8: shared

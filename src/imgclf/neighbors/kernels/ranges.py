@@ -1,4 +1,4 @@
-"""One float32 query against given row ranges, folded into its top-k in one compiled pass.
+"""One query against given row ranges, folded into its top-k in one compiled pass.
 
 An inverted file's batch path computes a list at a time with the block kernels
 (a BLAS product and a few NumPy calls each, ~60 us a list whatever its size).
@@ -14,6 +14,9 @@ The distances are the block kernels' quantities, in float32:
 Sums run in another order than BLAS's, so a distance may differ from the batch
 path's in its last bits (as a single query's does from a batch's in any BLAS
 search of float rows).
+
+:func:`scan_ranges_u8` does the same for uint8 rows (the codes a quantized IVF
+scans), with exact int32 distances (squared L2 or L1).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from numba import uint64
 
 from imgclf.neighbors.kernels.topk import _offer
 
-__all__ = ["reference_scan", "scan_ranges_f32"]
+__all__ = ["reference_scan", "scan_ranges_f32", "scan_ranges_u8"]
 
 
 # (inlined into the caller, which carries the same flags: reassociation vectorises the sums)
@@ -63,6 +66,28 @@ def scan_ranges_f32(query, rows, norms, ranges, ids, squared, best, best_index):
                 value = _sad(query, rows, row)
             if value <= worst:
                 worst = _offer(best, best_index, value, ids[row], worst)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _u8_distance(query, rows, row, squared):
+    total = np.int32(0)
+    for j in range(uint64(rows.shape[1])):
+        diff = np.int32(query[j]) - np.int32(rows[uint64(row), j])
+        total += diff * diff if squared else abs(diff)
+    return total
+
+
+@numba.njit(nogil=True, cache=True)
+def scan_ranges_u8(query, rows, ranges, squared, best, best_index):
+    """As :func:`scan_ranges_f32` for uint8 ``rows`` ``(n, d)`` and ``query`` ``(d,)``,
+    the rows' own positions the ids: ``best`` ``(k,)`` int32, exact squared L2
+    (``squared``) or L1 distances."""
+    worst = best[best.shape[0] - 1]
+    for r in range(ranges.shape[0]):
+        for row in range(ranges[r, 0], ranges[r, 1]):
+            value = _u8_distance(query, rows, row, squared)
+            if value <= worst:
+                worst = _offer(best, best_index, value, row, worst)
 
 
 def reference_scan(query, rows, ranges, ids, squared: bool, k: int):
