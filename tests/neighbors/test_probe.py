@@ -51,12 +51,14 @@ def test_nearest_lists_are_the_nearest_centroids(components, n_probe):
         np.testing.assert_array_equal(ranges[:, 1], offsets[expected + 1])
 
 
-@pytest.mark.parametrize("n_probe", [1, 31, 32, 33, 128, 894])
+@pytest.mark.parametrize("n_probe", [1, 19, 20, 21, 32, 128, 894])
 def test_selection_keeps_the_lists_insertion_keeps(n_probe):
-    """The two ways of keeping the least scores, on 894 lists: distinct scores, and scores
-    with many ties (equal scores: the lower list first), against a stable NumPy sort."""
+    """The two ways of keeping the least scores, on 894 lists: distinct scores, scores
+    with many ties (equal scores: the lower list first), and signed zeros (equal) beside
+    infinities, against a stable NumPy sort."""
     rng = np.random.default_rng(n_probe)
-    for scores in (rng.standard_normal(894), np.round(rng.standard_normal(894) * 3)):
+    zeros = rng.choice(np.array([-0.0, 0.0, -1.5, 2.0, np.inf, -np.inf, 1e-30]), 894)
+    for scores in (rng.standard_normal(894), np.round(rng.standard_normal(894) * 3), zeros):
         scores = scores.astype(np.float32)
         expected = np.argsort(scores, kind="stable")[:n_probe]
         np.testing.assert_array_equal(probe._least_by_insertion(scores, n_probe), expected)

@@ -413,7 +413,7 @@ class IVFIndex(ProbedCells, BatchCopy):
                 probes = self.coarse.probes(queries, self.n_probe, depth, self.offsets, self.n_jobs)
             _, candidates = _ListSearch(self._scan, padded(codes), probes, depth).run()
         candidates = np.where(candidates >= 0, self.ids[np.maximum(candidates, 0)], -1)
-        return best_candidates(self.database, queries, candidates, k, self.metric)
+        return best_candidates(self.database, queries, candidates, k, self.metric, self.n_jobs)
 
     def _few_codes(self, queries: np.ndarray, codes: np.ndarray, depth: int) -> np.ndarray:
         """A few queries' ``depth`` nearest codes in their probed lists, a query at a time

@@ -15,10 +15,14 @@ distances of the stored numbers, whatever kernel proposed the rows.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
 __all__ = ["best_candidates", "candidate_distances", "reference_candidate_distances"]
+
+THREAD_MIN_QUERIES = 512  # fewer queries a thread: one thread measures them all
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
@@ -38,7 +42,7 @@ def _fill(database, queries, candidates, squared, out):
             out[i, j] = np.inf if row < 0 else _distance(queries[i], database[row], squared)
 
 
-def candidate_distances(database, queries, candidates, metric: str) -> np.ndarray:
+def candidate_distances(database, queries, candidates, metric: str, n_jobs: int = 1) -> np.ndarray:
     """``dist[i, j]``: the true distance from ``queries[i]`` to row ``candidates[i, j]``.
 
     Parameters
@@ -47,6 +51,8 @@ def candidate_distances(database, queries, candidates, metric: str) -> np.ndarra
     queries : ndarray (m, d), the database's dtype
     candidates : ndarray of int64 (m, c), rows in ``[0, n)`` or -1 (an empty slot)
     metric : {"l1", "l2"}
+    n_jobs : int, default=1
+        Threads sharing the queries (each a share of at least :data:`THREAD_MIN_QUERIES`).
 
     Returns
     -------
@@ -58,19 +64,31 @@ def candidate_distances(database, queries, candidates, metric: str) -> np.ndarra
     [[5.0, inf]]
     """
     out = np.empty(candidates.shape, np.float64)
-    _fill(database, queries, np.ascontiguousarray(candidates, np.int64), metric == "l2", out)
+    candidates = np.ascontiguousarray(candidates, np.int64)
+    parts = max(1, min(n_jobs, len(queries) // THREAD_MIN_QUERIES))
+    edges = np.linspace(0, len(queries), parts + 1).astype(np.int64)
+
+    def fill(part: int) -> None:
+        lo, hi = edges[part], edges[part + 1]
+        _fill(database, queries[lo:hi], candidates[lo:hi], metric == "l2", out[lo:hi])
+
+    if parts == 1:
+        fill(0)
+    else:
+        with ThreadPoolExecutor(parts) as pool:
+            list(pool.map(fill, range(parts)))
     return out
 
 
-def best_candidates(database, queries, candidates, k: int, metric: str):
+def best_candidates(database, queries, candidates, k: int, metric: str, n_jobs: int = 1):
     """The ``k`` best of each query's candidates by true distance.
 
-    Returns ``distances`` float64 ``(m, k)`` ascending, as :func:`candidate_distances`,
-    and ``indices`` int64 ``(m, k)``: equal distances by the lower row, empty
-    slots (``inf``, -1) last.
+    Returns ``distances`` float64 ``(m, k)`` ascending, as :func:`candidate_distances`
+    (on ``n_jobs`` threads), and ``indices`` int64 ``(m, k)``: equal distances by the
+    lower row, empty slots (``inf``, -1) last.
     """
     candidates = np.asarray(candidates).astype(np.int64, copy=False)
-    dist = candidate_distances(database, queries, candidates, metric)
+    dist = candidate_distances(database, queries, candidates, metric, n_jobs)
     empty_last = np.where(candidates < 0, len(database), candidates)
     order = np.lexsort((empty_last, dist), axis=-1)[:, :k]
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
