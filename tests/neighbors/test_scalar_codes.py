@@ -166,6 +166,9 @@ def test_a_quantized_index_survives_its_arrays_and_pickle(metric):
             np.testing.assert_array_equal(got, expected)
     unquantized = IVFIndex(database, metric, n_lists=15, quantize=False).to_arrays()
     assert "code_low" not in unquantized
+    # arrays saved before the codes (or without them) scan the floats, as then
+    older = IVFIndex.from_arrays(database, unquantized, metric, n_probe=3)
+    assert older._scan is None and older.search(queries, 5)[1].shape == (40, 5)
 
 
 def test_quantize_is_checked_and_uint8_features_are_never_coded():
