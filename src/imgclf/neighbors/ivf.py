@@ -480,7 +480,9 @@ class _CodeLists(IVFIndex):
     64 rows with VNNI). The kernel computes whole panels at fixed positions: a list of
     ~56 rows placed anywhere touches two panels, 128 rows of work, and one that starts
     on a panel boundary mostly one. The gaps cost a quarter more bytes of codes; the
-    scan of HOG + colour codes is ~1.5x faster (L1's kernel has no panels: no gaps)."""
+    scan of HOG + colour codes is ~1.5x faster (L1's kernel has no panels: no gaps).
+    Its database is the codes in the owner's list order (:meth:`IVFIndex._code_index`),
+    so the rows it returns are positions in the owner's ``ids``."""
 
     def _lay_out_batch(self) -> None:
         panel = l2.panel_rows() if self.metric == "l2" else 1
