@@ -20,14 +20,13 @@ keep the centroids.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.utils.extmath import randomized_svd
 
+from imgclf._threads import on_shares
 from imgclf.neighbors.kernels.probe import (
     nearest_lists,
     nearest_lists_of_rows,
@@ -147,18 +146,15 @@ class CoarseQuantizer:
         threads, each a share of at least :data:`THREAD_MIN_QUERIES` queries (at 128 of
         894 lists a query takes ~15 us: 10,000 queries on one thread held the other idle)."""
 
-        def nearest(part: np.ndarray):
+        def nearest(lo: int, hi: int):
             return nearest_lists_of_rows(
-                part, self.components, self._projected_mean, self.centroids,
+                queries[lo:hi], self.components, self._projected_mean, self.centroids,
                 self._centroid_norms, self.medians, n_probe, offsets, k,
             )  # fmt: skip
 
-        parts = min(n_jobs, len(queries) // THREAD_MIN_QUERIES)
-        if parts <= 1:
-            return nearest(queries)
-        edges = np.linspace(0, len(queries), parts + 1).astype(np.int64)
-        with ThreadPoolExecutor(parts) as pool:
-            found = list(pool.map(nearest, [queries[a:b] for a, b in itertools.pairwise(edges)]))
+        found = on_shares(nearest, len(queries), n_jobs, THREAD_MIN_QUERIES)
+        if len(found) == 1:
+            return found[0]
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def _probe_on(self, query: np.ndarray, n_probe: int, k: int, offsets: np.ndarray):

@@ -486,6 +486,8 @@ class _CodeLists(IVFIndex):
 
     def _lay_out_batch(self) -> None:
         panel = l2.panel_rows() if self.metric == "l2" else 1
+        if panel == 1:  # no panels: the lists one after another, as any index lays them
+            return super()._lay_out_batch()
         counts = np.diff(self.offsets)
         padded_counts = -(-counts // panel) * panel
         self._starts = np.concatenate([[0], np.cumsum(padded_counts)[:-1]]).astype(np.int64)

@@ -15,10 +15,10 @@ distances of the stored numbers, whatever kernel proposed the rows.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
+
+from imgclf._threads import on_shares
 
 __all__ = ["best_candidates", "candidate_distances", "reference_candidate_distances"]
 
@@ -65,18 +65,11 @@ def candidate_distances(database, queries, candidates, metric: str, n_jobs: int 
     """
     out = np.empty(candidates.shape, np.float64)
     candidates = np.ascontiguousarray(candidates, np.int64)
-    parts = max(1, min(n_jobs, len(queries) // THREAD_MIN_QUERIES))
-    edges = np.linspace(0, len(queries), parts + 1).astype(np.int64)
 
-    def fill(part: int) -> None:
-        lo, hi = edges[part], edges[part + 1]
+    def fill(lo: int, hi: int) -> None:
         _fill(database, queries[lo:hi], candidates[lo:hi], metric == "l2", out[lo:hi])
 
-    if parts == 1:
-        fill(0)
-    else:
-        with ThreadPoolExecutor(parts) as pool:
-            list(pool.map(fill, range(parts)))
+    on_shares(fill, len(queries), n_jobs, THREAD_MIN_QUERIES)
     return out
 
 
