@@ -13,7 +13,7 @@ from imgclf.neighbors.kernels import l1, l2
 from imgclf.neighbors.kernels.topk import reference_topk
 from imgclf.neighbors.pruning import CASCADE_MIN_ROWS, GROUP, LowerBoundPruner
 from imgclf.neighbors.pruning.bounds import _second_bound, _summarise, _thresholds
-from imgclf.neighbors.pruning.row_kernels import (
+from imgclf.neighbors.kernels.rows import (
     _distance,
     _dots8,
     _dots8_loop,

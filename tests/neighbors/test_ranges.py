@@ -51,11 +51,12 @@ def test_a_single_float_query_finds_what_its_batch_finds(metric):
 
 @pytest.mark.parametrize("squared", [True, False])
 @pytest.mark.parametrize("k", [1, 9, 60])
-def test_the_uint8_scan_keeps_the_k_nearest_of_the_ranges(squared, k):
+@pytest.mark.parametrize("width", [37, 64, 352])  # plain loops; whole SIMD chunks
+def test_the_uint8_scan_keeps_the_k_nearest_of_the_ranges(squared, k, width):
     rng = np.random.default_rng(k)
-    rows = rng.integers(0, 256, (300, 37), dtype=np.uint8)
+    rows = rng.integers(0, 256, (300, width), dtype=np.uint8)
     ranges = np.array([[250, 290], [0, 3], [100, 100], [40, 97]], np.int64)
-    query = rng.integers(0, 256, 37, dtype=np.uint8)
+    query = rng.integers(0, 256, width, dtype=np.uint8)
     best = np.full(k, np.iinfo(np.int32).max, np.int32)
     best_index = np.full(k, -1, np.int64)
     scan_ranges_u8(query, rows, ranges, squared, best, best_index)

@@ -137,6 +137,11 @@ def test_the_code_lists_start_on_kernel_panels():
     index = IVFIndex(hog_like(rng, 1500), "l2", n_lists=17)
     scan = index._scan
     assert isinstance(scan, _CodeLists) and scan.database.dtype == np.uint8
+    # 60 features in whole 32-byte chunks for the SIMD row kernels: zeros add nothing
+    assert scan.database.shape == (1500, 64) and not scan.database[:, 60:].any()
+    np.testing.assert_array_equal(
+        scan.database[:, :60], index._codes.encode(index.database, order=index.ids)
+    )
     assert (scan._starts % l2.panel_rows() == 0).all()
     placed = scan._batch_ids[scan._batch_ids >= 0]
     np.testing.assert_array_equal(np.sort(placed), np.arange(1500))  # every row once

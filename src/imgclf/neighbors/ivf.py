@@ -46,6 +46,7 @@ from imgclf.neighbors.coarse import CoarseQuantizer
 from imgclf.neighbors.kernels import l2, row_dtype, topk
 from imgclf.neighbors.kernels.candidates import best_candidates
 from imgclf.neighbors.kernels.ranges import scan_ranges_f32, scan_ranges_u8
+from imgclf.neighbors.kernels.rows import SIMD_ROW_BYTES
 from imgclf.neighbors.pruning import LowerBoundPruner
 from imgclf.neighbors.scalar_codes import ScalarCodes
 from imgclf.neighbors.search import (
@@ -238,15 +239,18 @@ class IVFIndex(ProbedCells, BatchCopy):
         row is (``_batch_ids``): here the lists one after another, as ``ids`` says."""
         self._starts, self._batch_ids = self.offsets[:-1], self.ids
 
-    def _code_index(self) -> IVFIndex:
+    def _code_index(self) -> _CodeLists:
         """The same lists over the uint8 codes of the rows: what a quantized index scans."""
         # in list order (each list one range of rows: a single query streams its lists),
         # so its rows are positions in self.ids
-        codes = self._codes.encode(self.database, order=self.ids)
-        in_place = np.arange(len(self.ids), dtype=self.ids.dtype)
-        layout = {**self.coarse.to_arrays(), "ids": in_place, "offsets": self.offsets}
-        limits = {"working_memory": self.working_memory, "n_jobs": self.n_jobs}
-        return _CodeLists.from_arrays(codes, layout, self.metric, n_probe=1, **limits)
+        return _CodeLists(self._encoded(self.database, order=self.ids), self)
+
+    def _encoded(self, rows: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+        """The codes of ``rows`` (``rows[order]``), zero-padded to whole SIMD chunks
+        (:data:`~imgclf.neighbors.kernels.rows.SIMD_ROW_BYTES`: 334 HOG + colour
+        features to 352), which single queries measure by ``vpmaddwd`` / ``vpsadbw``."""
+        width = -(-self.n_features // SIMD_ROW_BYTES) * SIMD_ROW_BYTES
+        return self._codes.encode(rows, order=order, width=width)
 
     def _batch_rows(self) -> np.ndarray:
         return self.database[self.ids]  # list by list: each list one range of the copy
@@ -327,7 +331,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         own += [] if self._batch_ids is self.ids else [self._batch_ids]
         # a zero-stride stand-in (a lean kernel's dropped rows) holds no memory
         arrays = sum(a.nbytes for a in own if isinstance(a, np.ndarray) and 0 not in a.strides)
-        codes = 0 if self._scan is None else self._scan.database.nbytes + self._scan.nbytes
+        codes = 0 if self._scan is None else self._scan.nbytes
         return arrays + codes + (0 if self._pruner is None else self._pruner.nbytes)
 
     def make_batch_copy(self) -> IVFIndex:
@@ -405,7 +409,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         """Scan the probed lists' codes for ``2 k`` candidates a query; the ``k`` best of
         them by true distance (``inf`` / -1 where the lists held fewer than ``k`` rows).
         ``probes``: as :meth:`search_lists` (default: this index's ``n_probe`` nearest)."""
-        codes, depth = self._codes.encode(queries), RERANK_FACTOR * k
+        codes, depth = self._encoded(queries), RERANK_FACTOR * k
         if probes is None and len(queries) <= PRUNE_MAX_QUERIES:
             candidates = self._few_codes(queries, codes, depth)
         else:
@@ -482,7 +486,21 @@ class _CodeLists(IVFIndex):
     on a panel boundary mostly one. The gaps cost a quarter more bytes of codes; the
     scan of HOG + colour codes is ~1.5x faster (L1's kernel has no panels: no gaps).
     Its database is the codes in the owner's list order (:meth:`IVFIndex._code_index`),
-    so the rows it returns are positions in the owner's ``ids``."""
+    so the rows it returns are positions in the owner's ``ids``. It shares the owner's
+    coarse quantizer but never uses it: the owner picks the lists it scans."""
+
+    def __init__(self, codes: np.ndarray, owner: IVFIndex):
+        self._setup(codes, owner.metric, owner.working_memory, owner.n_jobs)
+        self.seed, self.coarse, self._codes = owner.seed, owner.coarse, None
+        self._store(np.repeat(np.arange(owner.n_lists), np.diff(owner.offsets)))
+        self._n_probe = 1
+
+    @property
+    def nbytes(self) -> int:
+        """The codes, their batch copy and the lists' layout (the coarse step is the owner's)."""
+        own = [self.database, self.ids, self.offsets, *(self._blocks or ())]
+        own += [] if self._batch_ids is self.ids else [self._batch_ids]
+        return sum(a.nbytes for a in own if isinstance(a, np.ndarray) and 0 not in a.strides)
 
     def _lay_out_batch(self) -> None:
         panel = l2.panel_rows() if self.metric == "l2" else 1

@@ -48,14 +48,19 @@ class ScalarCodes:
         widest = float((database.max(axis=0) - low).max(initial=0))
         return cls(low, np.float32(widest / LEVELS if widest > 0 else 1.0))
 
-    def encode(self, rows: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
-        """``rows`` ``(m, d)`` floats as uint8 codes ``(m, d)``; with ``order`` ``(r,)``,
-        the codes of ``rows[order]`` (a chunk at a time: no float copy of them all)."""
+    def encode(
+        self, rows: np.ndarray, order: np.ndarray | None = None, width: int | None = None
+    ) -> np.ndarray:
+        """``rows`` ``(m, d)`` floats as uint8 codes ``(m, width)``; with ``order`` ``(r,)``,
+        the codes of ``rows[order]`` (a chunk at a time: no float copy of them all).
+        ``width`` (default ``d``): columns past ``d`` are zero, which adds nothing to
+        a distance between codes (rows padded for SIMD kernels)."""
         order = np.arange(len(rows)) if order is None else order
-        codes = np.empty((len(order), rows.shape[1]), np.uint8)
+        d = rows.shape[1]
+        codes = np.zeros((len(order), d if width is None else width), np.uint8)
         for lo in range(0, len(order), CHUNK):
             scaled = (rows[order[lo : lo + CHUNK]] - self.low) * np.float32(1 / self.step)
-            codes[lo : lo + CHUNK] = np.clip(np.rint(scaled), 0, LEVELS)
+            codes[lo : lo + CHUNK, :d] = np.clip(np.rint(scaled), 0, LEVELS)
         return codes
 
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import uint64
+from numba import int32, uint64
 
+from imgclf.neighbors.kernels.rows import _sad_row, _squared_distance
 from imgclf.neighbors.kernels.topk import _offer
 
 __all__ = ["reference_scan", "scan_ranges_f32", "scan_ranges_u8"]
@@ -68,24 +69,27 @@ def scan_ranges_f32(query, rows, norms, ranges, ids, squared, best, best_index):
                 worst = _offer(best, best_index, value, ids[row], worst)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _u8_distance(query, rows, row, squared):
-    total = np.int32(0)
-    for j in range(uint64(rows.shape[1])):
-        diff = np.int32(query[j]) - np.int32(rows[uint64(row), j])
-        total += diff * diff if squared else abs(diff)
-    return total
-
-
 @numba.njit(nogil=True, cache=True)
 def scan_ranges_u8(query, rows, ranges, squared, best, best_index):
     """As :func:`scan_ranges_f32` for uint8 ``rows`` ``(n, d)`` and ``query`` ``(d,)``,
     the rows' own positions the ids: ``best`` ``(k,)`` int32, exact squared L2
-    (``squared``) or L1 distances."""
+    (``squared``) or L1 distances.
+
+    Rows of whole 32-byte chunks (:data:`~.rows.SIMD_ROW_BYTES`; an IVF pads its codes
+    so) are measured by ``vpmaddwd`` / ``vpsadbw`` where the CPU has AVX2: HOG + colour
+    codes, 334 wide padded to 352, ~2x (L2) and ~2.5x (L1) faster than the plain loop
+    that runs otherwise (:func:`~.rows._squared_distance`, :func:`~.rows._sad_row`).
+    """
+    if query.shape[0] != rows.shape[1]:
+        raise ValueError("the query and the rows differ in width")
     worst = best[best.shape[0] - 1]
+    query = query.reshape(1, -1)  # (the row kernels take a query row of a 2-D array)
     for r in range(ranges.shape[0]):
         for row in range(ranges[r, 0], ranges[r, 1]):
-            value = _u8_distance(query, rows, row, squared)
+            if squared:
+                value = int32(_squared_distance(rows, row, query))
+            else:
+                value = int32(_sad_row(query, 0, rows, row))
             if value <= worst:
                 worst = _offer(best, best_index, value, row, worst)
 

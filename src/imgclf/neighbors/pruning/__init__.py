@@ -68,9 +68,9 @@ On CIFAR-10 (k = 10, median over the test set) about 4% (L2) or 7% (L1) of
 rows survive the first bound, 0.3% or 0.8% the second, and 0.2% or 0.7% are
 measured exactly (``benchmarks/bench_single_query.py``).
 
-The package, one concept a module, each importing only those above it in this list:
+The package, one concept a module, each importing only those above it in this list
+(and the per-row SIMD kernels, :mod:`imgclf.neighbors.kernels.rows`, below them all):
 
-* :mod:`.row_kernels`: per-row SIMD kernels beside their plain loops;
 * :mod:`.summaries`: what is kept of every database row, built once;
 * :mod:`.bounds`: the query's summaries, each stage's bound, the thresholds;
 * :mod:`.stages`: one thread's passes (first bounds, seeds, survivors, exact);

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import int16, int32, int64, uint32, uint64
 
-from imgclf.neighbors.pruning.row_kernels import _dots8, _sad_row, _sad_rows4
+from imgclf.neighbors.kernels.rows import _dots8, _sad_row, _sad_rows4
 from imgclf.neighbors.pruning.summaries import _group_sums, _project
 
 _BIG = np.iinfo(np.int64).max

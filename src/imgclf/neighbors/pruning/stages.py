@@ -19,7 +19,7 @@ from imgclf.neighbors.pruning.bounds import (
     _query_weights,
     _second_bound,
 )
-from imgclf.neighbors.pruning.row_kernels import _least, _prefetch_row, _sad_row, _squared_distance
+from imgclf.neighbors.kernels.rows import _least, _prefetch_row, _sad_row, _squared_distance
 
 _SEEDS = 256  # rows (at least k) with the smallest first bounds, the seeds (see _seeds)
 _SEED_SAMPLE = 1024  # bounds sampled to find the seeds

@@ -1,4 +1,6 @@
-"""Per-row kernels of the cascade, each beside the plain loop it must equal.
+"""Per-row kernels, each beside the plain loop it must equal: the exact cascade's
+(:mod:`imgclf.neighbors.pruning`) and an inverted file's single-query scan of uint8
+codes (:mod:`.ranges`).
 
 Prefetching a scattered row, the L2 first stage's int8 dot products
 (``vpmaddwd``, :func:`_dots8`), sums of absolute differences (``vpsadbw``,
@@ -20,6 +22,11 @@ from numba.extending import intrinsic, overload
 from imgclf.neighbors.kernels import _cpu
 from imgclf.neighbors.kernels.l1 import _sad256
 from imgclf.neighbors.kernels.l2 import _ssd_avx2
+
+
+SIMD_ROW_BYTES = 32
+"""Rows whose width is a multiple of this take the SIMD forms of both :func:`_sad_row`
+(32-byte chunks) and :func:`_squared_distance` (16); others the plain loops."""
 
 
 @intrinsic
