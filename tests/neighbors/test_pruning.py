@@ -10,9 +10,6 @@ import pytest
 
 from imgclf.neighbors import ExactIndex
 from imgclf.neighbors.kernels import l1, l2
-from imgclf.neighbors.kernels.topk import reference_topk
-from imgclf.neighbors.pruning import CASCADE_MIN_ROWS, GROUP, LowerBoundPruner
-from imgclf.neighbors.pruning.bounds import _second_bound, _summarise, _thresholds
 from imgclf.neighbors.kernels.rows import (
     _distance,
     _dots8,
@@ -22,6 +19,9 @@ from imgclf.neighbors.kernels.rows import (
     _sad_rows4,
     _squared_distance,
 )
+from imgclf.neighbors.kernels.topk import reference_topk
+from imgclf.neighbors.pruning import CASCADE_MIN_ROWS, GROUP, LowerBoundPruner
+from imgclf.neighbors.pruning.bounds import _second_bound, _summarise, _thresholds
 from imgclf.neighbors.pruning.stages import _CHUNK, _at_most, _chunk_minima, _first_pass
 from imgclf.neighbors.pruning.summaries import _pair_up, _paired_codes
 

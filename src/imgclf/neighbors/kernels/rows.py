@@ -23,7 +23,6 @@ from imgclf.neighbors.kernels import _cpu
 from imgclf.neighbors.kernels.l1 import _sad256
 from imgclf.neighbors.kernels.l2 import _ssd_avx2
 
-
 SIMD_ROW_BYTES = 32
 """Rows whose width is a multiple of this take the SIMD forms of both :func:`_sad_row`
 (32-byte chunks) and :func:`_squared_distance` (16); others the plain loops."""

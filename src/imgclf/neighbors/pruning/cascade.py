@@ -12,8 +12,8 @@ import numba
 import numpy as np
 from numba import int64
 
-from imgclf.neighbors.pruning.bounds import _BIG, _second_bound, _summarise, _thresholds
 from imgclf.neighbors.kernels.rows import _prefetch_row
+from imgclf.neighbors.pruning.bounds import _BIG, _second_bound, _summarise, _thresholds
 from imgclf.neighbors.pruning.stages import (
     _MIN_RUN,
     _SEEDS,

@@ -13,13 +13,13 @@ import numba
 import numpy as np
 from numba import int64, uint64
 
+from imgclf.neighbors.kernels.rows import _least, _prefetch_row, _sad_row, _squared_distance
 from imgclf.neighbors.pruning.bounds import (
     _first_bounds,
     _first_bounds_l1,
     _query_weights,
     _second_bound,
 )
-from imgclf.neighbors.kernels.rows import _least, _prefetch_row, _sad_row, _squared_distance
 
 _SEEDS = 256  # rows (at least k) with the smallest first bounds, the seeds (see _seeds)
 _SEED_SAMPLE = 1024  # bounds sampled to find the seeds
