@@ -55,7 +55,9 @@ def check_finite(name: str, array: np.ndarray) -> np.ndarray:
     """``array`` if it holds no NaN or infinity (integers always pass)."""
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]
-        raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(bad)})")
+        raise ValueError(
+            f"{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)})"
+        )
     return array
 
 

@@ -11,6 +11,7 @@ from imgclf.neighbors.kernels import l2
 from imgclf.neighbors.kernels.candidates import (
     best_candidates,
     candidate_distances,
+    reference_best_candidates,
     reference_candidate_distances,
 )
 from imgclf.neighbors.recall import recall
@@ -41,6 +42,19 @@ def test_codes_keep_distances_up_to_one_step_a_feature():
     true = full_distances(queries, database, "l1")
     assert np.abs(coded - true).max() <= codes.step * database.shape[1]
     assert np.corrcoef(coded.ravel(), true.ravel())[0, 1] > 0.999
+
+
+def test_the_compiled_encoding_is_numpys():
+    rng = np.random.default_rng(8)
+    database = hog_like(rng, 400)
+    codes = ScalarCodes.fit(database)
+    rows = np.concatenate([hog_like(rng, 300) * 1.5 - 0.2, database[:50]])  # some clipped
+    rows[:20, :4] = codes.low[:4] + codes.step * np.float32(2.5)  # halves: to even
+    np.testing.assert_array_equal(codes.encode(rows), codes.reference_encode(rows))
+    order = rng.permutation(350)[:77]
+    padded = codes.encode(rows, order=order, width=64)
+    np.testing.assert_array_equal(padded[:, :60], codes.reference_encode(rows[order]))
+    assert not padded[:, 60:].any()
 
 
 def test_encoding_clips_values_outside_the_database_range_and_takes_an_order():
@@ -87,6 +101,21 @@ def test_candidate_distances_match_numpy(metric, dtype):
     want = reference_candidate_distances(database, queries, candidates, metric)
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert np.isinf(got[candidates < 0]).all()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("k", [1, 4, 13, 20])
+def test_best_candidates_match_numpy(metric, dtype, k):
+    rng = np.random.default_rng(k)
+    database = rng.integers(0, 4, (50, 3)).astype(dtype)  # few values: many equal distances
+    queries = rng.integers(0, 4, (30, 3)).astype(dtype)
+    candidates = np.stack([rng.permutation(51)[:13] - 1 for _ in range(30)])  # -1: empty
+    got = best_candidates(database, queries, candidates, k, metric, n_jobs=2)
+    want = reference_best_candidates(database, queries, candidates, k, metric)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    assert got[0].shape == (30, min(k, 13))
 
 
 def test_best_candidates_break_ties_by_row_and_put_empty_slots_last():

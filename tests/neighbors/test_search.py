@@ -132,6 +132,11 @@ def test_index_is_reusable_and_keeps_uint8():
         (lambda q, d: search(q[:0], d, k=1), "queries is empty"),
         (lambda q, d: search(q, np.where(d == 0, np.nan, d), k=1), "database contains NaN"),
         (lambda q, d: search(np.full((1, 3), np.inf), d, k=1), "queries contains NaN or infinity"),
+        # a float32 block ready for the kernels is checked too, and the place named plainly
+        (
+            lambda q, d: search(np.where(q == 7, np.nan, q), d, k=1),
+            r"queries contains NaN or infinity \(first at index \(2, 1\)\)",
+        ),
         (lambda q, d: search(q, d.astype(str), k=1), "database must be numeric"),
     ],
 )

@@ -20,7 +20,12 @@ import numpy as np
 
 from imgclf._threads import on_shares
 
-__all__ = ["best_candidates", "candidate_distances", "reference_candidate_distances"]
+__all__ = [
+    "best_candidates",
+    "candidate_distances",
+    "reference_best_candidates",
+    "reference_candidate_distances",
+]
 
 THREAD_MIN_QUERIES = 512  # fewer queries a thread: one thread measures them all
 
@@ -76,12 +81,55 @@ def candidate_distances(database, queries, candidates, metric: str, n_jobs: int 
 def best_candidates(database, queries, candidates, k: int, metric: str, n_jobs: int = 1):
     """The ``k`` best of each query's candidates by true distance.
 
-    Returns ``distances`` float64 ``(m, k)`` ascending, as :func:`candidate_distances`
-    (on ``n_jobs`` threads), and ``indices`` int64 ``(m, k)``: equal distances by the
-    lower row, empty slots (``inf``, -1) last.
+    Returns ``distances`` float64 ``(m, k')`` ascending, as :func:`candidate_distances`
+    (on ``n_jobs`` threads), and ``indices`` int64 ``(m, k')``: equal distances by the
+    lower row, empty slots (``inf``, -1) last; ``k' = min(k, c)`` for ``c`` candidates
+    a query. One compiled pass (measure, keep): for a single query, ~3 us where
+    NumPy's lexsort and gathers took ~30.
     """
-    candidates = np.asarray(candidates).astype(np.int64, copy=False)
-    dist = candidate_distances(database, queries, candidates, metric, n_jobs)
+    candidates = np.ascontiguousarray(candidates, np.int64)
+    width = min(k, candidates.shape[1])
+    dist = np.empty((len(queries), width), np.float64)
+    rows = np.empty((len(queries), width), np.int64)
+
+    def keep(lo: int, hi: int) -> None:
+        _keep_best(database, queries[lo:hi], candidates[lo:hi], metric == "l2",
+                   dist[lo:hi], rows[lo:hi])  # fmt: skip
+
+    on_shares(keep, len(queries), n_jobs, THREAD_MIN_QUERIES)
+    return dist, rows
+
+
+@numba.njit(nogil=True, cache=True)
+def _keep_best(database, queries, candidates, squared, dist, rows):
+    """Each query's ``dist.shape[1]`` best candidates into ``dist`` / ``rows``, by
+    insertion: sorted by (distance, row), empty slots (-1: ``inf``) after every row."""
+    n, k = database.shape[0], dist.shape[1]
+    for i in range(candidates.shape[0]):
+        dist[i, :], rows[i, :] = np.inf, n  # (n: after every row; -1 once done)
+        for j in range(candidates.shape[1]):
+            row = candidates[i, j]
+            value = np.inf if row < 0 else _distance(queries[i], database[row], squared)
+            row = n if row < 0 else row
+            slot = k
+            while slot > 0 and (
+                dist[i, slot - 1] > value
+                or (dist[i, slot - 1] == value and rows[i, slot - 1] > row)
+            ):
+                slot -= 1
+            if slot < k:
+                for t in range(k - 1, slot, -1):
+                    dist[i, t], rows[i, t] = dist[i, t - 1], rows[i, t - 1]
+                dist[i, slot], rows[i, slot] = value, row
+        for j in range(k):
+            if rows[i, j] == n:
+                rows[i, j] = -1
+
+
+def reference_best_candidates(database, queries, candidates, k: int, metric: str):
+    """:func:`best_candidates` the NumPy way: every distance, then a lexsort (for tests)."""
+    candidates = np.asarray(candidates, np.int64)
+    dist = reference_candidate_distances(database, queries, candidates, metric)
     empty_last = np.where(candidates < 0, len(database), candidates)
     order = np.lexsort((empty_last, dist), axis=-1)[:, :k]
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(candidates, order, axis=1)
