@@ -188,6 +188,20 @@ def test_pca_is_skipped_when_it_would_not_reduce():
     assert IVFIndex(database, n_lists=8, pca_components=64).coarse.components.shape == (0, 32)
     assert IVFIndex(database, n_lists=8, pca_components=None).coarse.components.shape == (0, 32)
     assert IVFIndex(database, n_lists=8, pca_components=4).coarse.components.shape == (4, 32)
+    assert IVFIndex(database, n_lists=8).coarse.components.shape == (0, 32)  # auto: 96 >= 32
+
+
+@pytest.mark.parametrize("d, kept", [(200, 96), (1100, 64)])
+def test_auto_pca_keeps_more_directions_of_narrower_rows(d, kept):
+    database = clustered(np.random.default_rng(12), 300, d)
+    assert IVFIndex(database, n_lists=4).coarse.components.shape == (kept, d)
+
+
+@pytest.mark.parametrize("bad", ["all", 0, 2.5])
+def test_bad_pca_components_are_named(bad):
+    database = clustered(np.random.default_rng(13), 300, 40)
+    with pytest.raises(ValueError, match="pca_components must be"):
+        IVFIndex(database, n_lists=4, pca_components=bad)
 
 
 def test_index_memory_is_about_the_data():

@@ -100,7 +100,7 @@ class ShardedIndex(ProbedCells):
         n_lists: int | None = None,
         n_probe: int | None = None,
         seed: int = 0,
-        pca_components: int | None = 64,
+        pca_components: int | str | None = "auto",
         working_memory: int | None = None,
         n_jobs: int | None = None,
         retries: int = 2,
@@ -428,7 +428,7 @@ class ShardedIndex(ProbedCells):
 
 
 def _settings(
-    n_lists=None, n_probe=None, seed=0, pca_components=64, working_memory=None, n_jobs=None
+    n_lists=None, n_probe=None, seed=0, pca_components="auto", working_memory=None, n_jobs=None
 ) -> dict:
     for name, value in (("n_lists", n_lists), ("n_probe", n_probe), ("n_jobs", n_jobs)):
         if value is not None:

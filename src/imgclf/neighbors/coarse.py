@@ -27,15 +27,17 @@ import numpy as np
 from sklearn.utils.extmath import randomized_svd
 
 from imgclf._threads import on_shares
+from imgclf._validation import check_int
 from imgclf.neighbors.kernels.probe import (
     nearest_lists,
     nearest_lists_of_rows,
     reference_l1_scores,
 )
 
-__all__ = ["CoarseQuantizer"]
+__all__ = ["CoarseQuantizer", "coarse_dims"]
 
 L1_MEDIANS_MAX_D = 1024  # L1 ranks lists by their medians up to this many features
+WIDE_D = 1024  # wider rows (images) keep 64 principal directions by default, narrower 96
 CHUNK = 4096  # rows projected at once: 4096 x d float32 (48 MiB at CIFAR's 3,072)
 PCA_SAMPLE = 8192  # rows the principal directions are estimated from
 THREAD_MIN_QUERIES = 256  # fewer queries a thread: the coarse step stays on one
@@ -67,14 +69,16 @@ class CoarseQuantizer:
         cluster: Callable,
         metric: str = "l2",
     ) -> CoarseQuantizer:
-        """Learn the projection and ``n_lists`` centroids from ``sample`` ``(s, d)``, and
+        """Learn the projection (``n_components``: an int, ``"auto"`` or None, see
+        :func:`coarse_dims`) and ``n_lists`` centroids from ``sample`` ``(s, d)``, and
         for ``metric="l1"`` with ``d <=`` :data:`L1_MEDIANS_MAX_D` the cells' medians."""
         d = sample.shape[1]
         mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+        n_components = coarse_dims(n_components, d)
         if n_components is None or n_components >= d:
             components = np.zeros((0, d), np.float32)
         else:
-            components = _principal_directions(sample, mean, int(n_components), seed)
+            components = _principal_directions(sample, mean, n_components, seed)
         empty = np.zeros((0, components.shape[0] or d), np.float32)
         quantizer = cls(mean, components, empty, _no_medians(d))
         centroids = cluster(quantizer.project(sample), n_lists, seed=seed)
@@ -214,6 +218,24 @@ class CoarseQuantizer:
             raise ValueError("ivf array 'centroids' holds no centroid")
         as32 = (np.ascontiguousarray(a, np.float32) for a in (mean, components, centroids))
         return cls(*as32, _checked_medians(arrays.get("medians"), len(centroids), d))
+
+
+def coarse_dims(n_components, d: int) -> int | None:
+    """``n_components`` checked, ``"auto"`` resolved for ``d`` features: 64 for rows
+    wider than :data:`WIDE_D`, else 96. At 3,072 CIFAR-10 pixels 64 keep 87% of the
+    variance, and 96 gain recall@10 0.003 at n_probe 28 for a quarter more build time
+    and 7 us a single query; at 334 HOG + colour features 96 lift recall@10 at
+    n_probe 96 from 0.9485 to 0.953 at the same speed (the cells of flatter spectra
+    need more directions). ``None``: the raw features."""
+    if n_components is None:
+        return None
+    if isinstance(n_components, str) and n_components != "auto":
+        raise ValueError(
+            f"pca_components must be an integer >= 1, 'auto' or None; got {n_components!r}"
+        )
+    if n_components == "auto":
+        return 64 if d > WIDE_D else 96
+    return check_int("pca_components", n_components, low=1)
 
 
 def _no_medians(d: int) -> np.ndarray:

@@ -151,8 +151,11 @@ class IVFIndex(ProbedCells, BatchCopy):
         after the build. More lists: higher recall, slower search.
     seed : int, default=0
         Seeds the training sample, the PCA and k-means.
-    pca_components : int or None, default=64
-        Dimensions of the coarse space; ``None`` (or ``>= d``) clusters the raw features.
+    pca_components : int, "auto" or None, default="auto"
+        Dimensions of the coarse space (principal directions of a sample): ``"auto"``
+        64 for rows wider than 1,024 numbers (images), else 96
+        (:func:`~imgclf.neighbors.coarse.coarse_dims`); ``None`` (or ``>= d``)
+        clusters the raw features.
     quantize : bool, optional
         Float features only (default: yes): scan the lists as uint8 codes
         (:class:`~imgclf.neighbors.scalar_codes.ScalarCodes`) and re-rank the best
@@ -180,7 +183,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         n_probe: int | None = None,
         *,
         seed: int = 0,
-        pca_components: int | None = 64,
+        pca_components: int | str | None = "auto",
         quantize: bool | None = None,
         working_memory: int | None = None,
         n_jobs: int | None = None,

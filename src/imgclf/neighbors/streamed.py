@@ -88,7 +88,7 @@ class StreamedIndex(ProbedCells):
         n_lists: int | None = None,
         n_probe: int | None = None,
         seed: int = 0,
-        pca_components: int | None = 64,
+        pca_components: int | str | None = "auto",
         layout: dict | None = None,
         block_bytes: int | None = None,
         working_memory: int | None = None,
