@@ -277,7 +277,7 @@ class LowerBoundPruner:
         would cost a fifth of the search (~30 us of ~150).
         """
         query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
-        cascade = self._cascades(ranges, int((ranges[:, 1] - ranges[:, 0]).sum()))
+        cascade = self._cascades(ranges)
         shared = np.full(1, _BIG, np.int64)
         flags = (self.squared, cascade, self.coded, self.second_stage, shared)
         dist, found, _, _, _ = _search_part(
@@ -304,7 +304,7 @@ class LowerBoundPruner:
         ranges = self._all if every else ranges
         if every and len(self._shares) > 1:  # threads share the search: the classes after it
             return self._classes_after(query[0], k, labels, n_top)
-        cascade = self._cascades(ranges, int((ranges[:, 1] - ranges[:, 0]).sum()))
+        cascade = self._cascades(ranges)
         shared = np.full(1, _BIG, np.int64)
         flags = (self.squared, cascade, self.coded, self.second_stage, shared)
         classes, n_classes = self._classes_in_order(labels), self._n_classes
@@ -343,7 +343,7 @@ class LowerBoundPruner:
         query = np.ascontiguousarray(query, np.uint8).reshape(1, -1)
         if ranges is None:
             ranges = np.array([[0, len(self.rowmap)]], np.int64)
-        cascade = self._cascades(ranges, int((ranges[:, 1] - ranges[:, 0]).sum()))
+        cascade = self._cascades(ranges)
         flags = (self.squared, cascade, self.coded, self.second_stage)
         classes = self._classes_in_order(labels)
         wanted = np.asarray(wanted, bool)
@@ -360,14 +360,15 @@ class LowerBoundPruner:
             self._class_source = labels
         return self._row_classes
 
-    def _cascades(self, ranges: np.ndarray, n_rows: int) -> bool:
-        """Whether a search of ``ranges`` runs the first stage: scattered rows skip it (it
-        reads rows in runs), unless it is the only one."""
-        return (
-            self.cascade
-            and self.first_stage
-            and (not self.second_stage or n_rows >= _MIN_RUN * len(ranges))
-        )
+    def _cascades(self, ranges: np.ndarray, n_rows: int | None = None) -> bool:
+        """Whether a search of ``ranges`` (``n_rows`` rows, counted here if needed) runs the
+        first stage: scattered rows skip it (it reads rows in runs), unless it is the only
+        one. (An inverted file's pruner has no first stage: no count, a few us a query.)"""
+        if not (self.cascade and self.first_stage):
+            return False
+        if n_rows is None:
+            n_rows = int((ranges[:, 1] - ranges[:, 0]).sum())
+        return not self.second_stage or n_rows >= _MIN_RUN * len(ranges)
 
     def stage_counts(self, query: np.ndarray, k: int, ranges=None) -> dict:
         """How many rows one search considered, how many passed each stage, and how many
