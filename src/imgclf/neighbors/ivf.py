@@ -161,7 +161,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         (:class:`~imgclf.neighbors.scalar_codes.ScalarCodes`) and re-rank the best
         ``2 k`` of them by their true distances. A quarter of the bytes, and the uint8
         kernels: on HOG + colour features of CIFAR-10, ~1.2-1.6x (L2) and ~1.9x (L1)
-        the queries a second at the same recall, and single queries in 0.4-0.6 ms
+        the queries a second at the same recall, and single queries in ~0.3-0.4 ms
         (float: 0.65). ``False``: the float kernels measure every row (with
         ``n_probe = n_lists``, an exact search).
     working_memory, n_jobs : as :class:`ExactIndex`.
@@ -424,9 +424,10 @@ class IVFIndex(ProbedCells, BatchCopy):
 
     def _few_codes(self, queries: np.ndarray, codes: np.ndarray, depth: int) -> np.ndarray:
         """A few queries' ``depth`` nearest codes in their probed lists, a query at a time
-        (:func:`~imgclf.neighbors.kernels.ranges.scan_ranges_u8`: 0.4 ms for ~6,000 HOG
-        rows, where a block kernel call per list took 2 ms and the cascade of lower
-        bounds, whose group sums bound HOG codes loosely, 1.8 ms)."""
+        (:func:`~imgclf.neighbors.kernels.ranges.scan_ranges_u8`: ~0.18 ms for ~6,700
+        HOG + colour rows by ``vpmaddwd``, 0.32 by plain loops; a block kernel call per
+        list took 2 ms, and the cascade of lower bounds, whose group sums bound HOG
+        codes loosely, 1.8 ms)."""
         rows, squared = self._scan.database, self.metric == "l2"
         candidates = np.full((len(queries), depth), -1, np.int64)
         for i, query in enumerate(queries):
