@@ -139,6 +139,8 @@ def test_search_checks_its_arguments_as_the_local_engine(client):
         ShardedIndex(client, database, "l2", "hnsw")
     with pytest.raises(ValueError, match="metric must be one of"):
         ShardedIndex(client, database, "cosine")
+    with pytest.raises(ValueError, match="pca_components must be an integer >= 1, 'auto'"):
+        ShardedIndex(client, database, "l2", "ivf", pca_components="all")  # before any shard
 
 
 def test_each_shard_is_placed_once_on_one_worker(client):

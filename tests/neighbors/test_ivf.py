@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from imgclf._kmeans import assign, kmeans
-from imgclf.neighbors import ExactIndex
+from imgclf.neighbors import ExactIndex, StreamedIndex
 from imgclf.neighbors.ivf import IVFIndex, default_n_lists, default_n_probe
 from imgclf.neighbors.recall import recall
 from imgclf.neighbors.search import PRUNE_MIN_DATABASE
@@ -202,6 +202,8 @@ def test_bad_pca_components_are_named(bad):
     database = clustered(np.random.default_rng(13), 300, 40)
     with pytest.raises(ValueError, match="pca_components must be"):
         IVFIndex(database, n_lists=4, pca_components=bad)
+    with pytest.raises(ValueError, match="pca_components must be"):
+        StreamedIndex(database, algorithm="ivf", n_lists=4, pca_components=bad)
 
 
 def test_index_memory_is_about_the_data():

@@ -31,6 +31,7 @@ from imgclf._validation import check_choice, check_int
 from imgclf.distributed import _tasks
 from imgclf.distributed.errors import ClusterError
 from imgclf.distributed.shards import Placement, live_workers, source_of
+from imgclf.neighbors.coarse import checked_pca_components
 from imgclf.neighbors.ivf import ProbedCells
 from imgclf.neighbors.kernels import topk
 from imgclf.neighbors.search import METRICS, as_queries
@@ -437,7 +438,7 @@ def _settings(
         "n_lists": n_lists,
         "n_probe": n_probe,
         "seed": check_int("seed", seed, low=0),
-        "pca_components": pca_components,
+        "pca_components": checked_pca_components(pca_components),
         "working_memory": working_memory,
         "n_jobs": n_jobs,
     }

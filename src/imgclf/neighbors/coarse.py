@@ -34,7 +34,7 @@ from imgclf.neighbors.kernels.probe import (
     reference_l1_scores,
 )
 
-__all__ = ["CoarseQuantizer", "coarse_dims"]
+__all__ = ["CoarseQuantizer", "checked_pca_components", "coarse_dims"]
 
 L1_MEDIANS_MAX_D = 1024  # L1 ranks lists by their medians up to this many features
 WIDE_D = 1024  # wider rows (images) keep 64 principal directions by default, narrower 96
@@ -220,6 +220,16 @@ class CoarseQuantizer:
         return cls(*as32, _checked_medians(arrays.get("medians"), len(centroids), d))
 
 
+def checked_pca_components(value):
+    """``value`` if it is a ``pca_components``: an int >= 1, ``"auto"`` or None (else a
+    ValueError naming the argument), checked before any work that needs it."""
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"pca_components must be an integer >= 1, 'auto' or None; got {value!r}")
+    return check_int("pca_components", value, low=1)
+
+
 def coarse_dims(n_components, d: int) -> int | None:
     """``n_components`` checked, ``"auto"`` resolved for ``d`` features: 64 for rows
     wider than :data:`WIDE_D`, else 96. At 3,072 CIFAR-10 pixels 64 keep 87% of the
@@ -227,15 +237,10 @@ def coarse_dims(n_components, d: int) -> int | None:
     and 7 us a single query; at 334 HOG + colour features 96 lift recall@10 at
     n_probe 96 from 0.9485 to 0.953 at the same speed (the cells of flatter spectra
     need more directions). ``None``: the raw features."""
-    if n_components is None:
-        return None
-    if isinstance(n_components, str) and n_components != "auto":
-        raise ValueError(
-            f"pca_components must be an integer >= 1, 'auto' or None; got {n_components!r}"
-        )
+    n_components = checked_pca_components(n_components)
     if n_components == "auto":
         return 64 if d > WIDE_D else 96
-    return check_int("pca_components", n_components, low=1)
+    return n_components
 
 
 def _no_medians(d: int) -> np.ndarray:

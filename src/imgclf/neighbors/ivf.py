@@ -42,7 +42,7 @@ import numpy as np
 
 from imgclf._kmeans import kmeans
 from imgclf._validation import check_choice, check_int
-from imgclf.neighbors.coarse import CoarseQuantizer
+from imgclf.neighbors.coarse import CoarseQuantizer, checked_pca_components
 from imgclf.neighbors.kernels import l2, row_dtype, topk
 from imgclf.neighbors.kernels.candidates import best_candidates
 from imgclf.neighbors.kernels.ranges import scan_ranges_f32, scan_ranges_u8
@@ -188,6 +188,7 @@ class IVFIndex(ProbedCells, BatchCopy):
         working_memory: int | None = None,
         n_jobs: int | None = None,
     ):
+        pca_components = checked_pca_components(pca_components)  # before the work
         self._setup(database, metric, working_memory, n_jobs)
         self._codes = ScalarCodes.fit(self.database) if self._quantizes(quantize) else None
         n = len(self.database)
@@ -332,10 +333,8 @@ class IVFIndex(ProbedCells, BatchCopy):
         batches and the summaries for single queries, once each has been made."""
         own = [*(self._blocks or ()), *self.to_arrays().values()]
         own += [] if self._batch_ids is self.ids else [self._batch_ids]
-        # a zero-stride stand-in (a lean kernel's dropped rows) holds no memory
-        arrays = sum(a.nbytes for a in own if isinstance(a, np.ndarray) and 0 not in a.strides)
         codes = 0 if self._scan is None else self._scan.nbytes
-        return arrays + codes + (0 if self._pruner is None else self._pruner.nbytes)
+        return _held_bytes(own) + codes + (0 if self._pruner is None else self._pruner.nbytes)
 
     def make_batch_copy(self) -> IVFIndex:
         """Make the copy batches scan (of the codes, when quantized) now; returns the index."""
@@ -503,8 +502,7 @@ class _CodeLists(IVFIndex):
     def nbytes(self) -> int:
         """The codes, their batch copy and the lists' layout (the coarse step is the owner's)."""
         own = [self.database, self.ids, self.offsets, *(self._blocks or ())]
-        own += [] if self._batch_ids is self.ids else [self._batch_ids]
-        return sum(a.nbytes for a in own if isinstance(a, np.ndarray) and 0 not in a.strides)
+        return _held_bytes(own + ([] if self._batch_ids is self.ids else [self._batch_ids]))
 
     def _lay_out_batch(self) -> None:
         panel = l2.panel_rows() if self.metric == "l2" else 1
@@ -523,6 +521,12 @@ class _CodeLists(IVFIndex):
         held = self._batch_ids >= 0
         rows[held] = self.database[self._batch_ids[held]]
         return rows
+
+
+def _held_bytes(values) -> int:
+    """Bytes of the arrays among ``values`` (a prepared kernel's fields may be numbers);
+    a zero-stride stand-in (a lean kernel's dropped rows) holds none."""
+    return sum(a.nbytes for a in values if isinstance(a, np.ndarray) and 0 not in a.strides)
 
 
 def _narrowest(values: np.ndarray, limit: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 
 from imgclf._kmeans import kmeans
 from imgclf._validation import check_choice, check_int
-from imgclf.neighbors.coarse import CoarseQuantizer
+from imgclf.neighbors.coarse import CoarseQuantizer, checked_pca_components
 from imgclf.neighbors.ivf import (
     TRAIN_PER_LIST,
     IVFIndex,
@@ -108,7 +108,7 @@ class StreamedIndex(ProbedCells):
         self._limits = {"working_memory": working_memory, "n_jobs": n_jobs}
         self.coarse = None
         if self.algorithm == "ivf":
-            self._fit_cells(n_lists, seed, pca_components, layout)
+            self._fit_cells(n_lists, seed, checked_pca_components(pca_components), layout)
             self.n_probe = default_n_probe(self.n_lists) if n_probe is None else n_probe
 
     def __len__(self) -> int:

@@ -20,12 +20,7 @@ import numpy as np
 
 from imgclf._threads import on_shares
 
-__all__ = [
-    "best_candidates",
-    "candidate_distances",
-    "reference_best_candidates",
-    "reference_candidate_distances",
-]
+__all__ = ["best_candidates", "reference_best_candidates", "reference_candidate_distances"]
 
 THREAD_MIN_QUERIES = 512  # fewer queries a thread: one thread measures them all
 
@@ -39,53 +34,33 @@ def _distance(query, row, squared):
     return np.sqrt(total) if squared else total
 
 
-@numba.njit(nogil=True, cache=True)
-def _fill(database, queries, candidates, squared, out):
-    for i in range(candidates.shape[0]):
-        for j in range(candidates.shape[1]):
-            row = candidates[i, j]
-            out[i, j] = np.inf if row < 0 else _distance(queries[i], database[row], squared)
-
-
-def candidate_distances(database, queries, candidates, metric: str, n_jobs: int = 1) -> np.ndarray:
-    """``dist[i, j]``: the true distance from ``queries[i]`` to row ``candidates[i, j]``.
+def best_candidates(database, queries, candidates, k: int, metric: str, n_jobs: int = 1):
+    """The ``k`` best of each query's candidates by true distance.
 
     Parameters
     ----------
     database : ndarray (n, d), uint8 or float32
     queries : ndarray (m, d), the database's dtype
     candidates : ndarray of int64 (m, c), rows in ``[0, n)`` or -1 (an empty slot)
+    k : int
     metric : {"l1", "l2"}
     n_jobs : int, default=1
         Threads sharing the queries (each a share of at least :data:`THREAD_MIN_QUERIES`).
 
     Returns
     -------
-    ndarray of float64 (m, c): Euclidean (L2, not squared) or L1 distances; ``inf``
-    where the slot is empty.
+    distances : ndarray of float64 (m, k'), ascending: Euclidean (L2, not squared) or
+        L1; ``inf`` in empty slots. ``k' = min(k, c)``.
+    indices : ndarray of int64 (m, k'): equal distances by the lower row, empty slots
+        (-1) last.
 
-    >>> db = np.array([[0, 0], [3, 4]], np.float32)
-    >>> candidate_distances(db, db[:1], np.array([[1, -1]]), "l2").tolist()
-    [[5.0, inf]]
-    """
-    out = np.empty(candidates.shape, np.float64)
-    candidates = np.ascontiguousarray(candidates, np.int64)
+    One compiled pass (measure, keep): for a single query, ~3 us where NumPy's
+    lexsort and gathers took ~30.
 
-    def fill(lo: int, hi: int) -> None:
-        _fill(database, queries[lo:hi], candidates[lo:hi], metric == "l2", out[lo:hi])
-
-    on_shares(fill, len(queries), n_jobs, THREAD_MIN_QUERIES)
-    return out
-
-
-def best_candidates(database, queries, candidates, k: int, metric: str, n_jobs: int = 1):
-    """The ``k`` best of each query's candidates by true distance.
-
-    Returns ``distances`` float64 ``(m, k')`` ascending, as :func:`candidate_distances`
-    (on ``n_jobs`` threads), and ``indices`` int64 ``(m, k')``: equal distances by the
-    lower row, empty slots (``inf``, -1) last; ``k' = min(k, c)`` for ``c`` candidates
-    a query. One compiled pass (measure, keep): for a single query, ~3 us where
-    NumPy's lexsort and gathers took ~30.
+    >>> db = np.array([[0, 0], [3, 4], [0, 1]], np.float32)
+    >>> dist, rows = best_candidates(db, db[:1], np.array([[1, -1, 2]]), 3, "l2")
+    >>> dist.tolist(), rows.tolist()
+    ([[1.0, 5.0, inf]], [[2, 1, -1]])
     """
     candidates = np.ascontiguousarray(candidates, np.int64)
     width = min(k, candidates.shape[1])
