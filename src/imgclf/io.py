@@ -616,6 +616,8 @@ _ARRAYS = {
             "_index_ef_search": ("iu", 1),
             "_index_code_low": _VECTOR,  # float features scanned as uint8 codes
             "_index_code_step": ("f", 0),
+            "_index_code_mean": _VECTOR,  # ... of their principal components (L2)
+            "_index_code_components": _MATRIX,
         },
     ),
     "LinearClassifier": (

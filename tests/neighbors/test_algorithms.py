@@ -148,16 +148,22 @@ def test_damaged_l1_medians_name_the_array_and_the_file(digits, tmp_path, damage
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("array", ["code_low", "code_step"])
+@pytest.mark.parametrize("array", ["code_low", "code_step", "code_mean", "code_components"])
 def test_float_features_keep_their_codes_in_the_file_and_damage_is_named(digits, tmp_path, array):
     from tests.test_io import forge
 
     train, test = digits
-    X = train.X.astype(np.float32) / 255 + 0.001  # float features: scanned as codes
+    # float features of rank <= 64 in 200 numbers: scanned as codes of principal components
+    spread = np.random.default_rng(0).standard_normal((64, 200)).astype(np.float32)
+    X, queries = ((d.X.astype(np.float32) / 255) @ spread for d in (train, test))
     model = KNNClassifier(algorithm="ivf", n_lists=12).fit(X, train.labels)
-    path = save(model, tmp_path / "model.imgclf")
-    queries = test.X[:50].astype(np.float32) / 255
-    np.testing.assert_array_equal(io.load(path).model.predict(queries), model.predict(queries))
+    dims = model._index._codes.n_dims
+    assert dims in (32, 64) and model._index._codes.components.shape == (dims, 200)
+    path = io.save(model, tmp_path / "model.imgclf", model_type="knn", image_shape=(10, 20, 1))
+    loaded = io.load(path).model
+    np.testing.assert_array_equal(loaded.predict(queries[:50]), model.predict(queries[:50]))
+    # not rebuilt: the same projection
+    np.testing.assert_array_equal(loaded._index._codes.components, model._index._codes.components)
 
     def edit(arrays):
         arrays[f"model/_index_{array}"] = np.full((2, 2), np.inf, np.float32)

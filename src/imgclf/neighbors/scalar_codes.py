@@ -48,6 +48,11 @@ class ScalarCodes:
         widest = float((database.max(axis=0) - low).max(initial=0))
         return cls(low, np.float32(widest / LEVELS if widest > 0 else 1.0))
 
+    @property
+    def n_dims(self) -> int:
+        """Numbers in a code (before padding): the features'."""
+        return len(self.low)
+
     def encode(
         self, rows: np.ndarray, order: np.ndarray | None = None, width: int | None = None
     ) -> np.ndarray:
